@@ -1,0 +1,3 @@
+from swinfuse_cli.cli import main
+
+main()
