@@ -1,0 +1,133 @@
+"""Swin blocks and the residual groups SwinFusion builds from them.
+
+- SwinBlock: (shifted) window attention + MLP, pre-norm, on channel-last maps (B, H, W, C).
+  Given a `context` map it attends across modalities (queries here, keys/values there).
+- RSTB: residual Swin transformer block (SwinIR / SwinFusion): blocks, a conv, a residual.
+- CRSTB: cross-domain residual group: both directions (infrared <- visible and visible <- infrared)
+  in every block, each stream with its own weights, conv and residual.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+from timm.layers import DropPath, Mlp
+
+from swinfuse_cli.model.attention import WindowAttention
+from swinfuse_cli.model.window import shift_mask, window_partition, window_reverse
+
+
+class SwinBlock(nn.Module):
+    def __init__(self, dim: int, num_heads: int, window_size: int, shift_size: int, mlp_ratio: float,
+                 qkv_bias: bool, qk_scale: float | None, drop: float, attn_drop: float, drop_path: float,
+                 cross: bool = False):
+        super().__init__()
+        self.window_size, self.shift_size = window_size, shift_size
+        self.norm1 = nn.LayerNorm(dim)
+        # The other modality's map gets its own norm: its statistics differ from this stream's.
+        self.norm_context = nn.LayerNorm(dim) if cross else None
+        self.attn = WindowAttention(dim, window_size, num_heads, qkv_bias, qk_scale, attn_drop, drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU, drop=drop)
+
+    def _windows(self, x: torch.Tensor) -> torch.Tensor:
+        if self.shift_size:
+            x = torch.roll(x, shifts=(-self.shift_size, -self.shift_size), dims=(1, 2))  # (B, Hp, Wp, C)
+        return window_partition(x, self.window_size)  # (B, nW, L, C)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        """x, context: (B, Hp, Wp, C) with Hp, Wp multiples of the window -> (B, Hp, Wp, C)."""
+        B, Hp, Wp, C = x.shape
+        ws, s = self.window_size, self.shift_size
+        mask = shift_mask(Hp, Wp, ws, s, x.device) if s else None  # (nW, L, L), cached per shape
+        ctx = self._windows(self.norm_context(context)) if context is not None else None
+        attn = self.attn(self._windows(self.norm1(x)), context=ctx, mask=mask)  # (B, nW, L, C)
+        attn = window_reverse(attn, ws, Hp, Wp)  # (B, Hp, Wp, C)
+        if s:
+            attn = torch.roll(attn, shifts=(s, s), dims=(1, 2))
+        x = x + self.drop_path(attn)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+def _conv_block(dim: int, resi_connection: str) -> nn.Module:
+    if resi_connection == "1conv":
+        return nn.Conv2d(dim, dim, 3, 1, 1)
+    # '3conv' saves parameters (SwinIR): squeeze to dim/4, a 1x1, expand back.
+    return nn.Sequential(nn.Conv2d(dim, dim // 4, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True),
+                         nn.Conv2d(dim // 4, dim // 4, 1, 1, 0), nn.LeakyReLU(0.2, inplace=True),
+                         nn.Conv2d(dim // 4, dim, 3, 1, 1))
+
+
+def _conv_channels_last(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply a conv to a (B, H, W, C) map -> (B, H, W, C)."""
+    return conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
+def _run(block: nn.Module, use_checkpoint: bool, *args):
+    # Gradient checkpointing only pays off when there is a backward pass; under inference it is skipped.
+    if use_checkpoint and torch.is_grad_enabled() and block.training:
+        return checkpoint(block, *args, use_reentrant=False)
+    return block(*args)
+
+
+def _blocks(dim, depth, num_heads, window_size, mlp_ratio, qkv_bias, qk_scale, drop, attn_drop,
+            drop_path, cross=False) -> nn.ModuleList:
+    return nn.ModuleList(
+        SwinBlock(dim, num_heads, window_size, 0 if i % 2 == 0 else window_size // 2, mlp_ratio, qkv_bias,
+                  qk_scale, drop, attn_drop, drop_path[i] if isinstance(drop_path, list) else drop_path, cross)
+        for i in range(depth))
+
+
+class RSTB(nn.Module):
+    def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, mlp_ratio: float,
+                 qkv_bias: bool, qk_scale: float | None, drop: float, attn_drop: float,
+                 drop_path: list[float], resi_connection: str, use_checkpoint: bool):
+        super().__init__()
+        self.use_checkpoint = use_checkpoint
+        self.blocks = _blocks(dim, depth, num_heads, window_size, mlp_ratio, qkv_bias, qk_scale, drop,
+                              attn_drop, drop_path)
+        self.conv = _conv_block(dim, resi_connection)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, Hp, Wp, C) -> (B, Hp, Wp, C)."""
+        y = x
+        for blk in self.blocks:
+            y = _run(blk, self.use_checkpoint, y)
+        return x + _conv_channels_last(self.conv, y)
+
+
+class CrossPair(nn.Module):
+    """One cross-domain step in both directions; each direction reads the other's input, not its update."""
+
+    def __init__(self, **kw):
+        super().__init__()
+        self.ir_from_vis = SwinBlock(cross=True, **kw)
+        self.vis_from_ir = SwinBlock(cross=True, **kw)
+
+    def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.ir_from_vis(ir, context=vis), self.vis_from_ir(vis, context=ir)
+
+
+class CRSTB(nn.Module):
+    def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, mlp_ratio: float,
+                 qkv_bias: bool, qk_scale: float | None, drop: float, attn_drop: float,
+                 drop_path: list[float], resi_connection: str, use_checkpoint: bool):
+        super().__init__()
+        self.use_checkpoint = use_checkpoint
+        self.blocks = nn.ModuleList(
+            CrossPair(dim=dim, num_heads=num_heads, window_size=window_size,
+                      shift_size=0 if i % 2 == 0 else window_size // 2, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
+                      qk_scale=qk_scale, drop=drop, attn_drop=attn_drop, drop_path=drop_path[i])
+            for i in range(depth))
+        self.conv_ir = _conv_block(dim, resi_connection)
+        self.conv_vis = _conv_block(dim, resi_connection)
+
+    def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """2 x (B, Hp, Wp, C) -> 2 x (B, Hp, Wp, C)."""
+        a, b = ir, vis
+        for blk in self.blocks:
+            a, b = _run(blk, self.use_checkpoint, a, b)
+        return ir + _conv_channels_last(self.conv_ir, a), vis + _conv_channels_last(self.conv_vis, b)

@@ -1,0 +1,118 @@
+"""The swinfuse checkpoint: one safetensors file, its header carrying the config and provenance as JSON.
+
+Loading reads the metadata, rebuilds the config, builds the model and checks every key and shape before
+`load_state_dict(strict=True)`; nothing is ever unpickled (nanoGPT's `model_args` idea without pickle).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from swinfuse_cli.errors import CheckpointError, ConfigError, SwinfuseError
+from swinfuse_cli.model.config import FusionConfig, TextEncoderSpec
+
+FORMAT = "swinfuse"
+FORMAT_VERSION = "1"
+
+
+def _persisted_state(model) -> dict[str, torch.Tensor]:
+    state = model.state_dict()
+    if model.config.text.kind == "clip":
+        # A frozen pretrained CLIP is rebuilt from its spec, not copied into every checkpoint.
+        state = {k: v for k, v in state.items() if not k.startswith("text_encoder.")}
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+
+def save_checkpoint(model, path: str | os.PathLike, provenance: dict | None = None) -> Path:
+    """Write model weights + config + provenance atomically (temporary file, then rename)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config.to_json(),
+                "provenance": json.dumps(provenance or {}, sort_keys=True, default=str)}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(_persisted_state(model), tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The header of a swinfuse checkpoint: config (FusionConfig), provenance (dict), format version."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"weights file not found: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"weights path is a directory, not a file: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception:  # safetensors raises its own error types for a bad header
+        raise CheckpointError(f"{path} is not a safetensors file (a swinfuse checkpoint is one)") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a swinfuse checkpoint (no swinfuse metadata in its header)")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format version {meta.get('format_version')!r}; "
+                              f"this swinfuse reads version {FORMAT_VERSION}")
+    try:
+        config = FusionConfig.from_json(meta["config"])
+        provenance = json.loads(meta.get("provenance", "{}"))
+    except (KeyError, ConfigError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} has an unreadable config: {exc}") from None
+    return {"config": config, "provenance": provenance, "format_version": meta["format_version"]}
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
+                    expect_text: TextEncoderSpec | None = None):
+    """-> (model in eval mode on `device`, meta dict with config, provenance, sha256, path)."""
+    from safetensors.torch import load_file
+
+    from swinfuse_cli.model.network import SwinFuse
+
+    path = Path(path)
+    meta = read_metadata(path)
+    config: FusionConfig = meta["config"]
+    if expect_text is not None and expect_text != config.text:
+        raise CheckpointError(f"{path} was trained with text encoder {config.text.to_json()}, "
+                              f"not {expect_text.to_json()}; a checkpoint only works with its own text encoder")
+    try:
+        model = SwinFuse(config)
+    except SwinfuseError as exc:
+        raise CheckpointError(f"{path}: cannot build its model: {exc}") from None
+    state = load_file(str(path))
+    expected = _persisted_state(model)
+    for key, tensor in expected.items():
+        if key not in state:
+            raise CheckpointError(f"{path} lacks weight {key!r} (model expects shape {tuple(tensor.shape)})")
+        if state[key].shape != tensor.shape:
+            raise CheckpointError(f"{path}: weight {key!r} has shape {tuple(state[key].shape)}, "
+                                  f"model expects {tuple(tensor.shape)}")
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise CheckpointError(f"{path} has weight {extra[0]!r} that its config's model does not have "
+                              f"({len(extra)} unexpected in all)")
+    model.load_state_dict(state, strict=config.text.kind != "clip")
+    model.to(device).eval()
+    meta.update(sha256=file_sha256(path), path=str(path))
+    return model, meta

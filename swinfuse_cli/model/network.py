@@ -1,0 +1,208 @@
+"""SwinFuse: SwinFusion's encoders and cross-domain fusion, decoded under a text prompt (Text-IF).
+
+    infrared -> shallow convs -> Ex stages (RSTB) ----\
+                                                       CRSTB fusion stages -> concat -> conv = fused feature
+    visible  -> shallow convs -> Ex stages (RSTB) ----/
+    prompt -> text encoder -> (B, D) -> FiLM before every Re stage
+    fused feature -> [FiLM -> RSTB] x Re stages -> conv (+ fused) -> reconstruction head -> image
+
+Inputs are reflect-padded to a multiple of the window, outputs cropped to (H * upscale, W * upscale).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from timm.layers import trunc_normal_
+
+from swinfuse_cli.errors import ShapeError
+from swinfuse_cli.model.blocks import CRSTB, RSTB
+from swinfuse_cli.model.config import FusionConfig
+from swinfuse_cli.model.film import FiLM
+from swinfuse_cli.model.heads import build_head
+from swinfuse_cli.model.text import build_text_encoder
+
+
+def _drop_path_rates(rate: float, depths: tuple[int, ...]) -> list[list[float]]:
+    """Stochastic depth growing linearly over a group of stages, split per stage (SwinIR's schedule)."""
+    rates = torch.linspace(0, rate, sum(depths)).tolist()
+    out, start = [], 0
+    for d in depths:
+        out.append(rates[start:start + d])
+        start += d
+    return out
+
+
+def _stage_kwargs(cfg: FusionConfig) -> dict:
+    return dict(window_size=cfg.window_size, mlp_ratio=cfg.mlp_ratio, qkv_bias=cfg.qkv_bias, qk_scale=cfg.qk_scale,
+                drop=cfg.drop_rate, attn_drop=cfg.attn_drop_rate, resi_connection=cfg.resi_connection,
+                use_checkpoint=cfg.use_checkpoint)
+
+
+class Encoder(nn.Module):
+    """One modality: shallow convs, optional absolute position embedding, Ex stages, norm."""
+
+    def __init__(self, cfg: FusionConfig):
+        super().__init__()
+        C = cfg.embed_dim
+        self.conv_first = nn.Sequential(nn.Conv2d(cfg.in_chans, max(C // 2, 1), 3, 1, 1),
+                                        nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(max(C // 2, 1), C, 3, 1, 1))
+        self.patch_norm = nn.LayerNorm(C) if cfg.patch_norm else nn.Identity()
+        self.absolute_pos_embed = nn.Parameter(torch.zeros(1, C, cfg.img_size, cfg.img_size)) if cfg.ape else None
+        if self.absolute_pos_embed is not None:
+            trunc_normal_(self.absolute_pos_embed, std=0.02)
+        self.pos_drop = nn.Dropout(cfg.drop_rate)
+        rates = _drop_path_rates(cfg.drop_path_rate, cfg.ex_depths)
+        self.layers = nn.ModuleList(RSTB(C, d, h, drop_path=r, **_stage_kwargs(cfg))
+                                    for d, h, r in zip(cfg.ex_depths, cfg.ex_num_heads, rates))
+        self.norm = nn.LayerNorm(C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, in_chans, Hp, Wp) -> (B, Hp, Wp, C)."""
+        x = self.conv_first(x)  # (B, C, Hp, Wp)
+        if self.absolute_pos_embed is not None:
+            # Trained at img_size; other sizes get the embedding resized (inputs may be any size).
+            x = x + F.interpolate(self.absolute_pos_embed, size=x.shape[-2:], mode="bicubic", align_corners=False)
+        x = self.pos_drop(self.patch_norm(x.permute(0, 2, 3, 1)))  # (B, Hp, Wp, C)
+        for layer in self.layers:
+            x = layer(x)
+        return self.norm(x)
+
+
+class CrossFusion(nn.Module):
+    """Fusion stages (CRSTB, both directions), then concat and a conv: the fused feature."""
+
+    def __init__(self, cfg: FusionConfig):
+        super().__init__()
+        C = cfg.embed_dim
+        rates = _drop_path_rates(cfg.drop_path_rate, cfg.fusion_depths)
+        self.layers = nn.ModuleList(CRSTB(C, d, h, drop_path=r, **_stage_kwargs(cfg))
+                                    for d, h, r in zip(cfg.fusion_depths, cfg.fusion_num_heads, rates))
+        self.norm_ir = nn.LayerNorm(C)
+        self.norm_vis = nn.LayerNorm(C)
+        self.reduce = nn.Conv2d(2 * C, C, 3, 1, 1)
+
+    def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+        """2 x (B, Hp, Wp, C) -> (B, C, Hp, Wp)."""
+        for layer in self.layers:
+            ir, vis = layer(ir, vis)
+        both = torch.cat([self.norm_ir(ir), self.norm_vis(vis)], dim=-1)  # (B, Hp, Wp, 2C)
+        return self.reduce(both.permute(0, 3, 1, 2))  # (B, C, Hp, Wp)
+
+
+class Decoder(nn.Module):
+    """Re stages (each after its FiLM), norm, conv with a residual to the fused feature, head."""
+
+    def __init__(self, cfg: FusionConfig):
+        super().__init__()
+        C = cfg.embed_dim
+        rates = _drop_path_rates(cfg.drop_path_rate, cfg.re_depths)
+        self.layers = nn.ModuleList(RSTB(C, d, h, drop_path=r, **_stage_kwargs(cfg))
+                                    for d, h, r in zip(cfg.re_depths, cfg.re_num_heads, rates))
+        self.norm = nn.LayerNorm(C)
+        self.conv_after_body = nn.Conv2d(C, C, 3, 1, 1)
+        self.head = build_head(cfg.upsampler, C, cfg.in_chans, cfg.upscale)
+
+    def forward(self, fused: torch.Tensor, films: nn.ModuleList, text: torch.Tensor) -> torch.Tensor:
+        """fused: (B, C, Hp, Wp); text: (B, D) -> (B, in_chans, Hp * upscale, Wp * upscale)."""
+        x = fused.permute(0, 2, 3, 1)  # (B, Hp, Wp, C)
+        for film, layer in zip(films, self.layers):
+            x = layer(film(x, text))
+        x = self.norm(x).permute(0, 3, 1, 2)  # (B, C, Hp, Wp)
+        return self.head(self.conv_after_body(x) + fused)
+
+
+class SwinFuse(nn.Module):
+    def __init__(self, config: FusionConfig):
+        super().__init__()
+        self.config = config
+        self.encoder_ir = Encoder(config)
+        self.encoder_vis = Encoder(config)
+        self.fusion = CrossFusion(config)
+        self.text_encoder = build_text_encoder(config.text, config.text_dim)
+        self.film = nn.ModuleList(FiLM(config.text_dim, config.embed_dim) for _ in config.re_depths)
+        self.decoder = Decoder(config)
+        self._prompt_cache: dict[str, torch.Tensor] = {}
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Linear) and not name.startswith(("text_encoder", "film")):
+                trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    # -- prompts ---------------------------------------------------------------------------------------
+    def encode_prompts(self, prompts: list[str], cache: bool | None = None) -> torch.Tensor:
+        """N prompts -> (N, D). Cached per distinct prompt unless training (gradients must reach the encoder)."""
+        cache = (not self.training) if cache is None else cache
+        if not cache:
+            return self.text_encoder(list(prompts))
+        missing = sorted({p for p in prompts if p not in self._prompt_cache})
+        if missing:
+            with torch.no_grad():
+                for p, vec in zip(missing, self.text_encoder(missing)):
+                    self._prompt_cache[p] = vec.detach()
+        return torch.stack([self._prompt_cache[p] for p in prompts])  # (N, D)
+
+    def train(self, mode: bool = True):
+        self._prompt_cache.clear()  # the encoder may change while training
+        return super().train(mode)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        self._prompt_cache.clear()
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def _text(self, text, B: int) -> torch.Tensor:
+        """Accept a prompt string, a list of B strings, or a (B, D) / (1, D) tensor; return (B, D)."""
+        D = self.config.text_dim
+        if isinstance(text, str):
+            text = [text]
+        if isinstance(text, (list, tuple)):
+            if len(text) not in (1, B):
+                raise ShapeError(f"got {len(text)} prompts for a batch of {B} images; give 1 or {B}")
+            text = self.encode_prompts(list(text))
+        if not isinstance(text, torch.Tensor):
+            raise ShapeError(f"prompt must be a string, a list of strings or a (B, {D}) tensor, got {type(text).__name__}")
+        if text.dim() == 1 and text.shape[0] == D:
+            text = text.unsqueeze(0)  # (D,) -> (1, D)
+        if text.dim() != 2 or text.shape[1] != D or text.shape[0] not in (1, B):
+            hint = " (per-token features; pass the pooled embedding, e.g. model.encode_prompts)" if text.dim() == 3 else ""
+            raise ShapeError(f"prompt embedding must have shape ({B}, {D}) or (1, {D}), "
+                             f"got {tuple(text.shape)}{hint}")
+        return text.expand(B, D)  # (B, D); a view when broadcasting one prompt
+
+    # -- forward ---------------------------------------------------------------------------------------
+    def forward(self, ir: torch.Tensor, vis: torch.Tensor, text) -> torch.Tensor:
+        """ir, vis: (B, in_chans, H, W) in [0, 1]; text: prompt(s) or (B|1, D) -> (B, in_chans, H*up, W*up)."""
+        cfg = self.config
+        if ir.dim() != 4 or ir.shape != vis.shape or ir.shape[1] != cfg.in_chans:
+            raise ShapeError(f"infrared and visible must both be (B, {cfg.in_chans}, H, W); "
+                             f"got {tuple(ir.shape)} and {tuple(vis.shape)}")
+        B, _, H, W = ir.shape
+        text = self._text(text, B).to(dtype=ir.dtype, device=ir.device)
+        ws = cfg.window_size
+        pad_h, pad_w = (-H) % ws, (-W) % ws
+        x = torch.cat([ir, vis], dim=0) * cfg.img_range  # (2B, in, H, W): one pad for both
+        if pad_h or pad_w:
+            # reflect needs the pad smaller than the side; tiny images fall back to replicate
+            mode = "reflect" if pad_h < H and pad_w < W else "replicate"
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)  # (2B, in, Hp, Wp)
+        ir_x, vis_x = x.chunk(2, dim=0)
+        fused = self.fusion(self.encoder_ir(ir_x), self.encoder_vis(vis_x))  # (B, C, Hp, Wp)
+        out = self.decoder(fused, self.film, text)  # (B, in, Hp*up, Wp*up)
+        up = cfg.upscale
+        return out[..., :H * up, :W * up] / cfg.img_range  # (B, in, H*up, W*up)
+
+
+def build_model(config: FusionConfig) -> SwinFuse:
+    return SwinFuse(config)
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    """Parameters per part, as `profile` reports them."""
+    parts = {"infrared encoder": model.encoder_ir, "visible encoder": model.encoder_vis, "fusion": model.fusion,
+             "text encoder": model.text_encoder, "FiLM": model.film, "decoder/head": model.decoder}
+    counts = {name: sum(p.numel() for p in m.parameters()) for name, m in parts.items()}
+    counts["total"] = sum(p.numel() for p in model.parameters())
+    return counts

@@ -1,0 +1,130 @@
+"""Text encoders: a prompt becomes one vector per image, (B, D), as Text-IF feeds its FiLM layers.
+
+- CompactTextEncoder: open_clip's own text tower (causal transformer, EOT pooling) at a small width with
+  open_clip's BPE tokenizer, which ships inside the package, so it works offline. Trained with the fusion
+  network; its weights live in the swinfuse checkpoint.
+- ClipTextEncoder: a frozen pretrained open_clip model, by name + tag or a local weights file. Nothing is
+  downloaded unless a tag is asked for and is not in the cache; with no network that fails at once.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+
+import torch
+from torch import nn
+
+from swinfuse_cli.errors import TextEncoderError
+from swinfuse_cli.model.config import TextEncoderSpec
+
+VOCAB_SIZE = 49408  # open_clip's BPE vocabulary
+
+
+class CompactTextEncoder(nn.Module):
+    def __init__(self, spec: TextEncoderSpec, text_dim: int):
+        super().__init__()
+        from open_clip.tokenizer import SimpleTokenizer
+        from open_clip.transformer import TextTransformer
+
+        self.context_length = spec.context_length
+        self.tokenizer = SimpleTokenizer(context_length=spec.context_length)
+        self.transformer = TextTransformer(context_length=spec.context_length, vocab_size=VOCAB_SIZE,
+                                           width=spec.width, heads=spec.heads, layers=spec.layers,
+                                           output_dim=text_dim)
+
+    def tokenize(self, prompts: list[str]) -> torch.Tensor:
+        for p in prompts:
+            n = len(self.tokenizer.encode(p)) + 2  # + start and end tokens
+            if n > self.context_length:
+                warnings.warn(f"prompt has {n} tokens, more than the text encoder's {self.context_length}: "
+                              f"truncated: {p[:60]!r}", stacklevel=3)
+        return self.tokenizer(prompts)  # (N, context_length)
+
+    def forward(self, prompts: list[str]) -> torch.Tensor:
+        """list of N prompts -> (N, D)."""
+        tokens = self.tokenize(prompts).to(self.transformer.positional_embedding.device)
+        return self.transformer(tokens)  # (N, D)
+
+
+class ClipTextEncoder(nn.Module):
+    def __init__(self, spec: TextEncoderSpec, text_dim: int):
+        super().__init__()
+        import open_clip
+
+        if spec.model_name not in open_clip.list_models():
+            raise TextEncoderError(f"unknown open_clip model {spec.model_name!r}; see open_clip.list_models() "
+                                   f"(e.g. 'ViT-B-32', 'ViT-B-16', 'RN50')")
+        embed_dim = open_clip.get_model_config(spec.model_name)["embed_dim"]
+        if embed_dim != text_dim:
+            raise TextEncoderError(f"{spec.model_name} gives {embed_dim}-d text vectors but the config's "
+                                   f"text_dim is {text_dim}")
+        _check_available(spec.model_name, spec.pretrained)
+        try:
+            model = open_clip.create_model(spec.model_name, pretrained=spec.pretrained or None,
+                                           load_weights=bool(spec.pretrained))
+        except Exception as exc:  # open_clip raises RuntimeError/ValueError/OSError for a bad file
+            raise TextEncoderError(f"cannot load CLIP {spec.model_name} from {spec.pretrained!r}: "
+                                   f"{str(exc).splitlines()[0]}") from None
+        model.visual = nn.Identity()  # only the text tower is used; drop the image tower's memory
+        model.requires_grad_(False).eval()
+        self.model = model
+        self.tokenizer = open_clip.get_tokenizer(spec.model_name)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.model.eval()  # frozen: never leave eval mode
+        return self
+
+    def forward(self, prompts: list[str]) -> torch.Tensor:
+        """list of N prompts -> (N, D), pooled and projected (not the (N, 77, D) token features)."""
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            return self.model.encode_text(self.tokenizer(prompts).to(device)).float()
+
+
+def _check_available(model_name: str, pretrained: str) -> None:
+    """Fail at once, with what to do, when a tag is neither cached nor downloadable."""
+    import open_clip
+
+    if not pretrained or os.path.isfile(pretrained):
+        return
+    if os.path.sep in pretrained or pretrained.endswith((".pt", ".bin", ".safetensors")):
+        raise TextEncoderError(f"CLIP weights file not found: {pretrained}")
+    tags = open_clip.list_pretrained_tags_by_model(model_name)
+    if pretrained not in tags:
+        raise TextEncoderError(f"unknown pretrained tag {pretrained!r} for {model_name}; valid tags: {', '.join(tags)}")
+    cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
+    if _cached(cfg):
+        return
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
+    if offline or not _reachable("huggingface.co"):
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        raise TextEncoderError(
+            f"CLIP weights {model_name}/{pretrained} are not cached and cannot be downloaded "
+            f"({'HF_HUB_OFFLINE is set' if offline else 'no network'}); pass a local weights file as the "
+            f"pretrained value, or download once with network into the cache ({HF_HUB_CACHE})")
+
+
+def _cached(cfg: dict) -> bool:
+    repo = (cfg.get("hf_hub") or "").strip("/")
+    if not repo:
+        return False
+    from huggingface_hub import try_to_load_from_cache
+
+    return any(isinstance(try_to_load_from_cache(repo, name), str)
+               for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"))
+
+
+def _reachable(host: str, timeout: float = 2.0) -> bool:
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def build_text_encoder(spec: TextEncoderSpec, text_dim: int) -> nn.Module:
+    return CompactTextEncoder(spec, text_dim) if spec.kind == "compact" else ClipTextEncoder(spec, text_dim)
