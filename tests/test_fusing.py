@@ -1,0 +1,290 @@
+"""fuse_pair and fuse_batch with a stand-in model, so these tests exercise the data path alone."""
+
+import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from swinfuse_cli.errors import InputError, OutputError
+from swinfuse_cli.fusing import fuse_batch, fuse_pair
+
+ASSETS = Path(__file__).parent / "assets"
+rng = np.random.default_rng(0)
+
+
+class StandIn(torch.nn.Module):
+    """Fuses by the elementwise max of infrared and visible Y ('max') or returns the visible Y ('vis'),
+    so the expected output is known exactly. Records the prompts it was asked to encode."""
+
+    def __init__(self, mode="max", upscale=1, fail_width=None):
+        super().__init__()
+        self.mode, self.fail_width = mode, fail_width
+        self.gain = torch.nn.Parameter(torch.ones(1))
+        self.config = SimpleNamespace(upscale=upscale)
+        self.encoded = []
+
+    def encode_prompts(self, prompts):
+        self.encoded.append(list(prompts))
+        return torch.zeros(len(prompts), 4)
+
+    def forward(self, ir, vis, text):
+        assert ir.shape == vis.shape and ir.shape[1] == 1 and text.shape == (1, 4)
+        if ir.shape[-1] == self.fail_width:
+            raise RuntimeError("stand-in model failure")
+        out = (torch.maximum(ir, vis) if self.mode == "max" else vis) * self.gain
+        upscale = self.config.upscale
+        return F.interpolate(out, scale_factor=upscale, mode="nearest") if upscale > 1 else out
+
+
+META = {"sha256": "ab" * 32, "config": None, "provenance": {"note": "test"}}
+
+
+def image(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), array)
+    return path
+
+
+def pair(tmp_path, vis, ir=None, stem="s"):
+    h, w = vis.shape[:2]
+    ir = rng.integers(0, 256, (h, w), dtype=np.uint8) if ir is None else ir
+    return image(tmp_path / "ir" / f"{stem}.png", ir), image(tmp_path / "vis" / f"{stem}.png", vis)
+
+
+def fuse(ir, vis, tmp_path, model=None, **kwargs):
+    kwargs.setdefault("output", tmp_path / "out.png")
+    return fuse_pair(ir_path=ir, vis_path=vis, prompts=kwargs.pop("prompts", ["p"]), model=model or StandIn(),
+                     meta=META, device="cpu", **kwargs)
+
+
+def read(path):
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+
+
+# --- one pair -------------------------------------------------------------------------------------
+
+def test_colour_in_colour_out_keeps_the_visible_chroma(tmp_path):
+    vis = rng.integers(0, 256, (17, 23, 3), dtype=np.uint8)  # odd sizes keep their size
+    result = fuse(*pair(tmp_path, vis), tmp_path, model=StandIn("vis"))
+    out = read(result.outputs[0].path)
+    assert out.shape == (17, 23, 3) and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - vis).max() <= 1  # fused Y == visible Y, so the visible comes back
+
+
+def test_gray_in_gray_out_is_the_fused_y(tmp_path):
+    ir_raw = rng.integers(0, 256, (16, 21), dtype=np.uint8)
+    vis_raw = rng.integers(0, 256, (16, 21), dtype=np.uint8)
+    result = fuse(*pair(tmp_path, vis_raw, ir_raw), tmp_path)
+    np.testing.assert_array_equal(read(result.outputs[0].path), np.maximum(ir_raw, vis_raw))
+
+
+def test_gray_flag_writes_y_only(tmp_path):
+    result = fuse(*pair(tmp_path, rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)), tmp_path, gray=True)
+    assert read(result.outputs[0].path).shape == (16, 16)
+
+
+def test_16bit_in_16bit_out_unless_asked(tmp_path):
+    vis = rng.integers(0, 65536, (16, 20, 3), dtype=np.uint16)
+    ir, vis_path = pair(tmp_path, vis, rng.integers(0, 65536, (16, 20), dtype=np.uint16))
+    result = fuse(ir, vis_path, tmp_path, model=StandIn("vis"))
+    out = read(result.outputs[0].path)
+    assert out.dtype == np.uint16 and result.outputs[0].bit_depth == 16
+    assert np.abs(out.astype(int) - vis).max() <= 1
+    assert read(fuse(ir, vis_path, tmp_path, bit_depth=8).outputs[0].path).dtype == np.uint8
+    jpeg = fuse(ir, vis_path, tmp_path, output=tmp_path / "out.jpg")
+    assert jpeg.outputs[0].bit_depth == 8 and any("16-bit visible written as 8-bit" in n for n in jpeg.notes)
+
+
+def test_alpha_is_dropped_with_a_note(tmp_path):
+    vis = rng.integers(0, 256, (16, 16, 4), dtype=np.uint8)
+    ir, vis_path = pair(tmp_path, vis)
+    result = fuse(ir, vis_path, tmp_path)
+    assert read(result.outputs[0].path).shape == (16, 16, 3)
+    assert result.notes == [f"alpha channel of {vis_path} dropped"]
+
+
+def test_upscale_gives_a_larger_colour_output(tmp_path):
+    result = fuse(*pair(tmp_path, rng.integers(0, 256, (9, 13, 3), dtype=np.uint8)), tmp_path,
+                  model=StandIn(upscale=2))
+    assert read(result.outputs[0].path).shape == (18, 26, 3) and result.upscale == 2
+
+
+def test_mismatched_sizes_name_both_unless_resize(tmp_path):
+    ir = image(tmp_path / "ir.png", rng.integers(0, 256, (20, 30), dtype=np.uint8))
+    vis = image(tmp_path / "vis.png", rng.integers(0, 256, (16, 24, 3), dtype=np.uint8))
+    with pytest.raises(InputError) as info:
+        fuse(ir, vis, tmp_path)
+    assert str(info.value) == (f"sizes differ: infrared {ir} is 30x20, visible {vis} is 24x16 (width x height); "
+                               "--resize resizes the infrared to the visible")
+    assert not (tmp_path / "out.png").exists()
+    result = fuse(ir, vis, tmp_path, resize=True)
+    assert result.ir_shape == (20, 30) and result.vis_shape == (16, 24, 3)
+    assert read(result.outputs[0].path).shape == (16, 24, 3)
+    assert result.notes == ["infrared resized from 30x20 to 24x16"]
+
+
+def test_bad_output_paths_fail_before_any_work(tmp_path):
+    ir, vis = pair(tmp_path, rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    model = StandIn()
+    with pytest.raises(OutputError) as info:
+        fuse(ir, vis, tmp_path, model=model, output=tmp_path / "ir")
+    assert str(info.value) == f"{tmp_path / 'ir'}: is an existing directory, expected an output file path"
+    with pytest.raises(OutputError, match=r"out\.webp: unsupported output format '\.webp'"):
+        fuse(ir, vis, tmp_path, model=model, output=tmp_path / "out.webp")
+    with pytest.raises(OutputError, match=r"out\.jpg: \.jpg cannot store 16-bit images; use \.png or \.tif$"):
+        fuse(ir, vis, tmp_path, model=model, output=tmp_path / "out.jpg", bit_depth=16)
+    assert model.encoded == [] and sorted(p.name for p in tmp_path.iterdir()) == ["ir", "vis"]
+
+
+def test_default_output_name(tmp_path, monkeypatch):
+    ir, vis = pair(tmp_path, rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), stem="FLIR_1")
+    monkeypatch.chdir(tmp_path)
+    result = fuse(ir, vis, tmp_path, output=None)
+    assert result.outputs[0].path == Path("FLIR_1_fused.png") and (tmp_path / "FLIR_1_fused.png").is_file()
+
+
+def test_several_prompts_give_traceable_outputs_and_a_sheet(tmp_path):
+    ir, vis = pair(tmp_path, rng.integers(0, 256, (16, 24, 3), dtype=np.uint8))
+    model = StandIn()
+    prompts = ["Visible image is in extremely LOW light!", ""]
+    result = fuse(ir, vis, tmp_path, model=model, prompts=prompts, sheet=tmp_path / "sheet.png")
+    assert [o.path.name for o in result.outputs] == ["out_p1-visible-image-is-in-extremely-low-light.png",
+                                                     "out_p2-empty.png"]
+    assert all(o.path.is_file() and o.shape == (16, 24, 3) for o in result.outputs)
+    assert model.encoded == [prompts]  # every prompt encoded in one call
+    sheet = read(tmp_path / "sheet.png")
+    assert sheet.ndim == 3 and sheet.shape[1] == 4 * 24 + 3 * 4 and sheet.shape[0] > 16  # 4 tiles, 3 gaps
+
+
+def test_result_reports_shapes_weights_latency_and_memory(tmp_path):
+    ir, vis = pair(tmp_path, rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    result = fuse(ir, vis, tmp_path, weights="w.safetensors")
+    assert result.ir_shape == (16, 16) and result.vis_shape == (16, 16, 3)
+    assert result.params == 1 and result.weights_short_hash == "ab" * 6 and result.device == "cpu"
+    assert set(result.latency_ms) == {"load", "preprocess", "forward", "write", "total"}
+    assert all(v >= 0 for v in result.latency_ms.values())
+    assert result.peak_rss_mb > 0 and result.peak_gpu_mb is None
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["weights"] == "w.safetensors" and data["outputs"][0]["shape"] == [16, 16, 3]
+
+
+def test_bad_input_file_is_an_input_error(tmp_path):
+    ir, vis = pair(tmp_path, rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    vis.write_bytes(b"")
+    with pytest.raises(InputError, match=r"^visible image .*s\.png: file is empty \(0 bytes\)$"):
+        fuse(ir, vis, tmp_path)
+    assert not (tmp_path / "out.png").exists()
+
+
+# --- a folder -------------------------------------------------------------------------------------
+
+def make_folder(root, count=5, size=(16, 20)):
+    for k in range(count):
+        pair(root, rng.integers(0, 256, (*size, 3), dtype=np.uint8), stem=f"{k:03d}")
+    return root
+
+
+def batch(root, out, model=None, **kwargs):
+    return fuse_batch(root=root, output_dir=out, prompt=kwargs.pop("prompt", "p"), model=model or StandIn(),
+                      meta=META, device="cpu", **kwargs)
+
+
+def test_batch_writes_every_pair_once_and_a_manifest(tmp_path):
+    root = make_folder(tmp_path / "data")
+    image(root / "vis" / "lonely.png", np.zeros((4, 4), np.uint8))
+    model, calls = StandIn(), []
+    report = batch(root, tmp_path / "out", model=model, progress=lambda *a: calls.append(a))
+    assert [r.status for r in report.records] == ["written"] * 5 and report.written == 5
+    assert [r.rel for r in report.records] == [f"{k:03d}" for k in range(5)]
+    assert all(read(r.output).shape == (16, 20, 3) for r in report.records)
+    assert report.unmatched_vis == [root / "vis" / "lonely.png"] and report.unmatched_ir == []
+    assert model.encoded == [["p"]]  # the prompt is encoded once for the whole batch
+    assert calls[0] == (0, 5, None) and [c[0] for c in calls[1:]] == [1, 2, 3, 4, 5]
+    assert report.mean_latency_ms > 0 and report.throughput_pairs_per_s > 0
+    manifest = json.loads(report.manifest.read_text())
+    assert report.manifest.name == "manifest.json"
+    assert manifest["weights"]["sha256"] == META["sha256"] and manifest["prompt"] == "p"
+    assert manifest["summary"]["written"] == 5 and set(manifest["versions"]) >= {"swinfuse", "torch"}
+    assert json.dumps(report.to_dict())
+
+
+def test_batch_skips_existing_outputs_unless_overwrite(tmp_path):
+    root = make_folder(tmp_path / "data", count=3)
+    out = tmp_path / "out"
+    first = batch(root, out)
+    (out / "001.png").unlink()
+    stamp = (out / "000.png").stat().st_mtime_ns
+    resumed = batch(root, out)
+    assert [r.status for r in resumed.records] == ["skipped", "written", "skipped"]
+    assert (out / "000.png").stat().st_mtime_ns == stamp
+    again = batch(root, out, overwrite=True)
+    assert again.written == 3 and again.skipped == 0 and first.written == 3
+
+
+def test_a_failing_pair_leaves_no_file_and_the_rest_are_written(tmp_path):
+    root = make_folder(tmp_path / "data", count=5)
+    data = (root / "vis" / "002.png").read_bytes()
+    (root / "vis" / "002.png").write_bytes(data[: len(data) // 2])  # truncated
+    image(root / "ir" / "003.png", np.zeros((10, 10), np.uint8))  # size mismatch
+    report = batch(root, tmp_path / "out")
+    assert [r.status for r in report.records] == ["written", "written", "failed", "failed", "written"]
+    assert report.records[2].reason.startswith(f"visible image {root / 'vis' / '002.png'}: not a readable image")
+    assert report.records[3].reason.startswith("sizes differ: infrared")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["000.png", "001.png", "004.png", "manifest.json"]
+    manifest = json.loads(report.manifest.read_text())
+    assert [f["rel"] for f in manifest["failed"]] == ["002", "003"]
+
+
+def test_a_model_error_fails_that_pair_only(tmp_path):
+    root = make_folder(tmp_path / "data", count=2)
+    pair(root, rng.integers(0, 256, (16, 13, 3), dtype=np.uint8), stem="odd")
+    report = batch(root, tmp_path / "out", model=StandIn(fail_width=13))
+    assert [(r.rel, r.status, r.reason) for r in report.records] == [
+        ("000", "written", None), ("001", "written", None), ("odd", "failed", "stand-in model failure")]
+    assert not (tmp_path / "out" / "odd.png").exists()
+
+
+def test_shards_split_the_outputs(tmp_path):
+    root = make_folder(tmp_path / "data", count=5)
+    out = tmp_path / "out"
+    first, second = batch(root, out, shard="1/2"), batch(root, out, shard=(2, 2))
+    names = [{r.rel for r in report.records} for report in (first, second)]
+    assert not names[0] & names[1] and names[0] | names[1] == {f"{k:03d}" for k in range(5)}
+    assert first.pairs_found == 5 and first.pairs_selected + second.pairs_selected == 5
+    assert (out / "manifest-shard-1-of-2.json").is_file() and (out / "manifest-shard-2-of-2.json").is_file()
+    with pytest.raises(InputError, match=r"^shard '3/2' is out of range"):
+        batch(root, out, shard="3/2")
+
+
+def test_recursive_batch_mirrors_the_tree(tmp_path):
+    root = tmp_path / "data"
+    for side in ("ir", "vis"):
+        image(root / side / "night" / "a.png", np.zeros((8, 8), np.uint8))
+    report = batch(root, tmp_path / "out", recursive=True)
+    assert report.written == 1 and (tmp_path / "out" / "night" / "a.png").is_file()
+
+
+def test_batch_output_problems(tmp_path):
+    root = make_folder(tmp_path / "data", count=1)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match=r"file: is a file, expected an output folder$"):
+        batch(root, tmp_path / "file")
+    with pytest.raises(OutputError, match=r"\.jpg cannot store 16-bit images; use \.png or \.tif$"):
+        batch(root, tmp_path / "out", ext=".jpg", bit_depth=16)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match=r"no image pairs found"):
+        batch(None, tmp_path / "out", ir_dir=root / "ir", vis_dir=tmp_path / "empty")
+
+
+def test_batch_over_the_real_assets(tmp_path):
+    root = tmp_path / "assets"
+    shutil.copytree(ASSETS, root)
+    report = batch(root, tmp_path / "out", prompt="")
+    assert report.written == 3 and report.failed == 0
+    assert all(read(r.output).shape == (40, 60, 3) for r in report.records)
