@@ -1,0 +1,77 @@
+"""`swinfuse train`: the Typer command over `swinfuse_cli.training.trainer.train`. torch is imported inside
+the command, so registering it keeps `swinfuse --help` instant.
+
+    swinfuse train --out runs/default --steps 3000
+    torchrun --nproc-per-node 2 -m swinfuse_cli train --out runs/ddp      # same command, N processes
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def train_command(
+    data: Annotated[Path, typer.Option(help="Folder of aligned pairs (ir/ + vis/, ...). The last --val-count "
+                                            "stems (sorted) are validation, never trained on.")] = Path("../shared/data/roadscene"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory: model.safetensors, trainer_state.pt, "
+                                                          "log.jsonl.")] = Path("runs/default"),
+    preset: Annotated[str, typer.Option(help="Model size: default | smoke | swinfusion.")] = "default",
+    steps: Annotated[int, typer.Option(help="Length of the run (and of the cosine LR schedule).")] = 3000,
+    stop_after: Annotated[int, typer.Option(help="Stop and checkpoint at this step (0: at --steps); "
+                                                 "--resume continues.")] = 0,
+    max_minutes: Annotated[float, typer.Option(help="Stop and checkpoint after this many minutes (0: no limit).")] = 0.0,
+    batch_size: Annotated[int, typer.Option(help="Global batch size, split over torchrun processes.")] = 8,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW; linear warmup, cosine decay).")] = 2e-4,
+    warmup: Annotated[int, typer.Option(help="Warmup steps.")] = 100,
+    crop: Annotated[int, typer.Option(help="Training crop size in pixels (the config's img_size).")] = 64,
+    prompt_augment: Annotated[float, typer.Option(help="Probability of random word edits in a training prompt.")] = 0.3,
+    val_count: Annotated[int, typer.Option(help="Number of validation pairs (the last stems).")] = 21,
+    val_every: Annotated[int, typer.Option(help="Validate and checkpoint every N steps (0: only at the end).")] = 250,
+    val_crop: Annotated[int, typer.Option(help="Size of the centre crops validated on.")] = 96,
+    seed: Annotated[int, typer.Option(help="Seed of the weights and of every sample: runs repeat exactly.")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/trainer_state.pt (exactly: optimizer, "
+                                                          "scheduler, RNG, step); starts fresh if there is none.")] = False,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    threads: Annotated[int, typer.Option(help="torch CPU threads per process (0: torch's default).")] = 0,
+    progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
+) -> None:
+    """Train the fusion network with degraded inputs and prompts naming the degradation (Text-IF's recipe,
+    SwinFusion's loss). Resumable; single process, or unchanged under torchrun."""
+    from swinfuse_cli.errors import SwinfuseError
+    from swinfuse_cli.training.trainer import TrainArgs, train
+
+    args = TrainArgs(data=str(data), out=str(out), preset=preset, steps=steps, stop_after=stop_after,
+                     max_minutes=max_minutes, batch_size=batch_size, lr=lr, warmup=warmup, crop=crop,
+                     prompt_augment=prompt_augment, val_count=val_count, val_every=val_every, val_crop=val_crop,
+                     seed=seed, resume=resume, device=device, threads=threads, progress=progress,
+                     command=shlex.join([Path(sys.argv[0]).name] + sys.argv[1:]))
+    try:
+        result = train(args)
+    except SwinfuseError as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(code=1) from None
+    if os.environ.get("RANK", "0") == "0":
+        state = "finished" if result.finished else "stopped (continue with --resume)"
+        val = "n/a" if result.val_loss is None else f"{result.val_loss:.4f}"
+        typer.echo(f"{state} at step {result.step}/{result.steps}, val loss {val}, "
+                   f"{result.steps_per_s:.2f} steps/s -> {result.checkpoint}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `train` command to `app`."""
+    app.command("train")(train_command)
+
+
+def main() -> None:
+    """Stand-alone entry: `python -m swinfuse_cli.train_cmd ...` (or `torchrun -m swinfuse_cli.train_cmd ...`)."""
+    typer.run(train_command)
+
+
+if __name__ == "__main__":
+    main()

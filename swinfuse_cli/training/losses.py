@@ -1,0 +1,71 @@
+"""SwinFusion's infrared-visible fusion loss (Ma, Tang et al., JAS 2022; `models/loss_vif.py`).
+
+    total = 10 * (1 - SSIM_w) + 20 * L_int + 20 * L_grad
+
+- SSIM_w = w_ir SSIM(ir, F) + w_vis SSIM(vis, F), each source weighted by its share of the mean Sobel
+  magnitude, so the more textured source counts more. SSIM: 11x11 gaussian window, sigma 1.5,
+  C1 = 0.01^2, C2 = 0.03^2 (SwinFusion's `loss_ssim.py`).
+- L_int = | F - max(ir, vis) |_1 (mean).
+- L_grad = | sobel(F) - max(sobel(ir), sobel(vis)) |_1, sobel = |Gx| + |Gy|.
+
+The weights 10 / 20 / 20 are those of `fusion_loss_vif` in SwinFusion's code. That code also adds
+20 * L_TV, a term its paper does not describe; it is left out here. Two choices of ours: the SSIM
+weights are computed per image rather than over the whole batch (a batch mixes unrelated crops), and the
+Sobel filter pads by replication rather than zeros (a crop border is not an edge).
+All images are (B, 1, H, W) in [0, 1]; the sources passed in are the clean ones.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+WEIGHTS = {"ssim": 10.0, "intensity": 20.0, "gradient": 20.0}
+
+
+def sobel_magnitude(img: torch.Tensor) -> torch.Tensor:
+    """|Gx| + |Gy| of a (B, 1, H, W) image -> (B, 1, H, W)."""
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=img.device, dtype=img.dtype)
+    kernels = torch.stack([kx, kx.t()]).unsqueeze(1)  # (2, 1, 3, 3)
+    grads = F.conv2d(F.pad(img, (1, 1, 1, 1), mode="replicate"), kernels)  # (B, 2, H, W)
+    return grads.abs().sum(dim=1, keepdim=True)  # (B, 1, H, W)
+
+
+def _gaussian_window(size: int, sigma: float, device, dtype) -> torch.Tensor:
+    x = torch.arange(size, device=device, dtype=dtype) - size // 2
+    g = torch.exp(-(x ** 2) / (2 * sigma ** 2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).view(1, 1, size, size)  # (1, 1, ws, ws)
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, window_size: int = 11) -> torch.Tensor:
+    """Mean SSIM per image of two (B, 1, H, W) images in [0, 1] -> (B,). Zero padding, as SwinFusion."""
+    win = _gaussian_window(window_size, 1.5, a.device, a.dtype)
+    pad = window_size // 2
+    mu_a, mu_b = F.conv2d(a, win, padding=pad), F.conv2d(b, win, padding=pad)
+    var_a = F.conv2d(a * a, win, padding=pad) - mu_a ** 2
+    var_b = F.conv2d(b * b, win, padding=pad) - mu_b ** 2
+    cov = F.conv2d(a * b, win, padding=pad) - mu_a * mu_b
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return ssim_map.flatten(1).mean(dim=1)  # (B,)
+
+
+def fusion_loss(ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor,
+                weights: dict[str, float] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """SwinFusion's loss of `fused` against the clean sources.
+
+    Returns (total, terms): `terms` holds each weighted term ('ssim', 'intensity', 'gradient'; they sum
+    to the total) and the raw 'ssim_value' (weighted SSIM, higher is better), all detached scalars."""
+    w = {**WEIGHTS, **(weights or {})}
+    grad_ir, grad_vis, grad_fused = sobel_magnitude(ir), sobel_magnitude(vis), sobel_magnitude(fused)
+    mean_ir, mean_vis = grad_ir.flatten(1).mean(1), grad_vis.flatten(1).mean(1)  # (B,)
+    share_ir = mean_ir / (mean_ir + mean_vis).clamp_min(1e-8)  # (B,)
+    ssim_w = (share_ir * ssim(ir, fused) + (1 - share_ir) * ssim(vis, fused)).mean()
+    l_ssim = w["ssim"] * (1 - ssim_w)
+    l_int = w["intensity"] * F.l1_loss(fused, torch.maximum(ir, vis))
+    l_grad = w["gradient"] * F.l1_loss(grad_fused, torch.maximum(grad_ir, grad_vis))
+    total = l_ssim + l_int + l_grad
+    terms = {"ssim": l_ssim.detach(), "intensity": l_int.detach(), "gradient": l_grad.detach(),
+             "ssim_value": ssim_w.detach()}
+    return total, terms

@@ -1,0 +1,467 @@
+"""Prompted degradation-aware training of SwinFuse (Text-IF's recipe, SwinFusion's loss).
+
+Each sample: a random crop of a training pair, flipped at random; one of the 9 degradation kinds
+(8 + none) applied to the inputs; a phrasing of that kind as the prompt; the clean sources as the target
+of SwinFusion's loss. AdamW, linear warmup then cosine decay, gradient clipping.
+
+Kept apart from the library, as open_clip keeps `open_clip_train`. Runs in one process, or unchanged
+under `torchrun --nproc-per-node N` (DistributedDataParallel; gloo on CPU, nccl on GPU). The batch is
+global: sample i of step s is drawn from its own generator seeded by (seed, s, i), and rank r builds the
+samples r, r + N, ... (DistributedSampler-style), so a run sees the same data for any number of processes
+and a resumed run continues exactly.
+
+Run dir: `model.safetensors` (the library's checkpoint, with provenance), `trainer_state.pt` (model,
+optimizer, scheduler, step, RNG states; read with `torch.load(weights_only=True)`), `log.jsonl`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+import random
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from swinfuse_cli.errors import CheckpointError, InputError, SwinfuseError
+from swinfuse_cli.training.degrade import KIND_NAMES, degrade, degrade_fixed
+from swinfuse_cli.training.losses import WEIGHTS, fusion_loss
+from swinfuse_cli.training.prompts import CORPUS, HELD_OUT, canonical_prompt, sample_prompt
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+LAYOUTS = (("ir", "vis"), ("ir", "vi"), ("Infrared", "Visible"), ("IR", "VI_Y"))
+STATE_FORMAT = 1
+
+
+@dataclass
+class TrainArgs:
+    data: str = "../shared/data/roadscene"
+    out: str = "runs/default"
+    preset: str = "default"
+    steps: int = 3000  # length of the LR schedule
+    stop_after: int = 0  # stop (and checkpoint) at this step; 0 = at `steps`. Resume to continue
+    max_minutes: float = 0.0  # stop (and checkpoint) after this much wall time; 0 = no limit
+    batch_size: int = 8  # global: split over the processes
+    lr: float = 2e-4
+    min_lr_ratio: float = 0.05
+    weight_decay: float = 0.05
+    warmup: int = 100
+    grad_clip: float = 1.0
+    crop: int = 64
+    prompt_augment: float = 0.3  # probability that a training prompt gets random word edits
+    val_count: int = 21  # the last `val_count` stems (sorted) are validation, never trained on
+    val_every: int = 250
+    val_crop: int = 96
+    log_every: int = 25
+    seed: int = 0
+    resume: bool = False
+    device: str = "auto"
+    threads: int = 0  # 0: torch's default
+    progress: bool = True
+    command: str = ""  # recorded in the checkpoint; empty: sys.argv
+
+
+@dataclass
+class TrainResult:
+    run_dir: str
+    step: int
+    steps: int
+    finished: bool
+    val_loss: float | None
+    steps_per_s: float
+    checkpoint: str
+
+
+# ---- data -----------------------------------------------------------------------------------------
+
+def _find_layout(root: Path) -> tuple[Path, Path]:
+    for ir_name, vis_name in LAYOUTS:
+        if (root / ir_name).is_dir() and (root / vis_name).is_dir():
+            return root / ir_name, root / vis_name
+    raise InputError(f"{root} has none of the pair layouts " + ", ".join(f"{a}/ + {b}/" for a, b in LAYOUTS))
+
+
+def _stems(folder: Path) -> dict[str, Path]:
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_EXTS}
+
+
+def split_pairs(root: str | Path, val_count: int) -> tuple[list[tuple[str, Path, Path]], list[tuple[str, Path, Path]]]:
+    """Matched (stem, ir_path, vis_path) sorted by stem -> (train, val): the last `val_count` are val."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"training data folder not found: {root}")
+    ir_dir, vis_dir = _find_layout(root)
+    ir, vis = _stems(ir_dir), _stems(vis_dir)
+    unmatched = sorted(set(ir) ^ set(vis))
+    if unmatched:
+        print(f"warning: {len(unmatched)} unmatched files skipped: {', '.join(unmatched[:10])}", file=sys.stderr)
+    pairs = [(s, ir[s], vis[s]) for s in sorted(set(ir) & set(vis))]
+    if len(pairs) <= val_count:
+        raise InputError(f"{root} has {len(pairs)} pairs: not enough for {val_count} validation pairs and training")
+    return pairs[:len(pairs) - val_count], pairs[len(pairs) - val_count:]
+
+
+def _read_luma(path: Path) -> np.ndarray:
+    """Gray value (BT.601 luma for colour, the visible image's Y) in [0, 1], float32 (H, W)."""
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise InputError(f"cannot read image {path}")
+    scale = float(np.iinfo(img.dtype).max) if np.issubdtype(img.dtype, np.integer) else 1.0
+    img = img.astype(np.float32) / scale
+    if img.ndim == 3:
+        img = img[..., :3]  # drop alpha
+        img = img[..., 0] if img.shape[2] == 1 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)  # BT.601 weights
+    return np.ascontiguousarray(img)
+
+
+def load_pairs(pairs) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Read every pair once: (ir, vis) as (1, H, W) float32 tensors in [0, 1]."""
+    out = []
+    for stem, ir_path, vis_path in pairs:
+        ir, vis = _read_luma(ir_path), _read_luma(vis_path)
+        if ir.shape != vis.shape:
+            raise InputError(f"pair {stem}: infrared {ir.shape} and visible {vis.shape} differ in size")
+        out.append((torch.from_numpy(ir)[None], torch.from_numpy(vis)[None]))
+    return out
+
+
+def _pad_to(img: torch.Tensor, size: int) -> torch.Tensor:
+    H, W = img.shape[-2:]
+    if H >= size and W >= size:
+        return img
+    return F.pad(img[None], (0, max(0, size - W), 0, max(0, size - H)), mode="replicate")[0]
+
+
+def make_sample(images, crop: int, seed: tuple[int, ...], augment: float):
+    """One training sample from its own generator: (ir_in, vis_in, ir_clean, vis_clean, prompt, kind)."""
+    rng = np.random.default_rng(list(seed))
+    ir, vis = images[int(rng.integers(len(images)))]
+    ir, vis = _pad_to(ir, crop), _pad_to(vis, crop)
+    H, W = ir.shape[-2:]
+    y, x = int(rng.integers(H - crop + 1)), int(rng.integers(W - crop + 1))
+    ir, vis = ir[:, y:y + crop, x:x + crop], vis[:, y:y + crop, x:x + crop]  # (1, crop, crop)
+    flips = [d for d, p in zip((-1, -2), rng.random(2)) if p < 0.5]
+    if flips:
+        ir, vis = ir.flip(flips), vis.flip(flips)
+    kind = KIND_NAMES[int(rng.integers(len(KIND_NAMES)))]
+    ir_in, vis_in = degrade(kind, ir, vis, rng)
+    return ir_in, vis_in, ir, vis, sample_prompt(kind, rng, augment), kind
+
+
+def make_batch(images, crop: int, seed: int, step: int, batch_size: int, rank: int, world: int, augment: float):
+    """This rank's share of the global batch of `step` -> 4 x (b, 1, crop, crop) tensors and b prompts."""
+    samples = [make_sample(images, crop, (seed, step, i), augment) for i in range(rank, batch_size, world)]
+    ir_in, vis_in, ir, vis, prompts, _ = zip(*samples)
+    return torch.stack(ir_in), torch.stack(vis_in), torch.stack(ir), torch.stack(vis), list(prompts)
+
+
+def make_val_set(images, size: int) -> dict[str, tuple[torch.Tensor, ...]]:
+    """Centre crops of every val pair, degraded deterministically per kind -> kind: (ir_in, vis_in, ir, vis)."""
+    size = min([size] + [min(ir.shape[-2:]) for ir, _ in images])
+    crops = []
+    for ir, vis in images:
+        H, W = ir.shape[-2:]
+        y, x = (H - size) // 2, (W - size) // 2
+        crops.append((ir[:, y:y + size, x:x + size], vis[:, y:y + size, x:x + size]))
+    out = {}
+    for kind in KIND_NAMES:
+        deg = [degrade_fixed(kind, ir, vis, seed=i) for i, (ir, vis) in enumerate(crops)]
+        out[kind] = (torch.stack([d[0] for d in deg]), torch.stack([d[1] for d in deg]),
+                     torch.stack([c[0] for c in crops]), torch.stack([c[1] for c in crops]))
+    return out
+
+
+# ---- model, loss, schedule ------------------------------------------------------------------------
+
+class _PromptedFusion(nn.Module):
+    """Text encoding inside forward, so DDP sees (and synchronises) the text encoder's gradients too."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ir: torch.Tensor, vis: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+        text = self.model.encode_prompts(prompts, cache=False)  # (B, D)
+        return self.model(ir, vis, text)  # (B, 1, H*up, W*up)
+
+
+def _loss(out: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor):
+    if out.shape[-2:] != ir.shape[-2:]:  # upscale > 1: compare at the output's size
+        ir = F.interpolate(ir, size=out.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
+        vis = F.interpolate(vis, size=out.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
+    return fusion_loss(ir, vis, out)
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warmup over `warmup` steps, then cosine decay to `min_ratio` at `total`."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def validate(model: nn.Module, val_set, device) -> dict:
+    """Loss on the fixed degraded val crops with the matching prompt (the corpus's first phrasing), a
+    held-out paraphrase and a neutral prompt. The gap to neutral is the prompt's effect."""
+    was_training = model.training
+    model.eval()
+    results: dict[str, dict[str, float]] = {"matching": {}, "heldout": {}, "neutral": {}}
+    for kind, tensors in val_set.items():
+        ir_in, vis_in, ir, vis = (t.to(device) for t in tensors)
+        n = ir.shape[0]
+        prompts = {"matching": [canonical_prompt(kind)] * n,
+                   "heldout": [HELD_OUT[kind][i % len(HELD_OUT[kind])] for i in range(n)],
+                   "neutral": [canonical_prompt("none")] * n}
+        for name, texts in prompts.items():
+            if kind == "none" and name == "neutral":  # the same prompt as "matching"
+                results[name][kind] = results["matching"][kind]
+                continue
+            out = model(ir_in, vis_in, model.encode_prompts(texts, cache=False))
+            results[name][kind] = float(_loss(out, ir, vis)[0])
+    model.train(was_training)
+    record = {f"val_{name}": sum(r.values()) / len(r) for name, r in results.items()}
+    record["val_loss"] = record.pop("val_matching")
+    record["val_per_kind"] = results["matching"]
+    record["val_heldout_per_kind"] = results["heldout"]
+    record["val_neutral_per_kind"] = results["neutral"]
+    return record
+
+
+# ---- state, provenance ----------------------------------------------------------------------------
+
+def _rng_state() -> dict:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "gauss": float(gauss)}}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _git_commit() -> str:
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _command(args: TrainArgs) -> str:
+    return args.command or shlex.join([Path(sys.argv[0]).name] + sys.argv[1:])
+
+
+# ---- the loop -------------------------------------------------------------------------------------
+
+def _setup_distributed(device_arg: str) -> tuple[int, int, torch.device, bool]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device_arg == "cuda" or (device_arg == "auto" and torch.cuda.is_available())
+    if device_arg not in ("auto", "cpu", "cuda") and not device_arg.startswith("cuda:"):
+        raise SwinfuseError(f"device must be auto, cpu or cuda, got {device_arg!r}")
+    if device_arg.startswith("cuda"):
+        use_cuda = True
+        if not torch.cuda.is_available():
+            raise SwinfuseError("--device cuda was asked for but CUDA is not available")
+    device = torch.device(f"cuda:{local_rank}" if use_cuda and world > 1 else ("cuda" if use_cuda else "cpu"))
+    if use_cuda and device.index is not None:
+        torch.cuda.set_device(device)
+    initialised = False
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        initialised = True
+    return rank, world, device, initialised
+
+
+def _progress(enabled: bool):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[rate]:.2f} steps/s"),
+                    TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=Console(stderr=True), disable=not enabled, transient=False)
+
+
+def train(args: TrainArgs) -> TrainResult:
+    from swinfuse_cli.model.checkpoint import save_checkpoint
+    from swinfuse_cli.model.config import FusionConfig
+    from swinfuse_cli.model.network import SwinFuse
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    rank, world, device, owns_pg = _setup_distributed(args.device)
+    try:
+        if args.batch_size % world:
+            raise SwinfuseError(f"batch size {args.batch_size} is not divisible by the {world} processes")
+        run_dir = Path(args.out)
+        state_path, model_path, log_path = run_dir / "trainer_state.pt", run_dir / "model.safetensors", run_dir / "log.jsonl"
+        if rank == 0:
+            run_dir.mkdir(parents=True, exist_ok=True)
+
+        train_pairs, val_pairs = split_pairs(args.data, args.val_count)
+        images, val_images = load_pairs(train_pairs), load_pairs(val_pairs)
+        val_set = make_val_set(val_images, args.val_crop) if rank == 0 else None
+
+        config = FusionConfig.preset(args.preset, img_size=args.crop)
+        torch.manual_seed(args.seed)  # same initial weights on every rank
+        model = SwinFuse(config).to(device)
+        decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "relative_position_bias_table" not in n]
+        no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "relative_position_bias_table" not in n)]
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                                       {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: lr_factor(s, args.warmup, args.steps, args.min_lr_ratio))
+        torch.manual_seed(args.seed + 1 + rank)  # drop path differs per rank, as the samples do
+        step, last_val = 0, None
+
+        if args.resume and state_path.exists():
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+            if state.get("format") != STATE_FORMAT:
+                raise CheckpointError(f"{state_path} has format {state.get('format')}, expected {STATE_FORMAT}")
+            saved = json.loads(state["args"])
+            for key in ("preset", "crop", "batch_size", "seed", "steps", "lr", "warmup", "data", "val_count"):
+                if saved[key] != getattr(args, key):
+                    raise CheckpointError(f"cannot resume {state_path}: it was trained with {key}={saved[key]!r}, "
+                                          f"now {key}={getattr(args, key)!r}")
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            step, last_val = int(state["step"]), state.get("val_loss")
+            rngs = state["rng"]
+            _set_rng_state(rngs[rank] if len(rngs) == world else rngs[0])
+            if len(rngs) != world and rank == 0:
+                print(f"warning: state saved by {len(rngs)} processes, resumed by {world}: RNG streams differ",
+                      file=sys.stderr)
+        elif args.resume and rank == 0:
+            print(f"no {state_path} yet: starting from step 0", file=sys.stderr)
+
+        net = _PromptedFusion(model)
+        if world > 1:
+            net = nn.parallel.DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
+                                                      broadcast_buffers=False)  # buffers are constant masks
+
+        def log(record: dict) -> None:
+            if rank == 0:
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+
+        def checkpoint(final: bool) -> None:
+            rngs = [None] * world
+            if world > 1:
+                dist.all_gather_object(rngs, _rng_state())
+            else:
+                rngs = [_rng_state()]
+            if rank != 0:
+                return
+            _atomic_torch_save({"format": STATE_FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                "scheduler": scheduler.state_dict(), "step": step, "rng": rngs,
+                                "args": json.dumps(dataclasses.asdict(args)), "val_loss": last_val}, state_path)
+            provenance = {
+                "command": _command(args), "data": str(args.data), "data_resolved": str(Path(args.data).resolve()),
+                "split": {"rule": f"sorted stems, the last {args.val_count} are validation",
+                          "train_count": len(train_pairs), "val_count": len(val_pairs),
+                          "val_stems": [s for s, _, _ in val_pairs]},
+                "git_commit": _git_commit(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "step": step, "steps": args.steps, "finished": final, "val_loss": last_val,
+                "preset": args.preset, "crop": args.crop, "batch_size": args.batch_size, "lr": args.lr,
+                "seed": args.seed, "world_size": world, "loss_weights": WEIGHTS, "degradations": list(KIND_NAMES),
+                "prompt_augment": args.prompt_augment, "torch": torch.__version__,
+            }
+            save_checkpoint(model, model_path, provenance)
+
+        def run_validation() -> None:
+            nonlocal last_val
+            if rank != 0:
+                return
+            record = validate(model, val_set, device)
+            last_val = record["val_loss"]
+            log({"type": "val", "step": step, **record})
+
+        end = min(args.steps, args.stop_after) if args.stop_after > 0 else args.steps
+        t_start = time.perf_counter()
+        t_rate, steps_at_rate, rate, done_steps, t_log, steps_at_log = t_start, step, 0.0, 0, t_start, step
+        running: dict[str, float] = {}
+        net.train()
+        with _progress(args.progress and rank == 0) as bar:
+            task = bar.add_task("train", total=args.steps, completed=step, loss=float("nan"), rate=0.0)
+            while step < end:
+                ir_in, vis_in, ir, vis, prompts = make_batch(images, args.crop, args.seed, step, args.batch_size,
+                                                             rank, world, args.prompt_augment)
+                ir_in, vis_in, ir, vis = (t.to(device, non_blocking=True) for t in (ir_in, vis_in, ir, vis))
+                out = net(ir_in, vis_in, prompts)
+                loss, terms = _loss(out, ir, vis)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                done_steps += 1
+                for k, v in {"loss": loss.detach(), **terms, "grad_norm": grad_norm}.items():
+                    running[k] = running.get(k, 0.0) + float(v)
+                now = time.perf_counter()
+                if now - t_rate > 2.0 or step == end:
+                    rate, t_rate, steps_at_rate = (step - steps_at_rate) / (now - t_rate), now, step
+                bar.update(task, completed=step, loss=float(loss.detach()), rate=rate)
+                if step % args.log_every == 0 or step == end:
+                    n = step - steps_at_log
+                    log({"type": "train", "step": step, "lr": scheduler.get_last_lr()[0],
+                         "steps_per_s": n / max(now - t_log, 1e-9), **{k: v / n for k, v in running.items()}})
+                    running, t_log, steps_at_log = {}, now, step
+                out_of_time = args.max_minutes > 0 and (now - t_start) > 60 * args.max_minutes
+                if world > 1 and args.max_minutes > 0:  # every rank must stop at the same step
+                    flag = torch.tensor([float(out_of_time)], device=device)
+                    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                    out_of_time = bool(flag.item())
+                if step == end or out_of_time:
+                    break
+                if args.val_every > 0 and step % args.val_every == 0:
+                    run_validation()
+                    checkpoint(final=False)
+        run_validation()
+        checkpoint(final=step >= args.steps)
+        if world > 1:
+            dist.barrier()
+        elapsed = time.perf_counter() - t_start
+        return TrainResult(run_dir=str(run_dir), step=step, steps=args.steps, finished=step >= args.steps,
+                           val_loss=last_val, steps_per_s=done_steps / elapsed if elapsed > 0 else 0.0,
+                           checkpoint=str(model_path))
+    finally:
+        if owns_pg and dist.is_initialized():
+            dist.destroy_process_group()

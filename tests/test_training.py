@@ -1,0 +1,231 @@
+"""Training: degradations, prompt corpus, SwinFusion's loss, the loop (exact resume, torchrun)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from swinfuse_cli.training import degrade as D
+from swinfuse_cli.training import prompts as P
+from swinfuse_cli.training.losses import WEIGHTS, fusion_loss, sobel_magnitude, ssim
+
+
+def _scene(h: int = 32, w: int = 32, seed: int = 0) -> torch.Tensor:
+    """A smooth image with some edges, (1, H, W) in [0.1, 0.9]."""
+    g = torch.Generator().manual_seed(seed)
+    y, x = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    img = 0.5 + 0.3 * torch.sin(6 * x + 3 * y) + 0.1 * (x > 0.5).float() - 0.05 * torch.rand(h, w, generator=g)
+    return img.clamp(0.1, 0.9)[None]
+
+
+# ---- degradations ----------------------------------------------------------------------------------
+
+def test_registry_has_nine_kinds_with_modalities():
+    assert len(D.KINDS) == 9 and "none" in D.KINDS
+    assert sum(k.modality == "vis" for k in D.KINDS.values()) == 5
+    assert sum(k.modality == "ir" for k in D.KINDS.values()) == 3
+
+
+@pytest.mark.parametrize("kind", list(D.KINDS))
+def test_degradation_is_deterministic_in_range_and_touches_one_source(kind):
+    ir, vis = _scene(seed=1), _scene(seed=2)
+    a = D.degrade(kind, ir, vis, torch.Generator().manual_seed(3))
+    b = D.degrade(kind, ir, vis, torch.Generator().manual_seed(3))
+    c = D.degrade(kind, ir.numpy(), vis.numpy(), np.random.default_rng(3))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert isinstance(c[0], np.ndarray) and c[1].shape == (1, 32, 32)
+    modality = D.KINDS[kind].modality
+    for name, src, out in (("ir", ir, a[0]), ("vis", vis, a[1])):
+        assert out.shape == src.shape and out.min() >= 0 and out.max() <= 1
+        assert torch.equal(out, src) == (modality != name), (kind, name)
+
+
+def test_degradations_do_what_their_names_say():
+    img, g = _scene(), lambda: torch.Generator().manual_seed(0)
+    assert D.degrade_image("vis_low_light", img, g()).mean() < 0.6 * img.mean()
+    assert D.degrade_image("vis_overexposure", img, g()).mean() > img.mean() + 0.15
+    assert sobel_magnitude(D.degrade_image("vis_blur", img, g())[None]).mean() < sobel_magnitude(img[None]).mean()
+    assert D.degrade_image("ir_low_contrast", img, g()).std() < 0.55 * img.std()
+    hazy = D.degrade_image("vis_haze", img, g())
+    assert hazy.mean() > img.mean() and hazy.std() < img.std()
+    stripes = D.degrade_image("ir_stripe_noise", img, g()) - img
+    # fixed-pattern: the error varies across columns far more than down a column
+    assert stripes.mean(dim=-2).var() > 4 * stripes.var(dim=-2).mean()
+    noise = D.degrade_image("vis_noise", img, g()) - img
+    assert 0.02 < noise.std() < 0.2
+
+
+def test_degrade_fixed_depends_only_on_kind_and_seed():
+    ir, vis = _scene(seed=1), _scene(seed=2)
+    a = D.degrade_fixed("vis_noise", ir, vis, seed=5)[1]
+    assert torch.equal(a, D.degrade_fixed("vis_noise", ir, vis, seed=5)[1])
+    assert not torch.equal(a, D.degrade_fixed("vis_noise", ir, vis, seed=6)[1])
+    with pytest.raises(ValueError, match="unknown degradation"):
+        D.degrade("rain", ir, vis, torch.Generator())
+
+
+# ---- prompts ---------------------------------------------------------------------------------------
+
+def test_corpus_covers_every_kind_and_held_out_is_disjoint():
+    assert set(P.CORPUS) == set(D.KINDS) == set(P.HELD_OUT)
+    for kind in D.KINDS:
+        assert len(P.CORPUS[kind]) >= 15 and len(set(P.CORPUS[kind])) == len(P.CORPUS[kind])
+        assert len(P.HELD_OUT[kind]) >= 5
+        assert not set(P.HELD_OUT[kind]) & {p for ps in P.CORPUS.values() for p in ps}
+    assert "" in P.CORPUS["none"]
+
+
+def test_sample_and_augment_are_deterministic_and_keep_keywords():
+    draw = lambda seed: [P.sample_prompt("ir_stripe_noise", np.random.default_rng(seed), augment=1.0) for _ in range(3)]
+    assert draw(0) == draw(0)
+    rng = np.random.default_rng(1)
+    assert P.sample_prompt("vis_haze", rng) in P.CORPUS["vis_haze"]
+    text = "the infrared image has stripe noise"
+    edited = [P.augment_prompt(text, rng, p=1.0) for _ in range(50)]
+    assert any(e != text for e in edited)
+    for e in edited:
+        assert {"infrared", "stripe", "noise"} <= set(e.split())
+    assert P.augment_prompt(text, rng, p=0.0) == text
+    assert len(P._word_pool()) > 1000
+
+
+# ---- loss ------------------------------------------------------------------------------------------
+
+def test_fusion_loss_terms_and_weights():
+    assert WEIGHTS == {"ssim": 10.0, "intensity": 20.0, "gradient": 20.0}
+    ir, vis = _scene(seed=1)[None], _scene(seed=2).flip(-1)[None]
+    assert torch.allclose(ssim(ir, ir), torch.ones(1))
+    fused = torch.rand_like(ir, requires_grad=True)
+    total, terms = fusion_loss(ir, vis, fused)
+    assert torch.allclose(total, terms["ssim"] + terms["intensity"] + terms["gradient"])
+    total.backward()
+    assert fused.grad is not None and fused.grad.abs().sum() > 0
+    good, terms_good = fusion_loss(ir, vis, torch.maximum(ir, vis))
+    assert terms_good["intensity"] == 0 and good < total
+
+
+# ---- the loop --------------------------------------------------------------------------------------
+
+@pytest.fixture
+def pair_dir(tmp_path):
+    import cv2
+
+    root = tmp_path / "pairs"
+    (root / "ir").mkdir(parents=True)
+    (root / "vis").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        base = (_scene(36, 44, seed=i)[0].numpy() * 255).astype(np.uint8)
+        cv2.imwrite(str(root / "ir" / f"p{i}.png"), base)
+        colour = np.stack([base, np.flipud(base), rng.integers(0, 255, base.shape, dtype=np.uint8)], axis=-1)
+        cv2.imwrite(str(root / "vis" / f"p{i}.png"), colour)
+    return root
+
+
+def _args(data, out, **kw):
+    from swinfuse_cli.training.trainer import TrainArgs
+
+    base = dict(data=str(data), out=str(out), preset="smoke", steps=4, batch_size=2, crop=16, val_count=2,
+                val_every=0, val_crop=16, warmup=1, log_every=1, progress=False, threads=1, command="test")
+    return TrainArgs(**{**base, **kw})
+
+
+def test_split_keeps_last_stems_for_validation(pair_dir):
+    from swinfuse_cli.training.trainer import split_pairs
+
+    train, val = split_pairs(pair_dir, 2)
+    assert [s for s, _, _ in train] == ["p0", "p1", "p2", "p3"] and [s for s, _, _ in val] == ["p4", "p5"]
+
+
+def test_train_writes_checkpoint_with_provenance_and_log(pair_dir, tmp_path):
+    from swinfuse_cli.model.checkpoint import load_checkpoint
+    from swinfuse_cli.training.trainer import train
+
+    result = train(_args(pair_dir, tmp_path / "run", val_every=2))
+    assert result.finished and result.step == 4 and np.isfinite(result.val_loss)
+    model, meta = load_checkpoint(tmp_path / "run" / "model.safetensors")
+    prov = meta["provenance"]
+    assert prov["command"] == "test" and prov["step"] == 4 and prov["val_loss"] == result.val_loss
+    assert prov["split"]["val_stems"] == ["p4", "p5"] and prov["split"]["train_count"] == 4
+    assert prov["git_commit"] and prov["date"]
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["type"] == "val"] == [2, 4]
+    assert {"loss", "ssim", "intensity", "gradient", "lr", "steps_per_s"} <= set(records[0])
+    state = torch.load(tmp_path / "run" / "trainer_state.pt", weights_only=True)
+    assert state["step"] == 4 and {"python", "numpy", "torch"} <= set(state["rng"][0])
+
+
+def test_resume_continues_exactly(pair_dir, tmp_path):
+    from swinfuse_cli.training.trainer import train
+
+    train(_args(pair_dir, tmp_path / "straight"))
+    train(_args(pair_dir, tmp_path / "split", stop_after=2))
+    half = torch.load(tmp_path / "split" / "trainer_state.pt", weights_only=True)
+    assert half["step"] == 2
+    train(_args(pair_dir, tmp_path / "split", resume=True))
+    a = torch.load(tmp_path / "straight" / "trainer_state.pt", weights_only=True)
+    b = torch.load(tmp_path / "split" / "trainer_state.pt", weights_only=True)
+    assert a["step"] == b["step"] == 4
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=1e-6, msg=key)
+    assert torch.equal(a["rng"][0]["torch"], b["rng"][0]["torch"])
+
+
+def test_resume_refuses_changed_settings(pair_dir, tmp_path):
+    from swinfuse_cli.errors import CheckpointError
+    from swinfuse_cli.training.trainer import train
+
+    train(_args(pair_dir, tmp_path / "run", stop_after=1))
+    with pytest.raises(CheckpointError, match="crop=16"):
+        train(_args(pair_dir, tmp_path / "run", crop=24, resume=True))
+
+
+def test_train_command_runs(pair_dir, tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from swinfuse_cli.train_cmd import register
+
+    app = typer.Typer()
+    register(app)
+
+    @app.callback()
+    def _root() -> None:
+        pass
+
+    out = tmp_path / "cli"
+    result = CliRunner().invoke(app, ["train", "--data", str(pair_dir), "--out", str(out), "--preset", "smoke",
+                                      "--steps", "2", "--batch-size", "2", "--crop", "16", "--val-count", "2",
+                                      "--val-crop", "16", "--warmup", "1", "--threads", "1", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert (out / "model.safetensors").exists() and "finished at step 2/2" in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_two_cpu_processes(pair_dir, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+           "--master-port", str(_free_port()), "-m", "swinfuse_cli.train_cmd",
+           "--data", str(pair_dir), "--out", str(out), "--preset", "smoke", "--steps", "3", "--batch-size", "4",
+           "--crop", "16", "--val-count", "2", "--val-crop", "16", "--warmup", "1", "--val-every", "2",
+           "--device", "cpu", "--threads", "1", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=Path(__file__).parents[1])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = torch.load(out / "trainer_state.pt", weights_only=True)
+    assert state["step"] == 3 and len(state["rng"]) == 2
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["type"] == "val"] == [2, 3]
