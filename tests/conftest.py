@@ -1,0 +1,34 @@
+"""Shared fixtures: tiny configs, tiny tensors and a tiny checkpoint written to tmp_path. Offline, fast."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("COLUMNS", "200")  # rich tables at a fixed width in CLI output
+
+
+@pytest.fixture
+def tiny_config():
+    from swinfuse_cli.model.config import FusionConfig, TextEncoderSpec
+
+    return FusionConfig.smoke(upscale=1, upsampler="", use_checkpoint=False, text_dim=16,
+                              text=TextEncoderSpec(width=16, layers=1, heads=2, context_length=16))
+
+
+@pytest.fixture
+def tiny_model(tiny_config):
+    import torch
+
+    from swinfuse_cli.model.network import SwinFuse
+
+    torch.manual_seed(0)
+    return SwinFuse(tiny_config).eval()
+
+
+@pytest.fixture
+def tiny_checkpoint(tiny_model, tmp_path):
+    from swinfuse_cli.model.checkpoint import save_checkpoint
+
+    return save_checkpoint(tiny_model, tmp_path / "tiny.safetensors", {"note": "random weights, for tests"})

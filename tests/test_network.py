@@ -1,0 +1,160 @@
+import dataclasses
+
+import pytest
+import torch
+
+from swinfuse_cli.errors import ConfigError, ShapeError
+from swinfuse_cli.model.config import FusionConfig
+from swinfuse_cli.model.network import SwinFuse, count_parameters
+
+
+def _pair(B=1, H=16, W=16, C=1):
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(B, C, H, W, generator=g), torch.rand(B, C, H, W, generator=g)
+
+
+@pytest.mark.parametrize("upsampler,upscale", [("", 1), ("pixelshuffle", 2), ("pixelshuffle", 3),
+                                               ("pixelshuffledirect", 4), ("nearest+conv", 2),
+                                               ("pixelshuffledirect", 8), ("nearest+conv", 4)])
+@pytest.mark.parametrize("size", [(16, 16), (13, 21)])
+def test_output_shape_is_input_times_upscale(tiny_config, upsampler, upscale, size):
+    cfg = dataclasses.replace(tiny_config, upsampler=upsampler, upscale=upscale)
+    model = SwinFuse(cfg).eval()
+    ir, vis = _pair(2, *size)
+    with torch.inference_mode():
+        out = model(ir, vis, "low light")
+    assert out.shape == (2, 1, size[0] * upscale, size[1] * upscale)
+    assert torch.isfinite(out).all()
+
+
+def test_smoke_preset_runs_at_64_and_67():
+    model = SwinFuse(FusionConfig.smoke()).eval()
+    for n in (64, 67):
+        ir, vis = _pair(1, n, n)
+        with torch.inference_mode():
+            assert model(ir, vis, "").shape == (1, 1, 2 * n, 2 * n)
+
+
+def test_every_parameter_gets_a_gradient(tiny_config):
+    cfg = dataclasses.replace(tiny_config, ex_depths=(2,), fusion_depths=(2,), re_depths=(2, 1),
+                              re_num_heads=(1, 1), use_checkpoint=True, resi_connection="3conv", ape=True)
+    model = SwinFuse(cfg).train()
+    ir, vis = _pair(2, 12, 12)
+    # FiLM's last layer starts at zero (identity modulation), so only it gets a gradient at first.
+    model(ir, vis, ["a prompt", "another prompt"]).square().mean().backward()
+    assert all(film.to_film[-1].weight.grad.abs().sum() > 0 for film in model.film)
+    assert model.text_encoder.transformer.text_projection.grad.abs().sum() == 0
+    # Once it has moved, every parameter (text encoder included) is reached.
+    model.zero_grad()
+    for film in model.film:
+        torch.nn.init.normal_(film.to_film[-1].weight, std=0.1)
+    model(ir, vis, ["a prompt", "another prompt"]).square().mean().backward()
+    unreached = [n for n, p in model.named_parameters() if p.grad is None or (p.grad == 0).all()]
+    assert not unreached
+
+
+def test_cross_attention_reads_the_other_modality(tiny_model):
+    ir, vis = _pair(1, 16, 16)
+    fusion, enc_ir, enc_vis = tiny_model.fusion, tiny_model.encoder_ir, tiny_model.encoder_vis
+    with torch.inference_mode():
+        a_ir, a_vis = enc_ir(ir), enc_vis(vis)
+        b_vis = enc_vis(torch.rand_like(vis))
+        ir_1, _ = fusion.layers[0](a_ir, a_vis)
+        ir_2, _ = fusion.layers[0](a_ir, b_vis)  # same infrared, other visible
+    assert not torch.allclose(ir_1, ir_2)  # the infrared stream saw the visible change
+
+
+def test_shift_mask_matters():
+    # With the mask, a shifted window on a 2x2-window map keeps wrapped regions apart; without it, not.
+    from swinfuse_cli.model.blocks import SwinBlock
+
+    torch.manual_seed(0)
+    blk = SwinBlock(4, 1, 4, 2, 1.0, True, None, 0, 0, 0).eval()
+    x = torch.randn(1, 8, 8, 4)
+    y = x.clone()
+    y[:, 0, 0] += torch.tensor([3.0, -1.0, 0.5, -2.5])  # not a constant shift: LayerNorm would erase it; a pixel at the top-left corner; after the roll it wraps to the bottom-right window
+    with torch.inference_mode():
+        d = (blk(y) - blk(x)).abs().sum(-1)[0]  # (8, 8)
+    # Pixel (7, 7) shares the wrapped window with (0, 0) but not its region: it must not change.
+    assert d[7, 7] == 0
+    assert d[0, 1] > 0  # a neighbour in the same region does change
+
+
+def test_prompt_changes_output(tiny_model):
+    for film in tiny_model.film:  # FiLM starts as the identity; give it weights so prompts matter
+        torch.nn.init.normal_(film.to_film[-1].weight, std=0.5)
+    ir, vis = _pair(1, 16, 16)
+    with torch.inference_mode():
+        a = tiny_model(ir, vis, "the visible image is very dark")
+        b = tiny_model(ir, vis, "stripe noise in the infrared image")
+    assert not torch.allclose(a, b)
+
+
+def test_prompt_shapes(tiny_model, tiny_config):
+    ir, vis = _pair(3, 16, 16)
+    D = tiny_config.text_dim
+    with torch.inference_mode():
+        one = tiny_model.encode_prompts(["dark"])  # (1, D)
+        assert one.shape == (1, D)
+        broadcast = tiny_model(ir, vis, one)  # (1, D) for a batch of 3
+        per_image = tiny_model(ir, vis, one.expand(3, D))
+        torch.testing.assert_close(broadcast, per_image)
+        torch.testing.assert_close(tiny_model(ir, vis, "dark"), broadcast)
+        with pytest.raises(ShapeError, match=r"must have shape \(3, 16\) or \(1, 16\), got \(1, 77, 16\)"):
+            tiny_model(ir, vis, torch.zeros(1, 77, D))
+        with pytest.raises(ShapeError, match=r"got \(3, 512\)"):
+            tiny_model(ir, vis, torch.zeros(3, 512))
+        with pytest.raises(ShapeError, match=r"got \(2, 16\)"):
+            tiny_model(ir, vis, torch.zeros(2, D))
+        with pytest.raises(ShapeError, match="got 2 prompts for a batch of 3"):
+            tiny_model(ir, vis, ["a", "b"])
+
+
+def test_mismatched_inputs_are_rejected(tiny_model):
+    with pytest.raises(ShapeError, match=r"got \(1, 1, 16, 16\) and \(1, 1, 16, 12\)"):
+        tiny_model(torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 12), "")
+
+
+def test_no_padding_when_aligned_and_crop_when_not(tiny_model):
+    ir, vis = _pair(1, 16, 16)
+    with torch.inference_mode():
+        full = tiny_model(ir, vis, "")
+        part = tiny_model(ir[..., :15, :13], vis[..., :15, :13], "")
+    assert part.shape == (1, 1, 15, 13) and full.shape == (1, 1, 16, 16)
+
+
+def test_prompt_embeddings_are_cached(tiny_model):
+    calls = []
+    enc = tiny_model.text_encoder
+    orig = enc.forward
+    enc.forward = lambda prompts: calls.append(list(prompts)) or orig(prompts)
+    tiny_model.encode_prompts(["a", "b", "a"])
+    tiny_model.encode_prompts(["a"])
+    assert calls == [["a", "b"]]
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(embed_dim=10, ex_num_heads=(3,)), "embed_dim=10 is not divisible by ex_num_heads entry 3"),
+    (dict(upsampler="bicubic"), "upsampler must be one of"),
+    (dict(upsampler="", upscale=2), "upscale must be 1, got 2"),
+    (dict(upscale=5, upsampler="pixelshuffle"), "upscale must be one of (1, 2, 3, 4, 8), got 5"),
+    (dict(upsampler="nearest+conv", upscale=3), "'nearest+conv' needs upscale 2, 4 or 8, got 3"),
+    (dict(re_depths=(1, 1)), "re_depths=(1, 1) and re_num_heads=(1,) must have the same length"),
+    (dict(window_size=1), "window_size must be >= 2, got 1"),
+])
+def test_config_validation_names_the_value(change, message):
+    with pytest.raises(ConfigError) as err:
+        FusionConfig.smoke(**change)
+    assert message in str(err.value)
+
+
+def test_config_json_round_trip():
+    cfg = FusionConfig.default()
+    assert FusionConfig.from_json(cfg.to_json()) == cfg
+    with pytest.raises(ConfigError, match="unknown fields"):
+        FusionConfig.from_json('{"embed_dim": 8, "colour": 1}')
+
+
+def test_parameter_parts_add_up(tiny_model):
+    counts = count_parameters(tiny_model)
+    assert counts["total"] == sum(v for k, v in counts.items() if k != "total")
