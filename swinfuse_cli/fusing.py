@@ -276,12 +276,13 @@ def fuse_pair(*, ir_path: str | Path, vis_path: str | Path, prompts: list[str], 
 
     No prompt means one empty prompt ("no instruction"). gray writes the fused Y only; bit_depth 8 or 16
     overrides the visible's depth; sheet writes a captioned side-by-side comparison there; weights is the
-    checkpoint path, for the report only.
+    checkpoint path, for the report only (default: meta["path"], which load_checkpoint sets).
     """
     import torch
     from swinfuse_cli.data.io import compose_output, output_bit_depth, write_image_atomic
 
     device = torch.device(device)
+    weights = weights or meta.get("path")
     ir_path, vis_path = Path(ir_path), Path(vis_path)
     prompts = list(prompts) or [""]
     paths = output_paths(vis_path.stem, prompts, Path(output) if output is not None else None)
@@ -354,7 +355,7 @@ def _write_manifest(path: Path, report: BatchReport, meta: dict, weights, settin
     manifest = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
-        "weights": {"path": weights, "sha256": meta.get("sha256")},
+        "weights": {"path": weights or meta.get("path"), "sha256": meta.get("sha256")},
         "config": dataclasses.asdict(config) if dataclasses.is_dataclass(config) else config,
         "provenance": meta.get("provenance"),
         "prompt": report.prompt,

@@ -60,7 +60,7 @@ def pair(tmp_path, vis, ir=None, stem="s"):
 def fuse(ir, vis, tmp_path, model=None, **kwargs):
     kwargs.setdefault("output", tmp_path / "out.png")
     return fuse_pair(ir_path=ir, vis_path=vis, prompts=kwargs.pop("prompts", ["p"]), model=model or StandIn(),
-                     meta=META, device="cpu", **kwargs)
+                     meta=kwargs.pop("meta", META), device="cpu", **kwargs)
 
 
 def read(path):
@@ -192,7 +192,7 @@ def make_folder(root, count=5, size=(16, 20)):
 
 def batch(root, out, model=None, **kwargs):
     return fuse_batch(root=root, output_dir=out, prompt=kwargs.pop("prompt", "p"), model=model or StandIn(),
-                      meta=META, device="cpu", **kwargs)
+                      meta=kwargs.pop("meta", META), device="cpu", **kwargs)
 
 
 def test_batch_writes_every_pair_once_and_a_manifest(tmp_path):
@@ -288,3 +288,21 @@ def test_batch_over_the_real_assets(tmp_path):
     report = batch(root, tmp_path / "out", prompt="")
     assert report.written == 3 and report.failed == 0
     assert all(read(r.output).shape == (40, 60, 3) for r in report.records)
+
+
+def test_a_real_checkpoint_through_the_library(tmp_path):
+    from swinfuse_cli.model.checkpoint import load_checkpoint, save_checkpoint
+    from swinfuse_cli.model.config import FusionConfig, TextEncoderSpec
+    from swinfuse_cli.model.network import SwinFuse
+
+    torch.manual_seed(0)
+    config = FusionConfig.smoke(use_checkpoint=False, text_dim=16,  # upscale 2, pixelshuffledirect
+                                text=TextEncoderSpec(width=16, layers=1, heads=2, context_length=16))
+    path = save_checkpoint(SwinFuse(config), tmp_path / "tiny.safetensors")
+    model, meta = load_checkpoint(path)
+    ir, vis = pair(tmp_path, rng.integers(0, 256, (13, 18, 3), dtype=np.uint8))
+    result = fuse(ir, vis, tmp_path, model=model, meta=meta, prompts=["stripe noise in the infrared image", ""])
+    assert [read(o.path).shape for o in result.outputs] == [(26, 36, 3)] * 2
+    assert result.weights == path and result.weights_short_hash == meta["sha256"][:12]
+    report = batch(tmp_path, tmp_path / "out", model=model, meta=meta)
+    assert report.written == 1 and json.loads(report.manifest.read_text())["config"]["upscale"] == 2
