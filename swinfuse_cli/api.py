@@ -1,0 +1,122 @@
+"""The library behind the CLI: one keyword-only function per subcommand, each returning a dataclass.
+
+Only the standard library at module top: torch and friends load inside the functions, so importing this
+module (and `swinfuse --help`) stays instant, and tests can patch these functions cheaply.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from swinfuse_cli.errors import CheckpointError, ConfigError
+
+DEFAULT_WEIGHTS_NAME = "swinfuse-default.safetensors"
+
+
+def default_weights_path() -> Path:
+    """$SWINFUSE_WEIGHTS, else the checkpoint shipped in the repository's weights/ folder."""
+    env = os.environ.get("SWINFUSE_WEIGHTS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "weights" / DEFAULT_WEIGHTS_NAME
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'64' -> (64, 64); '480x640' -> (480, 640)."""
+    try:
+        parts = [int(p) for p in str(text).lower().replace("×", "x").split("x")]
+    except ValueError:
+        raise ConfigError(f"size must be H or HxW (e.g. 64 or 480x640), got {text!r}") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise ConfigError(f"size must be H or HxW with positive numbers, got {text!r}")
+    return parts[0], parts[1]
+
+
+def build_config(preset: str = "smoke", overrides: dict | None = None):
+    from swinfuse_cli.model.config import FusionConfig
+
+    return FusionConfig.preset(preset, **{k: v for k, v in (overrides or {}).items() if v is not None})
+
+
+def load_model(*, weights: str | Path | None, preset: str | None = None, overrides: dict | None = None,
+               device, require_weights: bool = False):
+    """-> (model, meta, source). With weights: the checkpoint. Without: a preset with random weights, unless
+    the caller fuses images (require_weights), where random weights would be meaningless."""
+    from swinfuse_cli.model.checkpoint import load_checkpoint
+    from swinfuse_cli.model.network import SwinFuse
+
+    if weights is None and require_weights:
+        weights = default_weights_path()
+        if not weights.exists():
+            raise CheckpointError(f"no trained default checkpoint at {weights}; pass --weights PATH "
+                                  "(swinfuse never fuses with random weights)")
+    if weights is not None:
+        if overrides and any(v is not None for v in overrides.values()):
+            raise ConfigError("config options cannot be combined with --weights (the checkpoint holds its config)")
+        model, meta = load_checkpoint(weights, device=device)
+        return model, meta, str(weights)
+    model = SwinFuse(build_config(preset or "smoke", overrides)).to(device).eval()
+    return model, {"config": model.config, "provenance": {}, "sha256": None, "path": None}, f"preset:{preset or 'smoke'}"
+
+
+def profile_model(*, preset: str = "smoke", overrides: dict | None = None, weights: str | Path | None = None,
+                  sizes: list[str] = ("64",), batch: int = 1, warmup: int = 2, repetitions: int = 10,
+                  prompt: str = "", device: str = "auto", precision: str = "fp32", threads: int | None = None):
+    from swinfuse_cli import devices, profiling
+
+    dev = devices.resolve_device(device)
+    dtype = devices.resolve_dtype(precision, dev)
+    n_threads = devices.set_threads(threads)
+    if batch < 1 or warmup < 0 or repetitions < 1:
+        raise ConfigError(f"need batch >= 1, warmup >= 0, repetitions >= 1; got {batch}, {warmup}, {repetitions}")
+    model, _, source = load_model(weights=weights, preset=preset, overrides=overrides, device=dev)
+    return profiling.profile_model(model, source=source, sizes=[parse_size(s) for s in sizes], batch=batch,
+                                   warmup=warmup, repetitions=repetitions, prompt=prompt, device=dev, dtype=dtype,
+                                   threads=n_threads)
+
+
+def summarize_model(*, preset: str = "smoke", overrides: dict | None = None, weights: str | Path | None = None,
+                    size: str = "64", prompt: str = "", depth: int = 3, device: str = "auto"):
+    from swinfuse_cli import devices, summary
+
+    dev = devices.resolve_device(device)
+    if depth < 1:
+        raise ConfigError(f"--depth must be >= 1, got {depth}")
+    model, _, source = load_model(weights=weights, preset=preset, overrides=overrides, device=dev)
+    return summary.summarize_model(model, source=source, size=parse_size(size), prompt=prompt, depth=depth,
+                                   device=dev)
+
+
+def fuse_pair(*, ir: str | Path, vis: str | Path, prompts: list[str], output: str | Path | None = None,
+              weights: str | Path | None = None, device: str = "auto", resize: bool = False, gray: bool = False,
+              bit_depth: int | None = None, sheet: str | Path | None = None, threads: int | None = None):
+    import time
+
+    from swinfuse_cli import devices, fusing
+
+    dev = devices.resolve_device(device)
+    devices.set_threads(threads)
+    t0 = time.perf_counter()
+    model, meta, _ = load_model(weights=weights, device=dev, require_weights=True)
+    load_ms = (time.perf_counter() - t0) * 1000
+    result = fusing.fuse_pair(ir_path=ir, vis_path=vis, prompts=list(prompts) or [""], output=output, model=model,
+                              meta=meta, device=dev, resize=resize, gray=gray, bit_depth=bit_depth, sheet=sheet)
+    result.latency_ms["weights"] = load_ms
+    return result
+
+
+def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str = "", weights: str | Path | None = None,
+               device: str = "auto", ir_dir: str | Path | None = None, vis_dir: str | Path | None = None,
+               recursive: bool = False, overwrite: bool = False, shard: str | None = None, resize: bool = False,
+               gray: bool = False, bit_depth: int | None = None, threads: int | None = None, progress=None):
+    from swinfuse_cli import devices, fusing
+
+    dev = devices.resolve_device(device)
+    devices.set_threads(threads)
+    model, meta, _ = load_model(weights=weights, device=dev, require_weights=True)
+    return fusing.fuse_batch(root=root, output_dir=output_dir, prompt=prompt, model=model, meta=meta, device=dev,
+                             ir_dir=ir_dir, vis_dir=vis_dir, recursive=recursive, overwrite=overwrite, shard=shard,
+                             resize=resize, gray=gray, bit_depth=bit_depth, progress=progress)

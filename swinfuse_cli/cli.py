@@ -1,0 +1,263 @@
+"""The `swinfuse` command line (Typer + rich): parse options, call one api function, render the result.
+
+No torch at module top: `swinfuse --help` and `--version` stay instant. Library errors (SwinfuseError)
+become `Error: <one line>` on stderr and exit 1; SWINFUSE_DEBUG=1 shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from swinfuse_cli import __version__, api
+from swinfuse_cli.errors import SwinfuseError
+
+app = typer.Typer(help="Text-guided infrared-visible image fusion (SwinFusion encoders + Text-IF prompts).",
+                  context_settings={"help_option_names": ["-h", "--help"]}, no_args_is_help=True,
+                  pretty_exceptions_show_locals=False, add_completion=False)
+
+DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout (nothing else there).")]
+WeightsOpt = Annotated[Optional[Path], typer.Option(help="A swinfuse checkpoint (.safetensors).")]
+ThreadsOpt = Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: torch's choice).")]
+
+
+def _version(value: bool):
+    if value:
+        print(f"swinfuse {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False):
+    """Fuse infrared and visible images under a text prompt; profile and summarize model configurations."""
+
+
+def _render(data, tables_fn, as_json: bool) -> None:
+    from swinfuse_cli import render
+
+    payload = render.to_jsonable(data.to_dict() if hasattr(data, "to_dict") else data)
+    if as_json:
+        render.emit_json(payload)
+    else:
+        render.show(tables_fn(payload))
+
+
+# -- config options: one per FusionConfig field, generated so the CLI never drifts from the config -----------
+def _config_fields():
+    from swinfuse_cli.model.config import FusionConfig
+
+    return [f for f in dataclasses.fields(FusionConfig) if f.name != "text"]
+
+
+def _config_parameters() -> list[inspect.Parameter]:
+    params = []
+    for f in _config_fields():
+        kind = str(f.type)
+        if "tuple" in kind:
+            annotation, hint = Optional[str], "comma-separated ints, e.g. 2,2"
+        elif kind.startswith("bool"):
+            annotation, hint = Optional[bool], ""
+        elif kind.startswith("int"):
+            annotation, hint = Optional[int], ""
+        elif kind.startswith("float"):
+            annotation, hint = Optional[float], ""
+        else:
+            annotation, hint = Optional[str], ""
+        flag = "--" + f.name.replace("_", "-")
+        option = typer.Option(flag, help=f"Config field {f.name} (SwinFusion's meaning){'; ' + hint if hint else ''}.",
+                              rich_help_panel="Model configuration (override the preset)")
+        if annotation is Optional[bool]:
+            option = typer.Option(f"{flag}/--no-{f.name.replace('_', '-')}", help=f"Config field {f.name}.",
+                                  rich_help_panel="Model configuration (override the preset)")
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                        annotation=Annotated[annotation, option]))
+    return params
+
+
+def _overrides(values: dict) -> dict:
+    from swinfuse_cli.errors import ConfigError
+
+    out = {}
+    for f in _config_fields():
+        v = values.get(f.name)
+        if v is None:
+            continue
+        if "tuple" in str(f.type):
+            try:
+                v = tuple(int(x) for x in str(v).split(",") if x.strip())
+            except ValueError:
+                raise ConfigError(f"--{f.name.replace('_', '-')} takes comma-separated integers, got {v!r}") from None
+        out[f.name] = v
+    return out
+
+
+def _with_config_options(func):
+    """Add every config field as an option to a command whose body reads them from **config."""
+    sig = inspect.signature(func, eval_str=True)  # resolve the postponed annotations for Typer
+    base = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    func.__signature__ = sig.replace(parameters=base + _config_parameters())
+    return func
+
+
+# -- commands ------------------------------------------------------------------------------------------------
+@app.command()
+@_with_config_options
+def profile(
+    size: Annotated[str, typer.Option(help="Input size: H or HxW.")] = "64",
+    sizes: Annotated[Optional[str], typer.Option(help="Sweep sizes, e.g. 64,128,256 or 256,480x640.")] = None,
+    preset: Annotated[str, typer.Option(help="smoke | default | swinfusion.")] = "smoke",
+    batch: Annotated[int, typer.Option(help="Images per forward.")] = 1,
+    warmup: Annotated[int, typer.Option(help="Untimed runs first.")] = 2,
+    repetitions: Annotated[int, typer.Option(help="Timed runs.")] = 10,
+    prompt: Annotated[str, typer.Option(help="Prompt fed to the text encoder.")] = "",
+    precision: Annotated[str, typer.Option(help="fp32 | bf16 | fp16 (fp16: CUDA only).")] = "fp32",
+    threads: ThreadsOpt = None,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
+    json_out: JsonOpt = False,
+    **config,
+):
+    """Build a model (preset + overrides, or --weights), run random inputs and report shape check, params,
+    FLOPs, memory and latency (mean, median, p95, min, FPS)."""
+    from swinfuse_cli import render
+
+    size_list = [s for s in sizes.split(",") if s.strip()] if sizes else [size]
+    report = api.profile_model(preset=preset, overrides=_overrides(config), weights=weights, sizes=size_list,
+                               batch=batch, warmup=warmup, repetitions=repetitions, prompt=prompt, device=device,
+                               precision=precision, threads=threads)
+    _render(report, render.profile_tables, json_out)
+
+
+@app.command()
+@_with_config_options
+def summary(
+    size: Annotated[str, typer.Option(help="Input size: H or HxW.")] = "64",
+    preset: Annotated[str, typer.Option(help="smoke | default | swinfusion.")] = "smoke",
+    depth: Annotated[int, typer.Option(help="Module depth shown; deeper modules fold into their parent.")] = 3,
+    prompt: Annotated[str, typer.Option(help="Prompt fed to the text encoder.")] = "",
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
+    json_out: JsonOpt = False,
+    **config,
+):
+    """Layer table from a real forward pass on two images and a prompt (module, type, output shape, params)."""
+    from swinfuse_cli import render
+
+    report = api.summarize_model(preset=preset, overrides=_overrides(config), weights=weights, size=size,
+                                 prompt=prompt, depth=depth, device=device)
+    _render(report, render.summary_tables, json_out)
+
+
+@app.command()
+def fuse(
+    ir: Annotated[Path, typer.Argument(help="Infrared image.")],
+    vis: Annotated[Path, typer.Argument(help="Visible image (colour or gray).")],
+    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", "-p", help=(
+        "What to fix, e.g. 'the visible image is in low light'. Repeat for one output per prompt. "
+        "An empty prompt means no instruction."))] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help=(
+        "Output file (one prompt) or folder (default: <stem>_fused.png here).")) ] = None,
+    sheet: Annotated[Optional[Path], typer.Option(help="Also write infrared | visible | fused-per-prompt, captioned.")] = None,
+    resize: Annotated[bool, typer.Option(help="Resize the infrared to the visible when sizes differ.")] = False,
+    gray: Annotated[bool, typer.Option(help="Write the fused Y only (no colour).")] = False,
+    bit_depth: Annotated[Optional[int], typer.Option(help="8 or 16 (default: the visible's).")] = None,
+    threads: ThreadsOpt = None,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
+    json_out: JsonOpt = False,
+):
+    """Fuse one infrared/visible pair under a prompt and write the result."""
+    from swinfuse_cli import render
+
+    result = api.fuse_pair(ir=ir, vis=vis, prompts=list(prompt or [""]), output=output, weights=weights,
+                           device=device, resize=resize, gray=gray, bit_depth=bit_depth, sheet=sheet, threads=threads)
+    for note in getattr(result, "notes", []) or []:
+        render.stderr.print(f"note: {note}")
+    _render(result, render.fuse_tables, json_out)
+
+
+@app.command()
+def batch(
+    root: Annotated[Optional[Path], typer.Argument(help="Folder with ir/+vis/, ir/+vi/, Infrared/+Visible/ or IR/+VI_Y/.")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")] = Path("fused"),
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="One prompt for every pair (empty: no instruction).")] = "",
+    ir_dir: Annotated[Optional[Path], typer.Option(help="Infrared folder (instead of a layout under ROOT).")] = None,
+    vis_dir: Annotated[Optional[Path], typer.Option(help="Visible folder (instead of a layout under ROOT).")] = None,
+    recursive: Annotated[bool, typer.Option(help="Descend into subfolders, mirroring the tree.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Redo pairs whose output exists (default: skip, so reruns resume).")] = False,
+    shard: Annotated[Optional[str], typer.Option(help="i/n: process the i-th (1-based) of n slices of the sorted pairs.")] = None,
+    resize: Annotated[bool, typer.Option(help="Resize the infrared to the visible when sizes differ.")] = False,
+    gray: Annotated[bool, typer.Option(help="Write the fused Y only (no colour).")] = False,
+    bit_depth: Annotated[Optional[int], typer.Option(help="8 or 16 (default: each visible's).")] = None,
+    threads: ThreadsOpt = None,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = "auto",
+    json_out: JsonOpt = False,
+):
+    """Fuse every pair of a folder, streamed from disk, with a progress bar; failures are listed, the run goes on.
+    Exit code 0 when every pair is written or skipped, 1 when any failed."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from swinfuse_cli import render
+
+    with Progress(TextColumn("fusing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                  TimeRemainingColumn(), console=render.stderr, transient=json_out) as bar:
+        task = bar.add_task("fuse", total=None, rate="")
+        import time
+
+        started = time.perf_counter()
+
+        def progress(done: int, total: int, record) -> None:
+            elapsed = time.perf_counter() - started
+            bar.update(task, completed=done, total=total, rate=f"{done / elapsed:.2f} pairs/s" if done else "")
+
+        report = api.fuse_batch(root=root, output_dir=output, prompt=prompt, weights=weights, device=device,
+                                ir_dir=ir_dir, vis_dir=vis_dir, recursive=recursive, overwrite=overwrite, shard=shard,
+                                resize=resize, gray=gray, bit_depth=bit_depth, threads=threads, progress=progress)
+    _render(report, render.batch_tables, json_out)
+    if report.failed:
+        raise typer.Exit(code=1)
+
+
+def _register_optional_commands() -> None:
+    from swinfuse_cli import train_cmd
+
+    train_cmd.register(app)
+    try:
+        from swinfuse_cli import evaluate_cmd
+    except ImportError:  # written in parallel; absent until it lands
+        return
+    evaluate_cmd.register(app)
+
+
+_register_optional_commands()
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except SwinfuseError as exc:
+        if os.environ.get("SWINFUSE_DEBUG"):
+            raise
+        typer.echo(f"Error: {exc}", err=True)
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("Aborted.", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

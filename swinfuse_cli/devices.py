@@ -1,0 +1,47 @@
+"""Device, precision and thread choices shared by every command."""
+
+from __future__ import annotations
+
+from swinfuse_cli.errors import DeviceError
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def resolve_device(name: str = "auto"):
+    """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> torch.device, with a one-line error when CUDA is absent."""
+    import torch
+
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise DeviceError(f"--device {name} was asked for but CUDA is not available "
+                              "(torch.cuda.is_available() is False); use --device cpu")
+        dev = torch.device(name)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
+        return dev
+    raise DeviceError(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
+
+
+def resolve_dtype(precision: str, device):
+    import torch
+
+    if precision not in PRECISIONS:
+        raise DeviceError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp16" and device.type != "cuda":
+        raise DeviceError("--precision fp16 needs a CUDA device; on CPU use bf16 or fp32")
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def set_threads(threads: int | None) -> int:
+    import torch
+
+    if threads:
+        if threads < 1:
+            raise DeviceError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()

@@ -1,0 +1,148 @@
+"""Results to people and machines: a rich table on stdout, or JSON on stdout (nothing else there).
+Progress, notes and warnings go to stderr. Table and JSON are drawn from the same dict."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+stdout = Console(soft_wrap=False)
+stderr = Console(stderr=True)
+
+
+def to_jsonable(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_jsonable(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, float):
+        return round(value, 6)
+    return value
+
+
+def emit_json(data: Any) -> None:
+    print(json.dumps(to_jsonable(data), indent=2))
+
+
+def fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 1000 else f"{value:,.1f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, (list, tuple)):
+        return "×".join(str(v) for v in value) if all(isinstance(v, int) for v in value) else ", ".join(map(str, value))
+    if value is None:
+        return "-"
+    return str(value)
+
+
+def key_value_table(title: str, rows: list[tuple[str, Any]]) -> Table:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, fmt(value))
+    return table
+
+
+def profile_tables(report: dict) -> list[Table]:
+    params = report["params"]
+    head = key_value_table("swinfuse profile", [
+        ("model", report["source"]), ("device", report["device"]), ("dtype", report["dtype"]),
+        ("threads", report["threads"]), ("batch", report["batch"]),
+        ("warm-up / repetitions", f"{report['warmup']} / {report['repetitions']}"),
+        ("prompt", repr(report["prompt"])),
+        *[(f"params: {k}", v) for k, v in params.items()]])
+    # One column per input size: a sweep reads across, and the table stays narrow.
+    sizes = Table(title="per input size", title_justify="left")
+    sizes.add_column("")
+    for s in report["sizes"]:
+        sizes.add_column(fmt(s["input_shape"][2:]), justify="right")
+    def row(label, get):
+        sizes.add_row(label, *[get(s) for s in report["sizes"]])
+    row("input", lambda s: fmt(s["input_shape"]))
+    row("output", lambda s: fmt(s["output_shape"]))
+    row("output = input × upscale", lambda s: "yes" if s["shape_ok"] else f"NO (expected {fmt(s['expected_output_shape'])})")
+    row("GFLOPs", lambda s: fmt(s["gflops"]))
+    for k in ("mean", "median", "p95", "min"):
+        row(f"latency {k} ms", lambda s, k=k: fmt(s["latency_ms"][k]))
+    row("images/s", lambda s: fmt(s["fps"]))
+    for k in ("before", "after", "peak"):
+        row(f"RSS {k} MB", lambda s, k=k: fmt(s["rss_mb"][k]))
+    if any(s["gpu_mb"] for s in report["sizes"]):
+        for k in ("allocated", "reserved", "peak"):
+            row(f"GPU {k} MB", lambda s, k=k: fmt((s["gpu_mb"] or {}).get(k)))
+    return [head, sizes]
+
+
+def summary_tables(report: dict) -> list[Table]:
+    table = Table(title=f"swinfuse summary: {report['source']}, input {fmt(report['input_shape'])}, "
+                        f"prompt {report['prompt']!r}", title_justify="left")
+    for col, just in (("module", "left"), ("type", "left"), ("output shape", "right"), ("params", "right"),
+                      ("own params", "right")):
+        table.add_column(col, justify=just)
+    for row in report["layers"]:
+        indent = "  " * max(row["depth"] - 1, 0)
+        table.add_row(indent + row["name"].split(".")[-1] if row["depth"] else row["name"], row["type"],
+                      fmt(row["output_shape"]), fmt(row["params"]), fmt(row["own_params"]))
+    totals = key_value_table("totals", [
+        ("total params", report["total_params"]), ("trainable params", report["trainable_params"]),
+        ("params MB", report["params_mb"]), ("activations MB (estimate)", report["activations_mb"])])
+    return [table, totals]
+
+
+def fuse_tables(result: dict) -> list[Table]:
+    lat = result["latency_ms"]
+    rows = [("infrared", f"{result['ir_path']}  {fmt(result['ir_shape'])}"),
+            ("visible", f"{result['vis_path']}  {fmt(result['vis_shape'])}")]
+    for out in result["outputs"]:
+        rows.append((f"output for {out['prompt']!r}", f"{out['path']}  {fmt(out['shape'])}  {out['bit_depth']}-bit"))
+    if result.get("sheet"):
+        rows.append(("sheet", result["sheet"]))
+    rows += [("weights", f"{result['weights']}  sha256:{result['weights_short_hash']}"), ("params", result["params"]),
+             ("device", result["device"])]
+    rows += [(f"latency {k} ms", v) for k, v in lat.items()]
+    rows += [("peak RSS MB", result["peak_rss_mb"]), ("peak GPU MB", result["peak_gpu_mb"])]
+    return [key_value_table("swinfuse fuse", rows)]
+
+
+def batch_tables(report: dict) -> list[Table]:
+    rows = [("pairs found", report["pairs_found"]), ("pairs in this run", report["pairs_selected"]),
+            ("written", report["written"]), ("skipped (existing)", report["skipped"]), ("failed", report["failed"]),
+            ("unmatched infrared", len(report["unmatched_ir"])), ("unmatched visible", len(report["unmatched_vis"])),
+            ("mean latency ms", report["mean_latency_ms"]), ("throughput pairs/s", report["throughput_pairs_per_s"]),
+            ("wall s", report["wall_s"]), ("peak RSS MB", report["peak_rss_mb"]), ("peak GPU MB", report["peak_gpu_mb"]),
+            ("prompt", repr(report["prompt"])), ("shard", report["shard"]), ("output", report["output_dir"]),
+            ("manifest", report["manifest"])]
+    tables = [key_value_table("swinfuse batch", rows)]
+    failed = [r for r in report["records"] if r["status"] == "failed"]
+    if failed:
+        t = Table(title="failed pairs", title_justify="left")
+        t.add_column("pair")
+        t.add_column("reason")
+        for r in failed:
+            t.add_row(r["rel"], r["reason"] or "")
+        tables.append(t)
+    unmatched = [("infrared", p) for p in report["unmatched_ir"]] + [("visible", p) for p in report["unmatched_vis"]]
+    if unmatched:
+        t = Table(title="unmatched files (no partner with the same stem)", title_justify="left")
+        t.add_column("side")
+        t.add_column("file")
+        for side, p in unmatched:
+            t.add_row(side, str(p))
+        tables.append(t)
+    return tables
+
+
+def show(tables: list[Table]) -> None:
+    for t in tables:
+        stdout.print(t)
