@@ -197,7 +197,8 @@ def scd(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
 
     def corr(x, y):
         x, y = x - x.mean(), y - y.mean()
-        return (x * y).sum() / np.sqrt((x * x).sum() * (y * y).sum())
+        with np.errstate(divide="ignore", invalid="ignore"):  # F == B makes F - B flat: NaN, as the reference
+            return (x * y).sum() / np.sqrt((x * x).sum() * (y * y).sum())
 
     return float(corr(a, f - b) + corr(b, f - a))
 
