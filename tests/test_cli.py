@@ -1,0 +1,157 @@
+"""The command line: exit codes, exact error sentences, JSON on stdout, kwargs passed to the api."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from swinfuse_cli import api
+from swinfuse_cli.cli import app
+
+runner = CliRunner()
+
+
+def test_profile_json_reports_shapes_params_memory_latency():
+    result = runner.invoke(app, ["profile", "--size", "64", "--json", "--repetitions", "2", "--warmup", "1"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    (size,) = data["sizes"]
+    assert size["output_shape"] == [1, 1, 128, 128] and size["shape_ok"]
+    assert data["params"]["total"] == sum(v for k, v in data["params"].items() if k != "total")
+    assert size["rss_mb"]["peak"] >= size["rss_mb"]["before"] > 0
+    assert size["latency_ms"]["min"] <= size["latency_ms"]["median"] <= size["latency_ms"]["p95"]
+    assert size["gflops"] > 0
+
+
+def test_profile_odd_size_and_sweep():
+    result = runner.invoke(app, ["profile", "--sizes", "67,20x36", "--json", "--repetitions", "1", "--warmup", "0"])
+    assert result.exit_code == 0, result.output
+    shapes = [s["output_shape"] for s in json.loads(result.stdout)["sizes"]]
+    assert shapes == [[1, 1, 134, 134], [1, 1, 40, 72]]
+
+
+def test_profile_config_options_reach_the_api(monkeypatch):
+    seen = {}
+
+    def fake(**kwargs):
+        seen.update(kwargs)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(api, "profile_model", fake)
+    runner.invoke(app, ["profile", "--embed-dim", "12", "--ex-depths", "2,2", "--ex-num-heads", "1,1",
+                        "--no-qkv-bias", "--window-size", "8", "--preset", "default", "--batch", "3"])
+    assert seen["overrides"] == {"embed_dim": 12, "ex_depths": (2, 2), "ex_num_heads": (1, 1), "qkv_bias": False,
+                                 "window_size": 8}
+    assert seen["preset"] == "default" and seen["batch"] == 3 and seen["sizes"] == ["64"]
+
+
+def test_flops_count_attention_under_inference_mode():
+    # The CPU fused attention op has no formula of torch's own; without ours it would count 0.
+    import torch
+
+    from swinfuse_cli.model.config import FusionConfig
+    from swinfuse_cli.model.network import SwinFuse
+    from swinfuse_cli.profiling import count_flops
+
+    model = SwinFuse(FusionConfig.smoke(upscale=1, upsampler="")).eval()
+    x = torch.rand(1, 1, 16, 16)
+    with torch.inference_mode():
+        text = model.encode_prompts([""])
+        total = count_flops(model, x, x, text)
+        model.encoder_ir.layers[0].blocks[0].attn.num_heads  # noqa: B018 - the module exists
+    L, C, tokens = 16, 8, 16 * 16
+    attention = 2 * 2 * tokens * L * C  # QK^T and AV of one block
+    blocks = 1 + 1 + 2 + 1  # Ex ir, Ex vis, fusion both directions, Re
+    assert total >= blocks * attention
+
+
+def test_summary_json_params_add_up_to_profile_total():
+    s = runner.invoke(app, ["summary", "--json"])
+    p = runner.invoke(app, ["profile", "--json", "--repetitions", "1", "--warmup", "0"])
+    assert s.exit_code == 0 and p.exit_code == 0, s.output + p.output
+    summary, profile = json.loads(s.stdout), json.loads(p.stdout)
+    assert sum(row["own_params"] for row in summary["layers"]) == summary["total_params"]
+    assert summary["total_params"] == profile["params"]["total"]
+    names = [row["name"] for row in summary["layers"]]
+    assert "film.0" in names and "fusion.reduce" in names and "decoder.head" in names
+
+
+def test_summary_depth_collapses():
+    deep = json.loads(runner.invoke(app, ["summary", "--json", "--depth", "4"]).stdout)
+    shallow = json.loads(runner.invoke(app, ["summary", "--json", "--depth", "1"]).stdout)
+    assert max(r["depth"] for r in shallow["layers"]) == 1
+    assert len(deep["layers"]) > len(shallow["layers"])
+    assert sum(r["own_params"] for r in shallow["layers"]) == shallow["total_params"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["profile", "--device", "cuda"], "Error: --device cuda was asked for but CUDA is not available"),
+    (["profile", "--size", "abc"], "Error: size must be H or HxW (e.g. 64 or 480x640), got 'abc'"),
+    (["profile", "--embed-dim", "10", "--ex-num-heads", "3"], "Error: embed_dim=10 is not divisible by ex_num_heads entry 3"),
+    (["profile", "--preset", "huge"], "Error: unknown preset 'huge'; choose one of ['default', 'smoke', 'swinfusion']"),
+    (["profile", "--precision", "fp16", "--device", "cpu"], "Error: --precision fp16 needs a CUDA device"),
+    (["summary", "--weights", "missing.safetensors"], "Error: weights file not found: missing.safetensors"),
+])
+def test_errors_are_one_line_on_stderr_with_exit_1(args, message, monkeypatch, capsys):
+    from swinfuse_cli.cli import main
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr("sys.argv", ["swinfuse", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 1
+    assert captured.err.startswith(message) and captured.err.count("\n") == 1
+    assert captured.out == ""
+
+
+def test_main_prints_error_line(monkeypatch, capsys):
+    from swinfuse_cli.cli import main
+
+    monkeypatch.setattr("sys.argv", ["swinfuse", "summary", "--weights", "nope.safetensors"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1
+    assert err == "Error: weights file not found: nope.safetensors\n"
+
+
+def test_fuse_without_default_weights_refuses_random_ones(monkeypatch, tmp_path, capsys):
+    from swinfuse_cli.cli import main
+
+    monkeypatch.setenv("SWINFUSE_WEIGHTS", str(tmp_path / "none.safetensors"))
+    monkeypatch.setattr("sys.argv", ["swinfuse", "fuse", "a.png", "b.png"])
+    with pytest.raises(SystemExit):
+        main()
+    assert "no trained default checkpoint at" in capsys.readouterr().err
+
+
+def test_fuse_json_with_a_checkpoint(tiny_checkpoint, tmp_path):
+    assets = __import__("pathlib").Path(__file__).parent / "assets"
+    ir = sorted((assets / "ir").iterdir())[0]
+    vis = assets / "vis" / ir.name
+    out = tmp_path / "fused.png"
+    result = runner.invoke(app, ["fuse", str(ir), str(vis), "-p", "low light", "-o", str(out),
+                                 "--weights", str(tiny_checkpoint), "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert out.exists() and data["outputs"][0]["path"] == str(out)
+    assert set(data["latency_ms"]) >= {"weights", "forward", "write"}
+    assert data["weights_short_hash"] and data["params"] > 0
+
+
+def test_batch_json_and_exit_code(tiny_checkpoint, tmp_path):
+    import shutil
+
+    assets = __import__("pathlib").Path(__file__).parent / "assets"
+    root = tmp_path / "data"
+    shutil.copytree(assets, root)
+    (root / "vis" / "broken.png").write_bytes(b"not an image")
+    (root / "ir" / "broken.png").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["batch", str(root), "-o", str(out), "--weights", str(tiny_checkpoint), "--json"])
+    assert result.exit_code == 1  # one pair failed
+    data = json.loads(result.stdout)
+    assert data["failed"] == 1 and data["written"] == data["pairs_found"] - 1
+    again = runner.invoke(app, ["batch", str(root), "-o", str(out), "--weights", str(tiny_checkpoint), "--json"])
+    assert json.loads(again.stdout)["skipped"] == data["written"]
