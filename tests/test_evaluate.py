@@ -1,0 +1,118 @@
+"""`evaluate_images` and the `evaluate` command on a tiny local Typer app: pairing by stem, layouts, CSV,
+--json on stdout only, and the exact one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from swinfuse_cli import evaluate_cmd
+from swinfuse_cli.errors import InputError
+from swinfuse_cli.metrics import METRIC_NAMES
+
+H, W = 48, 64  # VIF needs at least 41 px a side
+
+
+def _image(seed: int, shape=(H, W)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.clip(cv2.GaussianBlur(rng.uniform(0, 255, shape), (0, 0), 2.0) * 3 - 250, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """tmp/src/{ir,vis}/{a,b,c} and tmp/fused/{a,b,extra}: c has no fused image, extra no sources."""
+    for kind in ("src/ir", "src/vis", "fused"):
+        (tmp_path / kind).mkdir(parents=True)
+    for i, stem in enumerate("abc"):
+        ir, vis = _image(i), _image(10 + i)
+        cv2.imwrite(str(tmp_path / "src/ir" / f"{stem}.png"), ir)
+        cv2.imwrite(str(tmp_path / "src/vis" / f"{stem}.png"), vis)
+        if stem != "c":
+            cv2.imwrite(str(tmp_path / "fused" / f"{stem}.png"), ((ir.astype(int) + vis) // 2).astype(np.uint8))
+    cv2.imwrite(str(tmp_path / "fused" / "extra.png"), _image(99))
+    return tmp_path
+
+
+def test_evaluate_images_matches_by_stem_and_reports_the_rest(dataset):
+    out_csv = dataset / "scores.csv"
+    report = evaluate_cmd.evaluate_images(fused=dataset / "fused", sources=dataset / "src", workers=1, csv=out_csv)
+    assert [r["name"] for r in report.images] == ["a", "b"]
+    assert report.unmatched == ["extra"] and report.missing == ["c"] and report.failed == []
+    assert report.mean["EN"] == pytest.approx((report.images[0]["EN"] + report.images[1]["EN"]) / 2)
+    rows = list(csv.reader(out_csv.open()))
+    assert rows[0] == ["image", *METRIC_NAMES]
+    assert [r[0] for r in rows[1:]] == ["a", "b", "mean"]
+    assert float(rows[3][1]) == pytest.approx(report.mean["EN"], abs=1e-6)
+
+
+def test_one_fused_file_and_a_case_insensitive_layout(dataset):
+    (dataset / "src/ir").rename(dataset / "src/Infrared")
+    (dataset / "src/vis").rename(dataset / "src/VISIBLE")
+    report = evaluate_cmd.evaluate_images(fused=dataset / "fused/b.png", sources=dataset / "src", workers=1)
+    assert [r["name"] for r in report.images] == ["b"] and report.missing == []
+
+
+def test_explicit_folders_give_the_same_numbers(dataset):
+    by_layout = evaluate_cmd.evaluate_images(fused=dataset / "fused", sources=dataset / "src", workers=1)
+    by_dirs = evaluate_cmd.evaluate_images(fused=dataset / "fused", ir_dir=dataset / "src/ir",
+                                           vis_dir=dataset / "src/vis", workers=2)
+    assert by_dirs.images == by_layout.images
+
+
+def test_size_mismatch_names_both_sizes(dataset):
+    cv2.imwrite(str(dataset / "fused/a.png"), _image(5, (H, W + 8)))
+    with pytest.raises(InputError, match=r"^a: fused image is 72x48 but infrared is 64x48"):
+        evaluate_cmd.evaluate_images(fused=dataset / "fused/a.png", sources=dataset / "src", workers=1)
+
+
+def test_no_matching_names(dataset):
+    with pytest.raises(InputError, match="no fused image has the name of a source pair"):
+        evaluate_cmd.evaluate_images(fused=dataset / "fused/extra.png", sources=dataset / "src", workers=1)
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def root():  # a group, so the command is called by name as in the real CLI
+        pass
+
+    evaluate_cmd.register(app)
+    return app
+
+
+def test_cli_json_is_the_only_stdout(dataset):
+    result = CliRunner().invoke(_app(), ["evaluate", str(dataset / "fused"), str(dataset / "src"),
+                                         "--json", "--workers", "1"])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["metrics"] == list(METRIC_NAMES)
+    assert [r["name"] for r in data["images"]] == ["a", "b"]
+    assert set(data["mean"]) == set(METRIC_NAMES)
+    assert "1 fused images without a source pair: extra" in result.stderr
+
+
+def test_cli_table_and_help_state_the_conventions(dataset):
+    runner = CliRunner()
+    table = runner.invoke(_app(), ["evaluate", str(dataset / "fused"), str(dataset / "src"), "--workers", "1"])
+    assert table.exit_code == 0 and "mean (2)" in table.stdout and "Qabf" in table.stdout
+    help_text = " ".join(runner.invoke(_app(), ["evaluate", "--help"]).stdout.split())
+    for phrase in ("0..255", "summed over", "CDDFuse"):
+        assert phrase in help_text
+
+
+def test_cli_missing_folder_is_one_error_line(tmp_path):
+    (tmp_path / "fused").mkdir()
+    cv2.imwrite(str(tmp_path / "fused/a.png"), _image(0))
+    missing = tmp_path / "nope"
+    result = CliRunner().invoke(_app(), ["evaluate", str(tmp_path / "fused"), str(missing)])
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {missing}: no such folder\n"
+    result = CliRunner().invoke(_app(), ["evaluate", str(missing), str(tmp_path)])
+    assert result.stderr == f"Error: {missing}: no such file or folder\n"
