@@ -243,7 +243,10 @@ _register_optional_commands()
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        # Without standalone mode Click returns (not raises) the code of a typer.Exit: pass it on.
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except SwinfuseError as exc:
         if os.environ.get("SWINFUSE_DEBUG"):
             raise

@@ -22,3 +22,10 @@ def test_console_script_runs_profile_json():
 def test_version():
     out = subprocess.run([sys.executable, "-m", "swinfuse_cli", "--version"], capture_output=True, text=True, timeout=60)
     assert out.stdout.startswith("swinfuse ")
+
+
+def test_failed_command_exits_non_zero(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "swinfuse_cli", "evaluate", str(tmp_path / "nothing"), str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.strip().startswith("Error: ") and out.stderr.count("\n") == 1
