@@ -208,20 +208,28 @@ def batch(
 
     from swinfuse_cli import render
 
-    with Progress(TextColumn("fusing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                  TimeRemainingColumn(), console=render.stderr, transient=json_out) as bar:
-        task = bar.add_task("fuse", total=None, rate="")
-        import time
+    import time
 
-        started = time.perf_counter()
+    # The bar starts once the pairs are found and the weights loaded, so an early error stays one line.
+    bar = Progress(TextColumn("fusing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                   TimeRemainingColumn(), console=render.stderr, transient=json_out)
+    task, started = None, time.perf_counter()
 
-        def progress(done: int, total: int, record) -> None:
-            elapsed = time.perf_counter() - started
-            bar.update(task, completed=done, total=total, rate=f"{done / elapsed:.2f} pairs/s" if done else "")
+    def progress(done: int, total: int, record) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task("fuse", total=total, rate="")
+        elapsed = time.perf_counter() - started
+        bar.update(task, completed=done, total=total, rate=f"{done / elapsed:.2f} pairs/s" if done else "")
 
+    try:
         report = api.fuse_batch(root=root, output_dir=output, prompt=prompt, weights=weights, device=device,
                                 ir_dir=ir_dir, vis_dir=vis_dir, recursive=recursive, overwrite=overwrite, shard=shard,
                                 resize=resize, gray=gray, bit_depth=bit_depth, threads=threads, progress=progress)
+    finally:
+        if task is not None:
+            bar.stop()
     _render(report, render.batch_tables, json_out)
     if report.failed:
         raise typer.Exit(code=1)

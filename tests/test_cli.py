@@ -155,3 +155,70 @@ def test_batch_json_and_exit_code(tiny_checkpoint, tmp_path):
     assert data["failed"] == 1 and data["written"] == data["pairs_found"] - 1
     again = runner.invoke(app, ["batch", str(root), "-o", str(out), "--weights", str(tiny_checkpoint), "--json"])
     assert json.loads(again.stdout)["skipped"] == data["written"]
+
+
+def _asset_pair():
+    from pathlib import Path
+
+    assets = Path(__file__).parent / "assets"
+    ir = sorted((assets / "ir").iterdir())[0]
+    return ir, assets / "vis" / ir.name
+
+
+def _run_main(monkeypatch, capsys, args):
+    from swinfuse_cli.cli import main
+
+    monkeypatch.setattr("sys.argv", ["swinfuse", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return exit_info.value.code, capsys.readouterr()
+
+
+def test_fuse_bad_inputs_give_one_line_and_write_nothing(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    import cv2
+    import numpy as np
+
+    ir, vis = _asset_pair()
+    small = tmp_path / "small.png"
+    cv2.imwrite(str(small), np.zeros((20, 30), np.uint8))
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    out = tmp_path / "o.png"
+    cases = [
+        ([str(tmp_path / "missing.png"), str(vis)], "missing.png"),
+        ([str(ir), str(small)], "30x20"),
+        ([str(empty), str(vis)], "empty"),
+        ([str(tmp_path), str(vis)], "directory"),
+    ]
+    for pair, fragment in cases:
+        code, captured = _run_main(monkeypatch, capsys,
+                                   ["fuse", *pair, "-o", str(out), "--weights", str(tiny_checkpoint)])
+        assert code == 1 and captured.err.startswith("Error: ") and fragment in captured.err
+        assert captured.err.count("\n") == 1 and captured.out == ""
+        assert not out.exists()
+    code, captured = _run_main(monkeypatch, capsys, ["fuse", str(ir), str(vis), "-o", str(tmp_path),
+                                                     "--weights", str(tiny_checkpoint)])
+    assert code == 1 and "directory" in captured.err
+
+
+def test_batch_empty_folder_and_bad_shard(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    (tmp_path / "ir").mkdir()
+    (tmp_path / "vis").mkdir()
+    code, captured = _run_main(monkeypatch, capsys, ["batch", str(tmp_path), "--weights", str(tiny_checkpoint)])
+    assert code == 1 and captured.err.startswith("Error: ") and "no" in captured.err.lower()
+    ir, vis = _asset_pair()
+    import shutil
+
+    shutil.copy(ir, tmp_path / "ir")
+    shutil.copy(vis, tmp_path / "vis")
+    code, captured = _run_main(monkeypatch, capsys, ["batch", str(tmp_path), "--shard", "5/4",
+                                                     "--weights", str(tiny_checkpoint)])
+    assert code == 1 and "5/4" in captured.err
+
+
+def test_wrong_checkpoint_is_named(tmp_path, monkeypatch, capsys):
+    ir, vis = _asset_pair()
+    bad = tmp_path / "w.safetensors"
+    bad.write_bytes(b"garbage")
+    code, captured = _run_main(monkeypatch, capsys, ["fuse", str(ir), str(vis), "--weights", str(bad)])
+    assert code == 1 and captured.err == f"Error: {bad} is not a safetensors file (a swinfuse checkpoint is one)\n"
