@@ -29,41 +29,66 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
         trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self._cache: dict = {}  # biases per dtype and masked-window shape, valid for one table version
 
     def position_bias(self) -> torch.Tensor:
         L = self.window_size ** 2
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]  # (L*L, nH)
         return bias.view(L, L, self.num_heads).permute(2, 0, 1)  # (nH, L, L)
 
+    def _cached(self, key, build):
+        """build() once per key while the table is unchanged; rebuilt every call when gradients must flow."""
+        table = self.relative_position_bias_table
+        if torch.is_grad_enabled() and table.requires_grad:
+            return build()
+        version = (table._version, table.data_ptr(), table.device)  # an optimizer step or a load bumps it
+        if self._cache.get("version") != version:
+            self._cache = {"version": version}
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
+
+    def _biases(self, dtype, B: int, masked) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """-> (1, nH, L, L) position bias for every window, and (B*nM, nH, L, L) bias + shift mask for the
+        masked windows (None without a shift)."""
+        bias = self._cached(("bias", dtype), lambda: self.position_bias().unsqueeze(0).to(dtype).contiguous())
+        if masked is None:
+            return bias, None
+        idx, mask = masked
+
+        def build():
+            both = bias + mask.unsqueeze(1).to(dtype)  # (nM, nH, L, L)
+            return both.repeat(B, 1, 1, 1)  # (B*nM, nH, L, L)
+        return bias, self._cached(("masked", dtype, B, mask.data_ptr(), tuple(mask.shape)), build)
+
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
-        """x, context: (B, nW, L, C); mask: (nW, L, L) additive or None -> (B, nW, L, C)."""
+                masked: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """x, context: (B, nW, L, C); masked: (idx (nM,), mask (nM, L, L)) from window.masked_windows, the
+        windows of a shifted map that need their shift mask, or None -> (B, nW, L, C)."""
         B, nW, L, C = x.shape
         nH, hd = self.num_heads, C // self.num_heads
         if context is None:
-            qkv = self.qkv(x).view(B, nW, L, 3, nH, hd).permute(3, 0, 1, 4, 2, 5)  # (3, B, nW, nH, L, hd)
+            qkv = self.qkv(x).view(B * nW, L, 3, nH, hd).permute(2, 0, 3, 1, 4)  # (3, B*nW, nH, L, hd)
             q, k, v = qkv.unbind(0)
         else:
             # Same weights, split: queries from this modality, keys/values from the other one.
             w_q, w_kv = self.qkv.weight.split([C, 2 * C])
             b_q, b_kv = self.qkv.bias.split([C, 2 * C]) if self.qkv.bias is not None else (None, None)
-            q = F.linear(x, w_q, b_q).view(B, nW, L, nH, hd).transpose(2, 3)  # (B, nW, nH, L, hd)
-            kv = F.linear(context, w_kv, b_kv).view(B, nW, L, 2, nH, hd).permute(3, 0, 1, 4, 2, 5)
-            k, v = kv.unbind(0)  # 2 x (B, nW, nH, L, hd)
-        # A 4-D mask keeps SDPA on its fused CPU kernel; a 3-D one sends it down the slow math path.
-        bias = self.position_bias().unsqueeze(0)  # (1, nH, L, L)
-        if mask is not None:
-            bias = bias + mask.unsqueeze(1)  # (nW, nH, L, L)
-        out = F.scaled_dot_product_attention(
-            q.reshape(B * nW, nH, L, hd), k.reshape(B * nW, nH, L, hd), v.reshape(B * nW, nH, L, hd),
-            attn_mask=_batched_mask(bias.to(q.dtype), B),
-            dropout_p=self.attn_drop if self.training else 0.0, scale=self.scale)  # (B*nW, nH, L, hd)
-        out = out.view(B, nW, nH, L, hd).transpose(2, 3).reshape(B, nW, L, C)  # (B, nW, L, C)
+            q = F.linear(x, w_q, b_q).view(B * nW, L, nH, hd).transpose(1, 2)  # (B*nW, nH, L, hd)
+            kv = F.linear(context, w_kv, b_kv).view(B * nW, L, 2, nH, hd).permute(2, 0, 3, 1, 4)
+            k, v = kv.unbind(0)  # 2 x (B*nW, nH, L, hd)
+        bias, masked_bias = self._biases(q.dtype, B, masked)
+        drop = self.attn_drop if self.training else 0.0
+        # A 4-D bias broadcast over windows keeps SDPA on its fused CPU kernel; a 3-D one sends it down the
+        # slow math path, and a per-window (nW, nH, L, L) one costs more than the attention itself.
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=drop,
+                                             scale=self.scale)  # (B*nW, nH, L, hd)
+        if masked is not None:
+            idx = masked[0]
+            if B > 1:
+                idx = (torch.arange(B, device=idx.device)[:, None] * nW + idx).flatten()  # (B*nM,)
+            redo = F.scaled_dot_product_attention(q[idx], k[idx], v[idx], attn_mask=masked_bias, dropout_p=drop,
+                                                  scale=self.scale)  # (B*nM, nH, L, hd)
+            out = out.index_copy(0, idx, redo)  # (B*nW, nH, L, hd)
+        out = out.transpose(1, 2).reshape(B, nW, L, C)  # (B, nW, L, C)
         return self.proj_drop(self.proj(out))
-
-
-def _batched_mask(bias: torch.Tensor, B: int) -> torch.Tensor:
-    """(1, nH, L, L) broadcasts over windows as is; (nW, nH, L, L) is repeated over the batch (as is when B == 1)."""
-    if bias.shape[0] == 1 or B == 1:
-        return bias
-    return bias.repeat(B, 1, 1, 1)  # (B*nW, nH, L, L)

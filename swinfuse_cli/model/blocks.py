@@ -16,7 +16,7 @@ from torch.utils.checkpoint import checkpoint
 from timm.layers import DropPath, Mlp
 
 from swinfuse_cli.model.attention import WindowAttention
-from swinfuse_cli.model.window import shift_mask, window_partition, window_reverse
+from swinfuse_cli.model.window import masked_windows, window_partition, window_reverse
 
 
 class SwinBlock(nn.Module):
@@ -42,9 +42,9 @@ class SwinBlock(nn.Module):
         """x, context: (B, Hp, Wp, C) with Hp, Wp multiples of the window -> (B, Hp, Wp, C)."""
         B, Hp, Wp, C = x.shape
         ws, s = self.window_size, self.shift_size
-        mask = shift_mask(Hp, Wp, ws, s, x.device) if s else None  # (nW, L, L), cached per shape
+        masked = masked_windows(Hp, Wp, ws, s, x.device) if s else None  # (nM,), (nM, L, L), cached per shape
         ctx = self._windows(self.norm_context(context)) if context is not None else None
-        attn = self.attn(self._windows(self.norm1(x)), context=ctx, mask=mask)  # (B, nW, L, C)
+        attn = self.attn(self._windows(self.norm1(x)), context=ctx, masked=masked)  # (B, nW, L, C)
         attn = window_reverse(attn, ws, Hp, Wp)  # (B, Hp, Wp, C)
         if s:
             attn = torch.roll(attn, shifts=(s, s), dims=(1, 2))

@@ -46,3 +46,16 @@ def shift_mask(Hp: int, Wp: int, ws: int, shift: int, device: torch.device) -> t
     same = ids[:, :, None] == ids[:, None, :]  # (nW, L, L)
     mask = torch.zeros(same.shape).masked_fill_(~same, float("-inf"))
     return mask.to(device)
+
+
+@lru_cache(maxsize=32)
+def masked_windows(Hp: int, Wp: int, ws: int, shift: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The windows whose shift mask is not all zero: (idx (nM,), mask (nM, L, L)).
+
+    Only the last row and the last column of windows mix wrapped regions (nM = Hp/ws + Wp/ws - 1 of
+    nW), so attention runs on every window with the position bias alone, and these few are redone with
+    their mask: a full (nW, nH, L, L) bias + mask would be built, read and stored per call otherwise.
+    """
+    mask = shift_mask(Hp, Wp, ws, shift, torch.device("cpu"))  # (nW, L, L)
+    idx = (mask != 0).flatten(1).any(1).nonzero().flatten()  # (nM,)
+    return idx.to(device), mask[idx].to(device)

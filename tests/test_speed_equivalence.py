@@ -1,0 +1,94 @@
+"""The speed work on window attention (bias cached per shape, shift masks applied to the few windows
+that need them) must not change what the network computes: outputs are compared with a forward frozen
+before that work (tests/assets/reference_forward.safetensors, made by a model with shifted blocks,
+batch 2, padding and upscale 2) and with a plain reimplementation of masked window attention."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from swinfuse_cli.model.config import FusionConfig
+from swinfuse_cli.model.network import SwinFuse
+from swinfuse_cli.model.window import shift_mask, window_partition
+
+REFERENCE = Path(__file__).parent / "assets" / "reference_forward.safetensors"
+
+
+def _reference_model():
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(REFERENCE), "pt") as f:
+        config = FusionConfig.from_json(f.metadata()["config"])
+    tensors = load_file(str(REFERENCE))
+    model = SwinFuse(config).eval()
+    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.startswith("text_encoder.") for k in missing)  # the prompt comes as a tensor
+    return model, tensors
+
+
+@pytest.mark.parametrize("grad", [False, True], ids=["inference", "grad"])
+def test_forward_matches_the_frozen_reference(grad):
+    model, t = _reference_model()
+    with torch.set_grad_enabled(grad):
+        for _ in range(2):  # the second call runs on the cached biases
+            torch.testing.assert_close(model(t["ir"], t["vis"], t["text"]), t["out"], atol=1e-5, rtol=0)
+        torch.testing.assert_close(model(t["ir"][:1], t["vis"][:1], t["text"][:1]), t["out_b1"], atol=1e-5, rtol=0)
+
+
+def test_cached_bias_follows_weight_changes():
+    model, t = _reference_model()
+    with torch.inference_mode():
+        before = model(t["ir"], t["vis"], t["text"])
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "relative_position_bias_table" in name:
+                    p.add_(0.5)
+        after = model(t["ir"], t["vis"], t["text"])
+    assert not torch.allclose(before, after)
+    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")}, strict=False)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(t["ir"], t["vis"], t["text"]), t["out"], atol=1e-5, rtol=0)
+
+
+def _plain_attention(attn, x, shift_ws=None):
+    """Swin's window attention written out: full (nW, nH, L, L) bias + mask, softmax, no caching."""
+    B, nW, L, C = x.shape
+    nH, hd = attn.num_heads, C // attn.num_heads
+    q, k, v = attn.qkv(x).view(B, nW, L, 3, nH, hd).permute(3, 0, 1, 4, 2, 5)  # 3 x (B, nW, nH, L, hd)
+    logits = (q * attn.scale) @ k.transpose(-1, -2) + attn.position_bias()  # (B, nW, nH, L, L)
+    if shift_ws is not None:
+        logits = logits + shift_mask(*shift_ws, torch.device("cpu")).unsqueeze(1)
+    out = (logits.softmax(-1) @ v).transpose(2, 3).reshape(B, nW, L, C)
+    return attn.proj(out)
+
+
+@pytest.mark.parametrize("B", [1, 3])
+def test_window_attention_matches_a_plain_implementation(B):
+    from swinfuse_cli.model.attention import WindowAttention
+    from swinfuse_cli.model.window import masked_windows
+
+    torch.manual_seed(0)
+    attn = WindowAttention(8, 4, 2).eval()
+    torch.nn.init.normal_(attn.relative_position_bias_table, std=1.0)
+    x = torch.randn(B, 8, 12, 8)
+    windows = window_partition(x, 4)  # (B, 6, 16, 8)
+    with torch.inference_mode():
+        torch.testing.assert_close(attn(windows), _plain_attention(attn, windows), atol=1e-5, rtol=0)
+        masked = masked_windows(8, 12, 4, 2, torch.device("cpu"))
+        torch.testing.assert_close(attn(windows, masked=masked), _plain_attention(attn, windows, (8, 12, 4, 2)),
+                                   atol=1e-5, rtol=0)
+
+
+def test_only_the_last_row_and_column_of_windows_are_masked():
+    from swinfuse_cli.model.window import masked_windows
+
+    idx, mask = masked_windows(16, 24, 4, 2, torch.device("cpu"))  # 4 x 6 windows
+    assert sorted(idx.tolist()) == [5, 11, 17, 18, 19, 20, 21, 22, 23]
+    assert torch.equal(mask, shift_mask(16, 24, 4, 2, torch.device("cpu"))[idx])
