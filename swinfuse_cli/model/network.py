@@ -11,7 +11,6 @@ Inputs are reflect-padded to a multiple of the window, outputs cropped to (H * u
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F

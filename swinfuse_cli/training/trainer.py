@@ -26,7 +26,7 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,10 +38,8 @@ from torch import nn
 from swinfuse_cli.errors import CheckpointError, InputError, SwinfuseError
 from swinfuse_cli.training.degrade import KIND_NAMES, degrade, degrade_fixed
 from swinfuse_cli.training.losses import WEIGHTS, fusion_loss
-from swinfuse_cli.training.prompts import CORPUS, HELD_OUT, canonical_prompt, sample_prompt
+from swinfuse_cli.training.prompts import HELD_OUT, canonical_prompt, sample_prompt
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-LAYOUTS = (("ir", "vis"), ("ir", "vi"), ("Infrared", "Visible"), ("IR", "VI_Y"))
 STATE_FORMAT = 1
 
 
@@ -86,53 +84,30 @@ class TrainResult:
 
 # ---- data -----------------------------------------------------------------------------------------
 
-def _find_layout(root: Path) -> tuple[Path, Path]:
-    for ir_name, vis_name in LAYOUTS:
-        if (root / ir_name).is_dir() and (root / vis_name).is_dir():
-            return root / ir_name, root / vis_name
-    raise InputError(f"{root} has none of the pair layouts " + ", ".join(f"{a}/ + {b}/" for a, b in LAYOUTS))
-
-
-def _stems(folder: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_EXTS}
-
-
 def split_pairs(root: str | Path, val_count: int) -> tuple[list[tuple[str, Path, Path]], list[tuple[str, Path, Path]]]:
     """Matched (stem, ir_path, vis_path) sorted by stem -> (train, val): the last `val_count` are val."""
+    from swinfuse_cli.data.pairs import find_pairs
+
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"training data folder not found: {root}")
-    ir_dir, vis_dir = _find_layout(root)
-    ir, vis = _stems(ir_dir), _stems(vis_dir)
-    unmatched = sorted(set(ir) ^ set(vis))
+    found = find_pairs(root)
+    unmatched = [p.name for p in found.unmatched_ir + found.unmatched_vis]
     if unmatched:
         print(f"warning: {len(unmatched)} unmatched files skipped: {', '.join(unmatched[:10])}", file=sys.stderr)
-    pairs = [(s, ir[s], vis[s]) for s in sorted(set(ir) & set(vis))]
+    pairs = [(p.stem, p.ir, p.vis) for p in found.pairs]
     if len(pairs) <= val_count:
         raise InputError(f"{root} has {len(pairs)} pairs: not enough for {val_count} validation pairs and training")
     return pairs[:len(pairs) - val_count], pairs[len(pairs) - val_count:]
 
 
-def _read_luma(path: Path) -> np.ndarray:
-    """Gray value (BT.601 luma for colour, the visible image's Y) in [0, 1], float32 (H, W)."""
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise InputError(f"cannot read image {path}")
-    scale = float(np.iinfo(img.dtype).max) if np.issubdtype(img.dtype, np.integer) else 1.0
-    img = img.astype(np.float32) / scale
-    if img.ndim == 3:
-        img = img[..., :3]  # drop alpha
-        img = img[..., 0] if img.shape[2] == 1 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)  # BT.601 weights
-    return np.ascontiguousarray(img)
-
-
 def load_pairs(pairs) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Read every pair once: (ir, vis) as (1, H, W) float32 tensors in [0, 1]."""
+    """Read every pair once, as `fuse` reads it: (infrared, visible Y) as (1, H, W) float32 in [0, 1]."""
+    from swinfuse_cli.data.io import read_infrared, read_visible
+
     out = []
     for stem, ir_path, vis_path in pairs:
-        ir, vis = _read_luma(ir_path), _read_luma(vis_path)
+        ir, vis = read_infrared(ir_path), read_visible(vis_path).y
         if ir.shape != vis.shape:
             raise InputError(f"pair {stem}: infrared {ir.shape} and visible {vis.shape} differ in size")
         out.append((torch.from_numpy(ir)[None], torch.from_numpy(vis)[None]))
