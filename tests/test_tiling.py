@@ -1,0 +1,107 @@
+"""Tiled fusion: tiles cover the frame, are window multiples, blend without seams (PSNR vs the whole-frame
+forward), work with upscaling, and fall back to smaller tiles on out-of-memory."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from swinfuse_cli import tiling
+
+
+def _model(upscale=1, upsampler=""):
+    from swinfuse_cli.model.config import FusionConfig, TextEncoderSpec
+    from swinfuse_cli.model.network import SwinFuse
+
+    cfg = FusionConfig.smoke(upscale=upscale, upsampler=upsampler, use_checkpoint=False, text_dim=16,
+                             text=TextEncoderSpec(width=16, layers=1, heads=2, context_length=16))
+    torch.manual_seed(0)
+    return SwinFuse(cfg).eval()
+
+
+def _pair(H, W, B=1):
+    g = torch.Generator().manual_seed(0)
+    smooth = lambda: F.interpolate(torch.rand(B, 1, H // 4, W // 4, generator=g), size=(H, W), mode="bilinear")
+    return smooth(), smooth()
+
+
+def _psnr(a, b):
+    mse = (a.clamp(0, 1) - b.clamp(0, 1)).square().mean()
+    return float(10 * torch.log10(1 / mse))
+
+
+@pytest.mark.parametrize("H, W, tile, overlap", [(40, 56, 16, 8), (37, 61, 16, 4), (16, 16, 16, 8), (10, 70, 24, 8)])
+def test_tiles_cover_the_frame_and_are_window_multiples(H, W, tile, overlap):
+    boxes = tiling.plan_tiles(H, W, tile, overlap, window=4)
+    covered = torch.zeros(H, W, dtype=torch.int)
+    for top, left, h, w in boxes:
+        assert h == min(tile, H) and w == min(tile, W)
+        assert (h % 4 == 0 or h == H) and (w % 4 == 0 or w == W)
+        assert top + h <= H and left + w <= W
+        covered[top:top + h, left:left + w] += 1
+    assert (covered > 0).all()
+    if H > tile:  # neighbours overlap by at least `overlap`
+        tops = sorted({b[0] for b in boxes})
+        assert all(t1 - t0 <= tile - overlap for t0, t1 in zip(tops, tops[1:]))
+
+
+def test_tile_rounds_down_to_the_window():
+    assert {b[2] for b in tiling.plan_tiles(64, 64, 18, 4, window=8)} == {16}
+
+
+def test_weights_are_one_inside_and_ramp_only_towards_neighbours():
+    w = tiling.tile_weights((0, 0, 16, 16), 40, 56, overlap=8)  # top-left tile: neighbours right and below
+    assert w[0, 0] == 1 and w[7, 7] == 1
+    assert w[15, 0] < 1e-3 and w[0, 15] < 1e-3 and (w > 0).all()
+
+
+def test_tiled_matches_whole_frame():
+    model = _model()
+    ir, vis = _pair(40, 56)
+    text = torch.zeros(1, 16)
+    with torch.inference_mode():
+        whole = model(ir, vis, text)
+        tiled = tiling.fuse_tiled(model, ir, vis, text, tile=16, overlap=8)
+    assert tiled.shape == whole.shape
+    assert _psnr(tiled, whole) >= 45
+
+
+def test_tiled_with_upscale_and_a_batch():
+    model = _model(upscale=2, upsampler="pixelshuffledirect")
+    ir, vis = _pair(40, 56, B=2)
+    text = torch.zeros(2, 16)
+    with torch.inference_mode():
+        whole = model(ir, vis, text)
+        tiled = tiling.fuse_tiled(model, ir, vis, text, tile=32, overlap=12)
+    assert tiled.shape == (2, 1, 80, 112)
+    assert _psnr(tiled, whole) >= 45
+
+
+def test_auto_tiles_only_beyond_the_budget():
+    model = _model()
+    cfg = model.config
+    per_pixel = tiling.bytes_per_pixel(cfg)
+    assert tiling.auto_tile(40, 56, 1, cfg, "cpu", budget=int(per_pixel * 40 * 56) + 1) == 0
+    tile = tiling.auto_tile(40, 56, 1, cfg, "cpu", budget=int(per_pixel * 20 * 20))
+    assert 0 < tile <= 20 and tile % cfg.window_size == 0
+    ir, vis = _pair(40, 56)
+    with torch.inference_mode():
+        frame = tiling.fuse_frame(model, ir, vis, torch.zeros(1, 16), tile=0, budget=int(per_pixel * 24 * 24))
+    assert frame.tiles > 1 and frame.tile % 4 == 0 and "memory budget" in frame.notes[0]
+
+
+def test_out_of_memory_retries_with_smaller_tiles():
+    model = _model()
+    forward = model.forward
+
+    def limited(ir, vis, text):  # a device that holds at most 16x16 pixels
+        if ir.shape[-2] * ir.shape[-1] > 16 * 16:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return forward(ir, vis, text)
+    model.forward = limited
+    ir, vis = _pair(40, 56)
+    with torch.inference_mode():
+        frame = tiling.fuse_frame(model, ir, vis, torch.zeros(1, 16), tile=None, overlap=4)
+    assert frame.image.shape == (1, 1, 40, 56) and frame.tile <= 16
+    assert any("out of memory" in n and "retried" in n for n in frame.notes)
