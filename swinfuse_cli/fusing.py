@@ -200,10 +200,21 @@ def _upscale(model) -> int:
     return int(getattr(getattr(model, "config", None), "upscale", 1))
 
 
-def _fuse_y(model, ir_t, vis_t, text, upscale: int):
-    """Forward one prompt: ir_t, vis_t (1, 1, H, W), text (1, D) -> fused Y (H*upscale, W*upscale) float32."""
+def _fuse_y(model, ir_t, vis_t, text, upscale: int, tile: int | None = None, overlap: int | None = None,
+            notes: list[str] | None = None):
+    """Forward one prompt: ir_t, vis_t (1, 1, H, W) on the CPU, text (1, D) -> fused Y (H*upscale, W*upscale)
+    float32. tile None: the whole frame; 0: whole unless it exceeds the memory budget; N: N-pixel tiles
+    (swinfuse_cli.tiling, which also retries smaller tiles on out-of-memory and adds its notes)."""
     _, _, h, w = ir_t.shape
-    out = model(ir_t, vis_t, text)  # (1, 1, H*upscale, W*upscale)
+    if tile is None:
+        p = next(model.parameters())  # the model's device and precision
+        out = model(ir_t.to(p.device, p.dtype), vis_t.to(p.device, p.dtype), text)  # (1, 1, H*up, W*up)
+    else:
+        from swinfuse_cli.tiling import fuse_frame
+        frame = fuse_frame(model, ir_t, vis_t, text, tile=tile, overlap=overlap)
+        out = frame.image  # (1, 1, H*up, W*up) float32 on the CPU
+        if notes is not None:
+            notes.extend(n for n in frame.notes if n not in notes)
     expected = (1, 1, h * upscale, w * upscale)
     if tuple(out.shape) != expected:
         raise ShapeError(f"the model returned shape {tuple(out.shape)} for a {w}x{h} input, expected {expected}")
@@ -271,12 +282,14 @@ def _make_sheet(ir, visible, fused_ys: list, prompts: list[str], gray: bool):
 
 def fuse_pair(*, ir_path: str | Path, vis_path: str | Path, prompts: list[str], output: str | Path | None,
               model, meta: dict, device, resize: bool = False, gray: bool = False, bit_depth: int | None = None,
-              sheet: str | Path | None = None, weights: str | Path | None = None) -> FuseResult:
+              sheet: str | Path | None = None, weights: str | Path | None = None, tile: int | None = None,
+              tile_overlap: int | None = None) -> FuseResult:
     """Fuse one infrared/visible pair once per prompt and write the results (see output_paths).
 
     No prompt means one empty prompt ("no instruction"). gray writes the fused Y only; bit_depth 8 or 16
     overrides the visible's depth; sheet writes a captioned side-by-side comparison there; weights is the
-    checkpoint path, for the report only (default: meta["path"], which load_checkpoint sets).
+    checkpoint path, for the report only (default: meta["path"], which load_checkpoint sets). tile and
+    tile_overlap: see _fuse_y (None: the whole frame).
     """
     import torch
     from swinfuse_cli.data.io import compose_output, output_bit_depth, write_image_atomic
@@ -304,10 +317,11 @@ def fuse_pair(*, ir_path: str | Path, vis_path: str | Path, prompts: list[str], 
         notes.append("16-bit visible written as 8-bit where the output format stores 8-bit only")
     with torch.inference_mode():
         text = model.encode_prompts(prompts).to(device)  # (N, D)
-        ir_t, vis_t = _to_tensor(ir, device), _to_tensor(visible.y, device)
+        ir_t, vis_t = _to_tensor(ir, "cpu"), _to_tensor(visible.y, "cpu")  # _fuse_y moves them (or tiles)
         _sync(device)
         prepared = time.perf_counter()
-        fused_ys = [_fuse_y(model, ir_t, vis_t, text[k:k + 1], upscale) for k in range(len(prompts))]
+        fused_ys = [_fuse_y(model, ir_t, vis_t, text[k:k + 1], upscale, tile, tile_overlap, notes)
+                    for k in range(len(prompts))]
     forwarded = time.perf_counter()
 
     outputs = []
@@ -375,7 +389,7 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, 
                ir_dir: str | Path | None = None, vis_dir: str | Path | None = None, recursive: bool = False,
                overwrite: bool = False, shard: str | tuple[int, int] | None = None, resize: bool = False,
                gray: bool = False, bit_depth: int | None = None, ext: str = ".png",
-               weights: str | Path | None = None,
+               weights: str | Path | None = None, tile: int | None = None, tile_overlap: int | None = None,
                progress: Callable[[int, int, PairRecord | None], None] | None = None) -> BatchReport:
     """Fuse every pair under `root` (or ir_dir/vis_dir) into output_dir/<rel><ext>, streaming from disk.
 
@@ -455,8 +469,8 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, 
                 visible = loaded.value.visible
                 depth = output_bit_depth(out, bit_depth, visible.bit_depth)
                 with torch.inference_mode():
-                    y = _fuse_y(model, _to_tensor(loaded.value.ir, device), _to_tensor(visible.y, device),
-                                text, upscale)
+                    y = _fuse_y(model, _to_tensor(loaded.value.ir, "cpu"), _to_tensor(visible.y, "cpu"),
+                                text, upscale, tile, tile_overlap, loaded.value.notes)
                 array = compose_output(y, visible, gray, depth)
             except Exception as e:  # one pair's failure is recorded, the batch goes on
                 record.reason = error_line(e)
@@ -486,6 +500,6 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, 
     )
     settings = {"root": root, "ir_dir": ir_dir, "vis_dir": vis_dir, "recursive": recursive,
                 "overwrite": overwrite, "shard": report.shard, "resize": resize, "gray": gray,
-                "bit_depth": bit_depth, "ext": ext, "device": str(device)}
+                "bit_depth": bit_depth, "ext": ext, "device": str(device), "tile": tile, "tile_overlap": tile_overlap}
     _write_manifest(report.manifest, report, meta, weights, settings)
     return report

@@ -39,7 +39,8 @@ class WindowAttention(nn.Module):
     def _cached(self, key, build):
         """build() once per key while the table is unchanged; rebuilt every call when gradients must flow."""
         table = self.relative_position_bias_table
-        if torch.is_grad_enabled() and table.requires_grad:
+        # Under torch.compile the graph computes it (a dict keyed by versions would force recompiles).
+        if (torch.is_grad_enabled() and table.requires_grad) or torch.compiler.is_compiling():
             return build()
         version = (table._version, table.data_ptr(), table.device)  # an optimizer step or a load bumps it
         if self._cache.get("version") != version:
