@@ -26,6 +26,13 @@ DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout (nothing else there).")]
 WeightsOpt = Annotated[Optional[Path], typer.Option(help="A swinfuse checkpoint (.safetensors).")]
 ThreadsOpt = Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: torch's choice).")]
+TileOpt = Annotated[int, typer.Option(help="Tile side in pixels, a multiple of the window; 0: automatic "
+                                           "(tiles only when the frame exceeds the free-memory budget).")]
+TileOverlapOpt = Annotated[Optional[int], typer.Option(help="Overlap of neighbouring tiles in pixels "
+                                                            "(default: four windows).")]
+PrecisionOpt = Annotated[str, typer.Option(help="fp32 | bf16 | fp16 (fp16: CUDA only).")]
+CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the model (opt-in; the first "
+                                                             "forward per input size compiles).")]
 
 
 def _version(value: bool):
@@ -169,6 +176,10 @@ def fuse(
     resize: Annotated[bool, typer.Option(help="Resize the infrared to the visible when sizes differ.")] = False,
     gray: Annotated[bool, typer.Option(help="Write the fused Y only (no colour).")] = False,
     bit_depth: Annotated[Optional[int], typer.Option(help="8 or 16 (default: the visible's).")] = None,
+    tile: TileOpt = 0,
+    tile_overlap: TileOverlapOpt = None,
+    precision: PrecisionOpt = "fp32",
+    compile: CompileOpt = False,
     threads: ThreadsOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
@@ -178,7 +189,8 @@ def fuse(
     from swinfuse_cli import render
 
     result = api.fuse_pair(ir=ir, vis=vis, prompts=list(prompt or [""]), output=output, weights=weights,
-                           device=device, resize=resize, gray=gray, bit_depth=bit_depth, sheet=sheet, threads=threads)
+                           device=device, resize=resize, gray=gray, bit_depth=bit_depth, sheet=sheet, threads=threads,
+                           tile=tile, tile_overlap=tile_overlap, precision=precision, compile=compile)
     for note in getattr(result, "notes", []) or []:
         render.stderr.print(f"note: {note}")
     _render(result, render.fuse_tables, json_out)
@@ -197,6 +209,10 @@ def batch(
     resize: Annotated[bool, typer.Option(help="Resize the infrared to the visible when sizes differ.")] = False,
     gray: Annotated[bool, typer.Option(help="Write the fused Y only (no colour).")] = False,
     bit_depth: Annotated[Optional[int], typer.Option(help="8 or 16 (default: each visible's).")] = None,
+    tile: TileOpt = 0,
+    tile_overlap: TileOverlapOpt = None,
+    precision: PrecisionOpt = "fp32",
+    compile: CompileOpt = False,
     threads: ThreadsOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
@@ -226,7 +242,8 @@ def batch(
     try:
         report = api.fuse_batch(root=root, output_dir=output, prompt=prompt, weights=weights, device=device,
                                 ir_dir=ir_dir, vis_dir=vis_dir, recursive=recursive, overwrite=overwrite, shard=shard,
-                                resize=resize, gray=gray, bit_depth=bit_depth, threads=threads, progress=progress)
+                                resize=resize, gray=gray, bit_depth=bit_depth, threads=threads, progress=progress,
+                                tile=tile, tile_overlap=tile_overlap, precision=precision, compile=compile)
     finally:
         if task is not None:
             bar.stop()

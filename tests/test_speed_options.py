@@ -1,0 +1,86 @@
+"""--tile, --tile-overlap, --precision and --compile on `fuse` and `batch`: the CLI passes them on, tiles
+and bf16 give the same image within tolerance, fp16 on a CPU is one exact error line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from swinfuse_cli import api
+from swinfuse_cli.cli import app, main
+
+runner = CliRunner()
+ASSETS = Path(__file__).parent / "assets"
+
+
+def _pair():
+    ir = sorted((ASSETS / "ir").iterdir())[0]
+    return ir, ASSETS / "vis" / ir.name
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
+
+
+def _fuse(tmp_path, checkpoint, name, *options):
+    ir, vis = _pair()
+    out = tmp_path / f"{name}.png"
+    result = runner.invoke(app, ["fuse", str(ir), str(vis), "-o", str(out), "--weights", str(checkpoint),
+                                 "--device", "cpu", "--json", *options])
+    assert result.exit_code == 0, result.output
+    return cv2.imread(str(out), cv2.IMREAD_UNCHANGED), json.loads(result.stdout)
+
+
+def test_tiles_give_the_same_image(tiny_checkpoint, tmp_path):
+    whole, _ = _fuse(tmp_path, tiny_checkpoint, "whole")
+    tiled, _ = _fuse(tmp_path, tiny_checkpoint, "tiled", "--tile", "16", "--tile-overlap", "8")
+    assert tiled.shape == whole.shape
+    assert _psnr(tiled, whole) >= 40  # 8-bit outputs: a few one-level roundings differ at most
+
+
+def test_bf16_is_close_to_fp32(tiny_checkpoint, tmp_path):
+    fp32, _ = _fuse(tmp_path, tiny_checkpoint, "fp32")
+    bf16, _ = _fuse(tmp_path, tiny_checkpoint, "bf16", "--precision", "bf16")
+    assert _psnr(bf16, fp32) >= 30
+
+
+def test_fp16_on_cpu_is_one_error_line(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    ir, vis = _pair()
+    monkeypatch.setattr("sys.argv", ["swinfuse", "fuse", str(ir), str(vis), "-o", str(tmp_path / "x.png"),
+                                     "--weights", str(tiny_checkpoint), "--device", "cpu", "--precision", "fp16"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == "Error: --precision fp16 needs a CUDA device; on CPU use bf16 or fp32\n"
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("command", ["fuse", "batch"])
+def test_speed_options_reach_the_api(command, monkeypatch, tmp_path):
+    seen = {}
+
+    def fake(**kwargs):
+        seen.update(kwargs)
+        raise api.ConfigError("stop here")
+    monkeypatch.setattr(api, "fuse_pair" if command == "fuse" else "fuse_batch", fake)
+    ir, vis = _pair()
+    args = [str(ir), str(vis)] if command == "fuse" else [str(ASSETS)]
+    runner.invoke(app, [command, *args, "--tile", "256", "--tile-overlap", "24", "--precision", "bf16",
+                        "--compile", "--threads", "1"])
+    assert {k: seen[k] for k in ("tile", "tile_overlap", "precision", "compile", "threads")} == \
+        {"tile": 256, "tile_overlap": 24, "precision": "bf16", "compile": True, "threads": 1}
+
+
+def test_batch_with_tiles_and_bf16(tiny_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["batch", str(ASSETS), "-o", str(out), "--weights", str(tiny_checkpoint), "--json",
+                                 "--device", "cpu", "--tile", "16", "--precision", "bf16"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["written"] == data["pairs_found"] > 0
