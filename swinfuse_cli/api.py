@@ -125,7 +125,8 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str =
                device: str = "auto", ir_dir: str | Path | None = None, vis_dir: str | Path | None = None,
                recursive: bool = False, overwrite: bool = False, shard: str | None = None, resize: bool = False,
                gray: bool = False, bit_depth: int | None = None, threads: int | None = None, progress=None,
-               tile: int = 0, tile_overlap: int | None = None, precision: str = "fp32", compile: bool = False):
+               metrics: bool = False, tile: int = 0, tile_overlap: int | None = None, precision: str = "fp32",
+               compile: bool = False):
     from swinfuse_cli import devices, fusing
 
     dev = devices.resolve_device(device)
@@ -133,7 +134,20 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str =
     devices.set_threads(threads)
     model, meta, _ = load_model(weights=weights, device=dev, require_weights=True)
     model = _for_speed(model, dtype, compile)
-    return fusing.fuse_batch(root=root, output_dir=output_dir, prompt=prompt, model=model, meta=meta, device=dev,
-                             ir_dir=ir_dir, vis_dir=vis_dir, recursive=recursive, overwrite=overwrite, shard=shard,
-                             resize=resize, gray=gray, bit_depth=bit_depth, progress=progress, tile=tile,
-                             tile_overlap=tile_overlap)
+    report = fusing.fuse_batch(root=root, output_dir=output_dir, prompt=prompt, model=model, meta=meta, device=dev,
+                               ir_dir=ir_dir, vis_dir=vis_dir, recursive=recursive, overwrite=overwrite, shard=shard,
+                               resize=resize, gray=gray, bit_depth=bit_depth, progress=progress, tile=tile,
+                               tile_overlap=tile_overlap)
+    if metrics:
+        report.metrics = score_batch(report)
+    return report
+
+
+def score_batch(report) -> dict:
+    """The field's metrics for every fused output of a batch (written now or earlier) against its sources."""
+    from swinfuse_cli import metrics
+
+    jobs = [(r.rel, r.output, r.ir, r.vis) for r in report.records if r.status in ("written", "skipped")]
+    records = metrics.evaluate_triples(jobs)
+    scored = [r for r in records if "error" not in r]
+    return {"images": records, "mean": metrics.mean_record(scored) if scored else None}

@@ -213,6 +213,8 @@ def batch(
     tile_overlap: TileOverlapOpt = None,
     precision: PrecisionOpt = "fp32",
     compile: CompileOpt = False,
+    metrics: Annotated[bool, typer.Option(help="Score every output with the field's metrics (as `swinfuse evaluate`) "
+                                               "and add them to the report.")] = False,
     threads: ThreadsOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
@@ -243,7 +245,8 @@ def batch(
         report = api.fuse_batch(root=root, output_dir=output, prompt=prompt, weights=weights, device=device,
                                 ir_dir=ir_dir, vis_dir=vis_dir, recursive=recursive, overwrite=overwrite, shard=shard,
                                 resize=resize, gray=gray, bit_depth=bit_depth, threads=threads, progress=progress,
-                                tile=tile, tile_overlap=tile_overlap, precision=precision, compile=compile)
+                                tile=tile, tile_overlap=tile_overlap, precision=precision, compile=compile,
+                                metrics=metrics)
     finally:
         if task is not None:
             bar.stop()

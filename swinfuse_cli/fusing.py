@@ -102,6 +102,7 @@ class BatchReport:
     peak_gpu_mb: float | None
     manifest: Path
     records: list[PairRecord]
+    metrics: dict | None = None  # with --metrics: per-pair records and their mean (swinfuse_cli.metrics)
 
     def to_dict(self) -> dict:
         return _jsonable(dataclasses.asdict(self))

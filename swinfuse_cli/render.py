@@ -124,6 +124,14 @@ def batch_tables(report: dict) -> list[Table]:
             ("prompt", repr(report["prompt"])), ("shard", report["shard"]), ("output", report["output_dir"]),
             ("manifest", report["manifest"])]
     tables = [key_value_table("swinfuse batch", rows)]
+    if report.get("metrics") and report["metrics"]["mean"]:
+        mean = report["metrics"]["mean"]
+        t = Table(title=f"metrics, mean of {len(report['metrics']['images'])} outputs (CDDFuse conventions)",
+                  title_justify="left")
+        for name in mean:
+            t.add_column(name, justify="right")
+        t.add_row(*[fmt(v) for v in mean.values()])
+        tables.append(t)
     failed = [r for r in report["records"] if r["status"] == "failed"]
     if failed:
         t = Table(title="failed pairs", title_justify="left")

@@ -222,3 +222,25 @@ def test_wrong_checkpoint_is_named(tmp_path, monkeypatch, capsys):
     bad.write_bytes(b"garbage")
     code, captured = _run_main(monkeypatch, capsys, ["fuse", str(ir), str(vis), "--weights", str(bad)])
     assert code == 1 and captured.err == f"Error: {bad} is not a safetensors file (a swinfuse checkpoint is one)\n"
+
+
+def test_batch_metrics_adds_scores(tiny_checkpoint, tmp_path):
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    for sub in ("ir", "vis"):
+        (tmp_path / "d" / sub).mkdir(parents=True)
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / "d" / "ir" / f"{i}.png"), rng.integers(0, 255, (48, 64), dtype=np.uint8))
+        cv2.imwrite(str(tmp_path / "d" / "vis" / f"{i}.png"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    result = runner.invoke(app, ["batch", str(tmp_path / "d"), "-o", str(tmp_path / "o"), "--metrics", "--json",
+                                 "--weights", str(tiny_checkpoint)])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)["metrics"]
+    assert len(scores["images"]) == 2 and scores["mean"]["EN"] > 0 and "Qabf" in scores["mean"]
+    from swinfuse_cli.metrics import compute_metrics, read_gray
+
+    direct = compute_metrics(read_gray(tmp_path / "o" / "0.png"), read_gray(tmp_path / "d" / "ir" / "0.png"),
+                             read_gray(tmp_path / "d" / "vis" / "0.png"))
+    assert abs(scores["images"][0]["EN"] - direct["EN"]) < 1e-5  # JSON keeps 6 decimals
