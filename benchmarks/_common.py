@@ -1,0 +1,144 @@
+"""Shared pieces of the benchmark scripts: the model under test, the machine, timing, memory, matmul peak.
+
+Each script prints what it measured and its table; run them from the repository root, e.g.
+`python benchmarks/bench_scaling.py --threads 2`. Timings warm up first and take the median.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_WEIGHTS = ROOT / "weights" / "swinfuse-default.safetensors"
+EXAMPLES = ROOT / "examples"
+
+
+def add_common_args(parser) -> None:
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help=f"checkpoint (default: {DEFAULT_WEIGHTS.relative_to(ROOT)} if present, else the "
+                             "default preset with random weights)")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda")
+
+
+def setup(args) -> torch.device:
+    torch.set_num_threads(args.threads)
+    return torch.device(args.device)
+
+
+def load_model(weights: Path | None, device, preset: str = "default"):
+    """(model in eval mode, description): the checkpoint if given or shipped, else the preset, random weights."""
+    from swinfuse_cli.model.checkpoint import load_checkpoint
+    from swinfuse_cli.model.config import FusionConfig
+    from swinfuse_cli.model.network import SwinFuse
+
+    weights = weights or (DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.exists() and preset == "default" else None)
+    if weights is not None:
+        model, _ = load_checkpoint(weights, device=device)
+        return model.eval(), f"checkpoint {weights}"
+    torch.manual_seed(0)
+    return SwinFuse(FusionConfig.preset(preset)).to(device).eval(), f"preset '{preset}', random weights"
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        cpu = platform.processor() or cpu
+    gpu = f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+            f"python {platform.python_version()}{gpu}")
+
+
+def sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_ms(fn, device="cpu", warmup: int = 1, repetitions: int = 3) -> float:
+    """Median wall time of fn() in milliseconds, after warm-up calls."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repetitions):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def matmul_gflops(device="cpu", n: int = 2048, dtype=torch.float32, repetitions: int = 5) -> float:
+    """torch's own large-matmul rate on this machine, now: 2 n^3 FLOPs per (n x n) @ (n x n)."""
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    ms = time_ms(lambda: a @ b, device, warmup=2, repetitions=repetitions)
+    return 2 * n ** 3 / (ms * 1e-3) / 1e9
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mb() -> float:
+    import psutil
+    return psutil.Process().memory_info().rss / 2 ** 20
+
+
+def inputs(H: int, W: int, device="cpu", B: int = 1, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(B, 1, H, W, generator=g).to(device), torch.rand(B, 1, H, W, generator=g).to(device))
+
+
+def run_child(script: str, *args: str) -> dict:
+    """Run `script --child ...` in a fresh interpreter (a clean peak RSS) and return the JSON it prints last."""
+    cmd = [sys.executable, str(Path(__file__).parent / script), "--child", *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    """A GitHub-flavoured markdown table, so the output pastes into RESULTS.md as is."""
+    cells = [[str(c) for c in r] for r in rows]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in cells]
+    return "\n".join(lines)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of two images in [0, 1] (clamped, as written)."""
+    mse = (a.float().clamp(0, 1) - b.float().clamp(0, 1)).square().mean().item()
+    return float("inf") if mse == 0 else 10 * __import__("math").log10(1 / mse)
+
+
+def example_pair(stem: str | None = None, size: tuple[int, int] | None = None):
+    """A real pair from examples/ as (1, 1, H, W) tensors in [0, 1] (infrared, visible Y), resized if asked."""
+    import cv2
+
+    from swinfuse_cli.data.io import read_infrared, read_visible
+
+    ir_path = sorted((EXAMPLES / "ir").iterdir())[0] if stem is None else EXAMPLES / "ir" / f"{stem}.jpg"
+    ir, vis = read_infrared(ir_path), read_visible(EXAMPLES / "vis" / ir_path.name).y
+    if size is not None:
+        H, W = size
+        ir = cv2.resize(ir, (W, H), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+        vis = cv2.resize(vis, (W, H), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    return torch.from_numpy(ir)[None, None].float(), torch.from_numpy(vis)[None, None].float()

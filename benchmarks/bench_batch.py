@@ -1,0 +1,74 @@
+"""`batch` throughput as a fraction of bare forward throughput on the same pairs (how well I/O overlaps).
+
+The pairs are examples/ (RoadScene, ~320x500), each copied --copies times into a temporary ir/ + vis/
+folder. Bare: the images are read into tensors beforehand and only the model's forward is timed, one pair
+after another. Batch: swinfuse_cli.fusing.fuse_batch as `swinfuse batch` runs it (prefetching reader
+thread, forward, colour, quantise, asynchronous PNG writer, manifest), wall time from its report. Both
+are warmed up on every image size first; each is run --rounds times and the best is kept.
+
+    python benchmarks/bench_batch.py --threads 2 [--copies 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from _common import EXAMPLES, add_common_args, load_model, machine, setup, table
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(p)
+    p.add_argument("--copies", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=2)
+    args = p.parse_args()
+    device = setup(args)
+    from swinfuse_cli.data.io import read_infrared, read_visible
+    from swinfuse_cli.fusing import fuse_batch
+
+    model, source = load_model(args.weights, device)
+    meta = {"config": model.config, "provenance": {}, "sha256": None, "path": None}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "pairs"
+        for sub in ("ir", "vis"):
+            (root / sub).mkdir(parents=True)
+            for f in sorted((EXAMPLES / sub).iterdir()):
+                for k in range(args.copies):
+                    shutil.copy(f, root / sub / f"{f.stem}_{k}{f.suffix}")
+        names = sorted(f.name for f in (root / "ir").iterdir())
+        tensors = [(torch.from_numpy(read_infrared(root / "ir" / n))[None, None].to(device),
+                    torch.from_numpy(read_visible(root / "vis" / n).y)[None, None].to(device)) for n in names]
+        with torch.inference_mode():
+            text = model.encode_prompts([""]).to(device)
+            for ir, vis in {t[0].shape: t for t in tensors}.values():  # warm up every size
+                model(ir, vis, text)
+            bare = []
+            for _ in range(args.rounds):
+                t0 = time.perf_counter()
+                for ir, vis in tensors:
+                    model(ir, vis, text)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                bare.append(len(tensors) / (time.perf_counter() - t0))
+        batch = []
+        for r in range(args.rounds):
+            report = fuse_batch(root=root, output_dir=Path(tmp) / f"out{r}", prompt="", model=model, meta=meta,
+                                device=device, tile=0)
+            assert report.written == len(names), report.records
+            batch.append(report.throughput_pairs_per_s)
+    b, f = max(batch), max(bare)
+    print(f"bench_batch: {source}; {machine()}")
+    print(f"{len(names)} pairs ({len(names) // args.copies} examples x {args.copies}); best of {args.rounds} rounds; "
+          "bare = forward only on pre-read tensors; batch = fuse_batch end to end (read, fuse, colour, write)")
+    print(table(["pairs", "bare forward pairs/s", "batch pairs/s", "batch / bare"],
+                [[len(names), f"{f:.3f}", f"{b:.3f}", f"{b / f:.1%}"]]))
+
+
+if __name__ == "__main__":
+    main()
