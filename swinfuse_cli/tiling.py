@@ -121,12 +121,13 @@ def fuse_tiled(model, ir: torch.Tensor, vis: torch.Tensor, text: torch.Tensor, t
 def bytes_per_pixel(config, dtype: torch.dtype = torch.float32) -> float:
     """Peak memory of one image's forward per input pixel, estimated from the config.
 
-    Measured on the default preset (embed_dim 16, mlp_ratio 2): about 1.8 kB per pixel of peak RSS at
-    512x512 in float32, i.e. about 28 * embed_dim values per pixel: the two streams, the window copies,
-    q/k/v, attention and MLP activations alive at once. Upsampling heads add their 64 features at the
-    output resolution."""
+    Measured on the default preset (embed_dim 16, mlp_ratio 2) in float32: about 1.2 kB of peak RSS per
+    pixel at 768x768 and 1024x1024 (1.7 kB at 512x512, allocator slack), i.e. about 19 * embed_dim values:
+    the two streams, the window copies, q/k/v, the attention and MLP activations alive at once. The
+    estimate, embed_dim * (12 + 4 * mlp_ratio) values, gives 1.28 kB there. Upsampling heads add their 64
+    features at the output resolution."""
     size = torch.empty((), dtype=dtype).element_size()
-    values = config.embed_dim * (20 + 4 * config.mlp_ratio)
+    values = config.embed_dim * (12 + 4 * config.mlp_ratio)
     if config.upsampler in ("pixelshuffle", "nearest+conv"):
         values += 2 * HEAD_FEATURES * config.upscale ** 2
     return size * values
