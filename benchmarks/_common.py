@@ -32,7 +32,11 @@ def add_common_args(parser) -> None:
 
 
 def setup(args) -> torch.device:
+    """Threads and the CPU allocator as the CLI sets them (swinfuse_cli.devices)."""
+    from swinfuse_cli.devices import tune_cpu_allocator
+
     torch.set_num_threads(args.threads)
+    tune_cpu_allocator()
     return torch.device(args.device)
 
 

