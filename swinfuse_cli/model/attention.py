@@ -71,6 +71,7 @@ class WindowAttention(nn.Module):
         if context is None:
             qkv = self.qkv(x).view(B * nW, L, 3, nH, hd).permute(2, 0, 3, 1, 4)  # (3, B*nW, nH, L, hd)
             q, k, v = qkv.unbind(0)
+            del qkv
         else:
             # Same weights, split: queries from this modality, keys/values from the other one.
             w_q, w_kv = self.qkv.weight.split([C, 2 * C])
@@ -78,6 +79,7 @@ class WindowAttention(nn.Module):
             q = F.linear(x, w_q, b_q).view(B * nW, L, nH, hd).transpose(1, 2)  # (B*nW, nH, L, hd)
             kv = F.linear(context, w_kv, b_kv).view(B * nW, L, 2, nH, hd).permute(2, 0, 3, 1, 4)
             k, v = kv.unbind(0)  # 2 x (B*nW, nH, L, hd)
+            del kv
         bias, masked_bias = self._biases(q.dtype, B, masked)
         drop = self.attn_drop if self.training else 0.0
         # A 4-D bias broadcast over windows keeps SDPA on its fused CPU kernel; a 3-D one sends it down the
@@ -95,5 +97,6 @@ class WindowAttention(nn.Module):
             else:
                 out.index_copy_(0, idx, redo)  # in place: no copy, and out keeps SDPA's (B*nW, L, nH, hd) memory
                 # order, so the transpose below is a view
+        del q, k, v  # q/k/v (3C per pixel) freed before the projection allocates: lower peak memory
         out = out.transpose(1, 2).reshape(B, nW, L, C)  # (B, nW, L, C)
         return self.proj_drop(self.proj(out))
