@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-import torch
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as `swinfuse` sets it (cli.main), before torch loads
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WEIGHTS = ROOT / "weights" / "swinfuse-default.safetensors"
