@@ -19,6 +19,13 @@ from swinfuse_cli.model.window import shift_mask, window_partition
 REFERENCE = Path(__file__).parent / "assets" / "reference_forward.safetensors"
 
 
+@pytest.fixture(autouse=True)
+def _own_rng():
+    # These tests seed and draw; later tests (DropPath in test_network's gradient test) see the RNG untouched.
+    with torch.random.fork_rng():
+        yield
+
+
 def _reference_model():
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -92,3 +99,29 @@ def test_only_the_last_row_and_column_of_windows_are_masked():
     idx, mask = masked_windows(16, 24, 4, 2, torch.device("cpu"))  # 4 x 6 windows
     assert sorted(idx.tolist()) == [5, 11, 17, 18, 19, 20, 21, 22, 23]
     assert torch.equal(mask, shift_mask(16, 24, 4, 2, torch.device("cpu"))[idx])
+
+
+@pytest.mark.parametrize("band_tokens", [1, 60])  # one window-row per band; a few rows per band
+def test_banded_inference_matches_the_frozen_reference(band_tokens, monkeypatch):
+    from swinfuse_cli.model import blocks
+
+    model, t = _reference_model()
+    monkeypatch.setattr(blocks, "BAND_TOKENS", band_tokens)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(t["ir"], t["vis"], t["text"]), t["out"], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("shift", [0, 2])
+@pytest.mark.parametrize("cross", [False, True])
+def test_banded_block_equals_the_whole_map(shift, cross, monkeypatch):
+    from swinfuse_cli.model import blocks
+
+    torch.manual_seed(0)
+    blk = blocks.SwinBlock(8, 2, 4, shift, 2.0, True, None, 0, 0, 0, cross=cross).eval()
+    torch.nn.init.normal_(blk.attn.relative_position_bias_table, std=1.0)
+    x, ctx = torch.randn(2, 20, 12, 8), torch.randn(2, 20, 12, 8)
+    with torch.no_grad():
+        whole = blk(x, ctx if cross else None)
+        monkeypatch.setattr(blocks, "BAND_TOKENS", 12 * 8)  # bands of 8 rows: 8, 8, then 4
+        assert blk._band_rows(20, 12) == 8
+        torch.testing.assert_close(blk(x, ctx if cross else None), whole, atol=1e-6, rtol=0)

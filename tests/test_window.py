@@ -32,3 +32,16 @@ def test_shift_mask_separates_wrapped_regions():
     # bottom-right window after the roll mixes 4 regions: token 0 (interior) vs token 15 (wrapped corner)
     assert mask[3, 0, 15] == float("-inf") and mask[3, 0, 0] == 0
     assert torch.equal(mask, mask.transpose(-1, -2))
+
+
+def test_roll_rows_cuts_and_restores_the_rolled_map():
+    from swinfuse_cli.model.window import roll_rows, unroll_rows_
+
+    x = torch.randn(2, 12, 16, 3)
+    rolled = torch.roll(x, shifts=(-2, -2), dims=(1, 2))
+    for r0, h in ((0, 12), (0, 4), (4, 4), (8, 4), (10, 2)):
+        torch.testing.assert_close(roll_rows(x, r0, h, 2), rolled[:, r0:r0 + h], rtol=0, atol=0)
+    out = torch.empty_like(x)
+    for r0 in (0, 4, 8):
+        unroll_rows_(out, rolled[:, r0:r0 + 4], r0, 2)
+    torch.testing.assert_close(out, x, rtol=0, atol=0)

@@ -16,7 +16,10 @@ from torch.utils.checkpoint import checkpoint
 from timm.layers import DropPath, Mlp
 
 from swinfuse_cli.model.attention import WindowAttention
-from swinfuse_cli.model.window import masked_windows, window_partition, window_reverse
+from swinfuse_cli.model.window import (band_masked_windows, masked_windows, roll_rows, unroll_rows_,
+                                       window_partition, window_reverse)
+
+BAND_TOKENS = 32768  # per band in inference: ~2 MB per map at 16 channels, in cache
 
 
 class SwinBlock(nn.Module):
@@ -33,23 +36,51 @@ class SwinBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU, drop=drop)
 
-    def _windows(self, x: torch.Tensor) -> torch.Tensor:
-        if self.shift_size:
-            x = torch.roll(x, shifts=(-self.shift_size, -self.shift_size), dims=(1, 2))  # (B, Hp, Wp, C)
-        return window_partition(x, self.window_size)  # (B, nW, L, C)
+    def _band_rows(self, Hp: int, Wp: int) -> int:
+        """Rows per band: inference runs a block band by band so each band's intermediates (norms, windows,
+        q/k/v, MLP hidden) stay in cache and memory; with gradients (training) the map is one band."""
+        if torch.is_grad_enabled() or self.training:
+            return Hp
+        ws = self.window_size
+        return min(Hp, max(ws, BAND_TOKENS // Wp // ws * ws))
+
+    def _band(self, x: torch.Tensor, context: torch.Tensor | None, masked) -> torch.Tensor:
+        """x, context: (B, h, Wp, C) rows of the (shifted) map, h a multiple of the window -> (B, h, Wp, C)."""
+        B, h, Wp, C = x.shape
+        ws = self.window_size
+        ctx = window_partition(self.norm_context(context), ws) if context is not None else None  # (B, nW, L, C)
+        attn = self.attn(window_partition(self.norm1(x), ws), context=ctx, masked=masked)  # (B, nW, L, C)
+        x = x + self.drop_path(window_reverse(attn, ws, h, Wp))  # (B, h, Wp, C)
+        return x + self.drop_path(self.mlp(self.norm2(x)))
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """x, context: (B, Hp, Wp, C) with Hp, Wp multiples of the window -> (B, Hp, Wp, C)."""
         B, Hp, Wp, C = x.shape
         ws, s = self.window_size, self.shift_size
-        masked = masked_windows(Hp, Wp, ws, s, x.device) if s else None  # (nM,), (nM, L, L), cached per shape
-        ctx = self._windows(self.norm_context(context)) if context is not None else None
-        attn = self.attn(self._windows(self.norm1(x)), context=ctx, masked=masked)  # (B, nW, L, C)
-        attn = window_reverse(attn, ws, Hp, Wp)  # (B, Hp, Wp, C)
-        if s:
-            attn = torch.roll(attn, shifts=(s, s), dims=(1, 2))
-        x = x + self.drop_path(attn)
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        rows = self._band_rows(Hp, Wp)
+        if rows >= Hp and (not s or torch.is_grad_enabled()):
+            if not s:
+                return self._band(x, context, None)
+            # With gradients (training, checkpointing) the plain form: roll the whole map, attend, roll back.
+            # Apart from the window attention every op is per token, so the residual and the MLP can run in
+            # the shifted frame: the same as shifting only the attention's input and output (Swin's order).
+            x = torch.roll(x, shifts=(-s, -s), dims=(1, 2))  # (B, Hp, Wp, C)
+            context = torch.roll(context, shifts=(-s, -s), dims=(1, 2)) if context is not None else None
+            out = self._band(x, context, masked_windows(Hp, Wp, ws, s, x.device))
+            return torch.roll(out, shifts=(s, s), dims=(1, 2))
+        out = torch.empty_like(x)
+        for r0 in range(0, Hp, rows):
+            h = min(rows, Hp - r0)
+            if not s:
+                out[:, r0:r0 + h] = self._band(x[:, r0:r0 + h], context[:, r0:r0 + h] if context is not None else None,
+                                               None)
+                continue
+            # Inference: the rolled map's rows are cut band by band (torch.roll goes through cat on CPU, ~20 %
+            # of a large frame's forward), and each band is written back unshifted.
+            masked = band_masked_windows(h, Wp, ws, s, r0 + h == Hp, x.device)  # (nM,), (nM, L, L), cached
+            band_ctx = roll_rows(context, r0, h, s) if context is not None else None
+            unroll_rows_(out, self._band(roll_rows(x, r0, h, s), band_ctx, masked), r0, s)
+        return out
 
 
 def _conv_block(dim: int, resi_connection: str) -> nn.Module:

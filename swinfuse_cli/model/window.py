@@ -25,6 +25,37 @@ def window_reverse(windows: torch.Tensor, ws: int, H: int, W: int) -> torch.Tens
     return x.permute(0, 1, 3, 2, 4, 5).reshape(B, H, W, C)
 
 
+def roll_rows(x: torch.Tensor, r0: int, h: int, shift: int) -> torch.Tensor:
+    """Rows [r0, r0+h) of torch.roll(x, (-shift, -shift), dims=(1, 2)) for x (B, H, W, C) -> (B, h, W, C).
+
+    Copies only those rows: torch.roll on CPU goes through cat and, on a large map, cost ~20 % of a forward."""
+    B, H, W, C = x.shape
+    out = x.new_empty(B, h, W, C)
+    s, i = shift % W, 0
+    while i < h:  # at most two runs of source rows (the wrap-around)
+        src = (r0 + shift + i) % H
+        n = min(h - i, H - src)
+        out[:, i:i + n, :W - s] = x[:, src:src + n, s:]
+        if s:
+            out[:, i:i + n, W - s:] = x[:, src:src + n, :s]
+        i += n
+    return out
+
+
+def unroll_rows_(out: torch.Tensor, band: torch.Tensor, r0: int, shift: int) -> None:
+    """Write band (B, h, W, C), rows [r0, r0+h) of the rolled frame, into out (B, H, W, C) unrolled: the
+    inverse of roll_rows."""
+    B, H, W, C = out.shape
+    h, s, i = band.shape[1], shift % W, 0
+    while i < h:
+        dst = (r0 + shift + i) % H
+        n = min(h - i, H - dst)
+        out[:, dst:dst + n, s:] = band[:, i:i + n, :W - s]
+        if s:
+            out[:, dst:dst + n, :s] = band[:, i:i + n, W - s:]
+        i += n
+
+
 @lru_cache(maxsize=8)
 def relative_position_index(ws: int) -> torch.Tensor:
     """(L, L) index into a ((2ws-1)^2, nH) bias table, L = ws*ws."""
@@ -59,3 +90,14 @@ def masked_windows(Hp: int, Wp: int, ws: int, shift: int, device: torch.device) 
     mask = shift_mask(Hp, Wp, ws, shift, torch.device("cpu"))  # (nW, L, L)
     idx = (mask != 0).flatten(1).any(1).nonzero().flatten()  # (nM,)
     return idx.to(device), mask[idx].to(device)
+
+
+@lru_cache(maxsize=32)
+def band_masked_windows(h: int, Wp: int, ws: int, shift: int, last: bool,
+                        device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """masked_windows for a band of h rows (a multiple of ws) of a shifted map of width Wp: the windows of the
+    last column, and of the whole last window-row when the band is the map's last. Indices are the band's
+    own; equal bands share one result (one cached attention bias each)."""
+    idx, mask = masked_windows(h if last else h + ws, Wp, ws, shift, device)  # a map whose top h rows look alike
+    keep = idx < (h // ws) * (Wp // ws)
+    return idx[keep], mask[keep]
