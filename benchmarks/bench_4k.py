@@ -4,7 +4,7 @@ The first examples/ pair is resized (bicubic) to 3840x2160 and written as PNGs; 
 fuses it with --tile (0: automatic, tiles only when the frame's estimated memory exceeds half the free
 memory), and writes the colour result. Printed: the tiling plan, the latency split, the process's peak
 RSS (the whole script, model included), and the fused image's PSNR against a whole-frame forward when
---check is given (that forward needs the memory tiling avoids: about 1.2 kB per pixel).
+--check is given (about 0.6 to 0.9 kB per pixel for the default preset).
 
     python benchmarks/bench_4k.py --threads 2 [--tile 0] [--check]
 """
