@@ -77,6 +77,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json-out", default=None)
     ap.add_argument("--figures", default=None, help="folder for the README pictures")
+    ap.add_argument("--ship", default=None, help="write the checkpoint here with these results added to its "
+                                                 "provenance (how weights/ gets its default model)")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -162,6 +164,17 @@ def main(argv=None) -> int:
         Path(args.json_out).write_text(json.dumps(report, indent=1))
     if args.figures:
         _figures(Path(args.figures), sources, fuse, neutral)
+    if args.ship:
+        from swinfuse_cli.model.checkpoint import save_checkpoint
+
+        provenance = dict(meta["provenance"])
+        provenance["validation_metrics"] = {
+            "command": "python benchmarks/evaluate_model.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "clean_means": {m: clean[m] for m in ("swinfuse", *BASELINES)},
+            "wins_vs_baselines": {b: report["clean"][f"wins_vs_{b}"] for b in BASELINES},
+            "degraded": summary}
+        save_checkpoint(model, args.ship, provenance)
+        print(f"shipped {args.ship}")
     return 0
 
 
@@ -184,10 +197,10 @@ def _figures(folder: Path, sources, fuse, neutral: str) -> None:
     stem, ir, y = sources[0]
     row = [tile(ir, "infrared"), tile(y, "visible (Y)"), tile(fuse(ir, y, neutral) / 255.0, "swinfuse")]
     cv2.imwrite(str(folder / "fused_example.png"), np.hstack(row))
-    kind = "vis_low_light"
+    kind = "vis_overexposure"
     d_ir, d_y = degrade_fixed(kind, torch.from_numpy(ir)[None], torch.from_numpy(y)[None], seed=0)
     d_ir, d_y = d_ir[0].numpy(), d_y[0].numpy()
-    row = [tile(d_y, "visible, low light"), tile(fuse(d_ir, d_y, neutral) / 255.0, f"prompt: '{neutral}'"),
+    row = [tile(d_y, "visible, overexposed"), tile(fuse(d_ir, d_y, neutral) / 255.0, f"prompt: '{neutral}'"),
            tile(fuse(d_ir, d_y, canonical_prompt(kind)) / 255.0, f"prompt: '{canonical_prompt(kind)}'")]
     cv2.imwrite(str(folder / "prompt_effect.png"), np.hstack(row))
     print(f"figures from validation pair {stem} in {folder}")
