@@ -41,6 +41,7 @@ def save_checkpoint(model, path: str | os.PathLike, provenance: dict | None = No
     os.close(fd)
     try:
         save_file(_persisted_state(model), tmp, metadata=metadata)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
