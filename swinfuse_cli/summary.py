@@ -53,6 +53,15 @@ def summarize_model(model, *, source: str, size: tuple[int, int] = (64, 64), pro
             own = info.num_params
         report.layers.append(LayerRow(name=name or "(model)", type=info.class_name, depth=level,
                                       output_shape=list(info.output_size), params=info.num_params, own_params=own))
+    # Containers whose children are called directly (the FiLM list) never run as a module, so torchinfo
+    # does not list them: add them, so the own-params column still adds up to the total.
+    listed = {row.name for row in report.layers}
+    for name, module in model.named_modules():
+        level = name.count(".") + 1
+        if name and level <= depth and name not in listed:
+            own = sum(p.numel() for p in module.parameters(recurse=level == depth))
+            report.layers.append(LayerRow(name=name, type=type(module).__name__, depth=level, output_shape=[],
+                                          params=sum(p.numel() for p in module.parameters()), own_params=own))
     report.layers.sort(key=lambda row: _order(row.name, names))
     report.total_params = sum(p.numel() for p in model.parameters())
     report.trainable_params = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -76,6 +76,15 @@ def test_summary_json_params_add_up_to_profile_total():
     assert "film.0" in names and "fusion.reduce" in names and "decoder.head" in names
 
 
+def test_summary_counts_modules_torchinfo_cannot_see():
+    # The default preset has two FiLM layers in a list the decoder calls item by item.
+    for depth in ("1", "2"):
+        data = json.loads(runner.invoke(app, ["summary", "--json", "--preset", "default", "--size", "16",
+                                              "--depth", depth]).stdout)
+        assert sum(r["own_params"] for r in data["layers"]) == data["total_params"]
+        assert "film" in [r["name"] for r in data["layers"]]
+
+
 def test_summary_depth_collapses():
     deep = json.loads(runner.invoke(app, ["summary", "--json", "--depth", "4"]).stdout)
     shallow = json.loads(runner.invoke(app, ["summary", "--json", "--depth", "1"]).stdout)
