@@ -11,7 +11,6 @@ registering the command keeps `swinfuse --help` instant.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Callable, Optional
@@ -55,17 +54,18 @@ def _fused_images(fused: Path) -> dict[str, Path]:
 
 
 def _write_csv(path: Path, report: EvaluateReport) -> None:
-    """Per-image rows, then a 'mean' row; written to a temporary file and renamed, so never half a file."""
+    """Per-image rows, then a 'mean' row; written atomically, so never half a file."""
     import csv
+    import io
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["image", *report.metrics])
-        for row in [*report.images, {"name": "mean", **report.mean}]:
-            writer.writerow([row["name"], *(f"{row[m]:.6f}" for m in report.metrics)])
-    os.replace(tmp, path)
+    from swinfuse_cli.data.io import write_bytes_atomic
+
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["image", *report.metrics])
+    for row in [*report.images, {"name": "mean", **report.mean}]:
+        writer.writerow([row["name"], *(f"{row[m]:.6f}" for m in report.metrics)])
+    write_bytes_atomic(path, text.getvalue().encode())
 
 
 def evaluate_images(*, fused: str | Path, sources: str | Path | None = None, ir_dir: str | Path | None = None,

@@ -239,9 +239,13 @@ def _set_rng_state(state: dict) -> None:
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    import io
+
+    from swinfuse_cli.data.io import write_bytes_atomic
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def _git_commit() -> str:
