@@ -37,6 +37,12 @@ def train_command(
     seed: Annotated[int, typer.Option(help="Seed of the weights and of every sample: runs repeat exactly.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/trainer_state.pt (exactly: optimizer, "
                                                           "scheduler, RNG, step); starts fresh if there is none.")] = False,
+    init: Annotated[Path | None, typer.Option(help="Warm start: the weights of this checkpoint (same preset); "
+                                                   "fresh optimizer and LR schedule. Recorded in the new "
+                                                   "checkpoint's provenance.")] = None,
+    loss_weights: Annotated[str, typer.Option(help="SSIM, intensity and gradient weights of the loss "
+                                                   "(SwinFusion's are 10,20,20). Validation loss always uses "
+                                                   "10,20,20 so runs compare.")] = "10,20,20",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
     threads: Annotated[int, typer.Option(help="torch CPU threads per process (0: torch's default).")] = 0,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
@@ -46,10 +52,17 @@ def train_command(
     from swinfuse_cli.errors import SwinfuseError
     from swinfuse_cli.training.trainer import TrainArgs, train
 
+    try:
+        weights = tuple(float(w) for w in loss_weights.split(","))
+    except ValueError:
+        weights = ()
+    if len(weights) != 3 or min(weights) < 0:
+        typer.echo(f"Error: --loss-weights takes three non-negative numbers like 10,20,20, got {loss_weights!r}", err=True)
+        raise typer.Exit(code=1)
     args = TrainArgs(data=str(data), out=str(out), preset=preset, steps=steps, stop_after=stop_after,
                      max_minutes=max_minutes, batch_size=batch_size, lr=lr, warmup=warmup, crop=crop,
                      prompt_augment=prompt_augment, val_count=val_count, val_every=val_every, val_crop=val_crop,
-                     seed=seed, resume=resume, device=device, threads=threads, progress=progress,
+                     seed=seed, resume=resume, init=str(init) if init else "", loss_weights=weights, device=device, threads=threads, progress=progress,
                      command=shlex.join([Path(sys.argv[0]).name] + sys.argv[1:]))
     try:
         result = train(args)

@@ -5,12 +5,10 @@ batch 2, padding and upscale 2) and with a plain reimplementation of masked wind
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from swinfuse_cli.model.config import FusionConfig
 from swinfuse_cli.model.network import SwinFuse

@@ -188,6 +188,38 @@ def test_resume_refuses_changed_settings(pair_dir, tmp_path):
         train(_args(pair_dir, tmp_path / "run", crop=24, resume=True))
 
 
+def test_init_warm_starts_from_a_checkpoint_and_records_it(pair_dir, tmp_path):
+    from swinfuse_cli.model.checkpoint import load_checkpoint
+    from swinfuse_cli.training.trainer import train
+
+    train(_args(pair_dir, tmp_path / "first"))
+    first = tmp_path / "first" / "model.safetensors"
+    # lr 0: the weights never move, so the run ends with exactly what it started from
+    train(_args(pair_dir, tmp_path / "warm", init=str(first), lr=0.0, seed=3, loss_weights=(10.0, 20.0, 40.0)))
+    train(_args(pair_dir, tmp_path / "cold", lr=0.0, seed=3))
+    start, _ = load_checkpoint(first)
+    warm, meta = load_checkpoint(tmp_path / "warm" / "model.safetensors")
+    cold, _ = load_checkpoint(tmp_path / "cold" / "model.safetensors")
+    s0, sw, sc = start.state_dict(), warm.state_dict(), cold.state_dict()
+    assert all(torch.equal(s0[k], sw[k]) for k in s0)
+    assert not all(torch.equal(s0[k], sc[k]) for k in s0)
+    prov = meta["provenance"]
+    assert prov["init"]["path"] == str(first) and prov["init"]["command"] == "test" and prov["init"]["step"] == 4
+    assert prov["loss_weights"] == {"ssim": 10.0, "intensity": 20.0, "gradient": 40.0}
+
+
+def test_init_refuses_another_architecture_and_resume_refuses_other_loss_weights(pair_dir, tmp_path):
+    from swinfuse_cli.errors import CheckpointError
+    from swinfuse_cli.training.trainer import train
+
+    train(_args(pair_dir, tmp_path / "smoke"))
+    with pytest.raises(CheckpointError, match="different model than preset 'default'"):
+        train(_args(pair_dir, tmp_path / "big", preset="default", init=str(tmp_path / "smoke" / "model.safetensors")))
+    train(_args(pair_dir, tmp_path / "run", stop_after=1, loss_weights=(10.0, 20.0, 40.0)))
+    with pytest.raises(CheckpointError, match="loss_weights"):
+        train(_args(pair_dir, tmp_path / "run", resume=True))
+
+
 def test_train_command_runs(pair_dir, tmp_path):
     import typer
     from typer.testing import CliRunner
@@ -207,6 +239,25 @@ def test_train_command_runs(pair_dir, tmp_path):
                                       "--val-crop", "16", "--warmup", "1", "--threads", "1", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert (out / "model.safetensors").exists() and "finished at step 2/2" in result.stderr
+
+
+def test_train_command_rejects_bad_loss_weights(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from swinfuse_cli.train_cmd import register
+
+    app = typer.Typer()
+    register(app)
+
+    @app.callback()
+    def _root() -> None:
+        pass
+
+    for bad in ("10,20", "10,x,20", "10,-1,20"):
+        result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "x"), "--loss-weights", bad])
+        assert result.exit_code == 1 and "--loss-weights takes three non-negative numbers" in result.stderr
+    assert not (tmp_path / "x").exists()
 
 
 def _free_port() -> int:

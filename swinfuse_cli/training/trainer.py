@@ -65,6 +65,8 @@ class TrainArgs:
     log_every: int = 25
     seed: int = 0
     resume: bool = False
+    init: str = ""  # warm start: weights from this checkpoint (same preset); fresh optimizer and schedule
+    loss_weights: tuple[float, float, float] = (WEIGHTS["ssim"], WEIGHTS["intensity"], WEIGHTS["gradient"])
     device: str = "auto"
     threads: int = 0  # 0: torch's default
     progress: bool = True
@@ -174,11 +176,29 @@ class _PromptedFusion(nn.Module):
         return self.model(ir, vis, text)  # (B, 1, H*up, W*up)
 
 
-def _loss(out: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor):
+def _loss(out: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor, weights: dict[str, float] | None = None):
     if out.shape[-2:] != ir.shape[-2:]:  # upscale > 1: compare at the output's size
         ir = F.interpolate(ir, size=out.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
         vis = F.interpolate(vis, size=out.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
-    return fusion_loss(ir, vis, out)
+    return fusion_loss(ir, vis, out, weights)
+
+
+def _warm_start(model: nn.Module, args: TrainArgs, config) -> dict:
+    """Copy the weights of checkpoint `args.init` into `model` (its architecture must match the preset's);
+    returns what the new checkpoint records about where it started."""
+    from swinfuse_cli.model.checkpoint import load_checkpoint
+
+    source, meta = load_checkpoint(args.init)
+    theirs, ours = dataclasses.asdict(source.config), dataclasses.asdict(config)
+    differ = [k for k in ours if k != "img_size" and theirs[k] != ours[k]]
+    if differ:
+        raise CheckpointError(f"--init {args.init} is a different model than preset {args.preset!r} "
+                              f"({', '.join(f'{k}={theirs[k]} vs {ours[k]}' for k in differ[:3])})")
+    model.load_state_dict(source.state_dict())
+    prov = meta["provenance"]
+    return {"path": str(args.init), "sha256": meta["sha256"], "command": prov.get("command"),
+            "step": prov.get("step"), "steps": prov.get("steps"), "loss_weights": prov.get("loss_weights"),
+            "git_commit": prov.get("git_commit"), "date": prov.get("date")}
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -326,17 +346,22 @@ def train(args: TrainArgs) -> TrainResult:
                                        {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: lr_factor(s, args.warmup, args.steps, args.min_lr_ratio))
+        init_record = _warm_start(model, args, config) if args.init else None
         torch.manual_seed(args.seed + 1 + rank)  # drop path differs per rank, as the samples do
         step, last_val = 0, None
+        weights = dict(zip(("ssim", "intensity", "gradient"), map(float, args.loss_weights)))
 
         if args.resume and state_path.exists():
             state = torch.load(state_path, map_location="cpu", weights_only=True)
             if state.get("format") != STATE_FORMAT:
                 raise CheckpointError(f"{state_path} has format {state.get('format')}, expected {STATE_FORMAT}")
             saved = json.loads(state["args"])
-            for key in ("preset", "crop", "batch_size", "seed", "steps", "lr", "warmup", "data", "val_count"):
-                if saved[key] != getattr(args, key):
-                    raise CheckpointError(f"cannot resume {state_path}: it was trained with {key}={saved[key]!r}, "
+            for key in ("preset", "crop", "batch_size", "seed", "steps", "lr", "warmup", "data", "val_count",
+                        "init", "loss_weights"):
+                now_value = list(getattr(args, key)) if key == "loss_weights" else getattr(args, key)
+                default = list(WEIGHTS.values()) if key == "loss_weights" else ""
+                if saved.get(key, default) != now_value:
+                    raise CheckpointError(f"cannot resume {state_path}: it was trained with {key}={saved.get(key, default)!r}, "
                                           f"now {key}={getattr(args, key)!r}")
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -379,9 +404,11 @@ def train(args: TrainArgs) -> TrainResult:
                 "git_commit": _git_commit(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "step": step, "steps": args.steps, "finished": final, "val_loss": last_val,
                 "preset": args.preset, "crop": args.crop, "batch_size": args.batch_size, "lr": args.lr,
-                "seed": args.seed, "world_size": world, "loss_weights": WEIGHTS, "degradations": list(KIND_NAMES),
+                "seed": args.seed, "world_size": world, "loss_weights": weights, "degradations": list(KIND_NAMES),
                 "prompt_augment": args.prompt_augment, "torch": torch.__version__,
             }
+            if init_record is not None:
+                provenance["init"] = init_record
             save_checkpoint(model, model_path, provenance)
 
         def run_validation() -> None:
@@ -404,7 +431,7 @@ def train(args: TrainArgs) -> TrainResult:
                                                              rank, world, args.prompt_augment)
                 ir_in, vis_in, ir, vis = (t.to(device, non_blocking=True) for t in (ir_in, vis_in, ir, vis))
                 out = net(ir_in, vis_in, prompts)
-                loss, terms = _loss(out, ir, vis)
+                loss, terms = _loss(out, ir, vis, weights)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
