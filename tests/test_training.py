@@ -220,6 +220,30 @@ def test_init_refuses_another_architecture_and_resume_refuses_other_loss_weights
         train(_args(pair_dir, tmp_path / "run", resume=True))
 
 
+def test_init_converts_a_head_count_change(pair_dir, tmp_path, monkeypatch):
+    import dataclasses
+
+    from swinfuse_cli.model.checkpoint import load_checkpoint
+    from swinfuse_cli.model.config import FusionConfig
+    from swinfuse_cli.training.trainer import train
+
+    smoke = FusionConfig.smoke
+    train(_args(pair_dir, tmp_path / "two"))  # smoke preset: one head everywhere
+    monkeypatch.setattr(FusionConfig, "smoke", classmethod(
+        lambda cls, **kw: dataclasses.replace(smoke(**kw), ex_num_heads=(2,), fusion_num_heads=(2,),
+                                              re_num_heads=(2,))))
+    train(_args(pair_dir, tmp_path / "conv", init=str(tmp_path / "two" / "model.safetensors"), lr=0.0))
+    a, _ = load_checkpoint(tmp_path / "two" / "model.safetensors")
+    b, meta = load_checkpoint(tmp_path / "conv" / "model.safetensors")
+    assert b.config.ex_num_heads == (2,) and meta["provenance"]["init"]["converted"]["ex_num_heads"] == [[1], [2]]
+    sa, sb = a.state_dict(), b.state_dict()
+    for key in sa:
+        if key.endswith("relative_position_bias_table"):
+            assert sb[key].shape[1] == 2 and torch.equal(sb[key][:, 0], sa[key][:, 0]) and torch.equal(sb[key][:, 1], sa[key][:, 0])
+        else:
+            assert torch.equal(sa[key], sb[key]), key
+
+
 def test_train_command_runs(pair_dir, tmp_path):
     import typer
     from typer.testing import CliRunner
