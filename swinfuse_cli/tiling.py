@@ -39,23 +39,28 @@ def _round_to(n: int, multiple: int) -> int:
     return max(multiple, (n // multiple) * multiple)
 
 
-def _starts(n: int, tile: int, overlap: int) -> list[int]:
-    """Tile starts along one axis: stride tile - overlap, the last tile flush with the end."""
+def _axis(n: int, tile: int, overlap: int, window: int) -> tuple[int, list[int]]:
+    """(size, starts) of the tiles along one axis of n pixels: as few tiles of at most `tile` as keep
+    neighbours `overlap` apart, then each shrunk to the smallest window multiple that still covers the
+    axis, spaced evenly. Equal tiles instead of full ones flush with the end: a 3840 x 2160 frame in
+    1024-pixel tiles covers 6 % more pixels than the frame instead of 52 %."""
     if n <= tile:
-        return [0]
-    starts = list(range(0, n - tile, tile - overlap))
-    return starts + [n - tile]
+        return n, [0]
+    count = math.ceil((n - overlap) / (tile - overlap))
+    size = min(tile, math.ceil(math.ceil((n + (count - 1) * overlap) / count) / window) * window)
+    return size, [i * (n - size) // (count - 1) for i in range(count)]
 
 
 def plan_tiles(H: int, W: int, tile: int, overlap: int, window: int) -> list[tuple[int, int, int, int]]:
-    """Boxes (top, left, height, width) covering an H x W frame with tile x tile tiles overlapping by at
-    least `overlap`. The tile is rounded down to a multiple of `window`; a side shorter than the tile
-    gets one tile of that side (the model pads it to the window)."""
+    """Boxes (top, left, height, width) covering an H x W frame with tiles of at most tile x tile
+    overlapping by at least `overlap`. The tile is rounded down to a multiple of `window`, and each side is
+    a window multiple too unless it spans the whole frame side (the model pads that to the window)."""
     tile = _round_to(tile, window)
     if not 0 <= overlap < tile:
         raise ValueError(f"tile overlap must be in [0, {tile}) for {tile}-pixel tiles, got {overlap}")
-    return [(top, left, min(tile, H), min(tile, W))
-            for top in _starts(H, tile, overlap) for left in _starts(W, tile, overlap)]
+    h, tops = _axis(H, tile, overlap, window)
+    w, lefts = _axis(W, tile, overlap, window)
+    return [(top, left, h, w) for top in tops for left in lefts]
 
 
 def _ramp(n: int, overlap: int, rise: bool, fall: bool) -> torch.Tensor:
