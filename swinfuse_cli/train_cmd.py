@@ -8,8 +8,6 @@ the command, so registering it keeps `swinfuse --help` instant.
 from __future__ import annotations
 
 import os
-import shlex
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -50,7 +48,7 @@ def train_command(
     """Train the fusion network with degraded inputs and prompts naming the degradation (Text-IF's recipe,
     SwinFusion's loss). Resumable; single process, or unchanged under torchrun."""
     from swinfuse_cli.errors import SwinfuseError
-    from swinfuse_cli.training.trainer import TrainArgs, train
+    from swinfuse_cli.training.trainer import TrainArgs, invocation, train
 
     try:
         weights = tuple(float(w) for w in loss_weights.split(","))
@@ -63,7 +61,7 @@ def train_command(
                      max_minutes=max_minutes, batch_size=batch_size, lr=lr, warmup=warmup, crop=crop,
                      prompt_augment=prompt_augment, val_count=val_count, val_every=val_every, val_crop=val_crop,
                      seed=seed, resume=resume, init=str(init) if init else "", loss_weights=weights, device=device, threads=threads, progress=progress,
-                     command=shlex.join([Path(sys.argv[0]).name] + sys.argv[1:]))
+                     command=invocation())
     try:
         result = train(args)
     except SwinfuseError as exc:

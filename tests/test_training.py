@@ -265,6 +265,15 @@ def test_train_command_runs(pair_dir, tmp_path):
     assert (out / "model.safetensors").exists() and "finished at step 2/2" in result.stderr
 
 
+def test_recorded_command_names_swinfuse_for_python_dash_m(monkeypatch):
+    from swinfuse_cli.training.trainer import invocation
+
+    monkeypatch.setattr(sys, "argv", ["/x/swinfuse_cli/__main__.py", "train", "--out", "a b"])
+    assert invocation() == "swinfuse train --out 'a b'"
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/swinfuse", "train"])
+    assert invocation() == "swinfuse train"
+
+
 def test_train_command_rejects_bad_loss_weights(tmp_path):
     import typer
     from typer.testing import CliRunner

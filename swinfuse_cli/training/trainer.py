@@ -287,8 +287,15 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def invocation() -> str:
+    """The command line as a user would retype it: `python -m swinfuse_cli train ...` (and torchrun's
+    `-m swinfuse_cli`) run `__main__.py`, which is the `swinfuse` command."""
+    name = Path(sys.argv[0]).name
+    return shlex.join(["swinfuse" if name in ("__main__.py", "train_cmd.py") else name] + sys.argv[1:])
+
+
 def _command(args: TrainArgs) -> str:
-    return args.command or shlex.join([Path(sys.argv[0]).name] + sys.argv[1:])
+    return args.command or invocation()
 
 
 # ---- the loop -------------------------------------------------------------------------------------
