@@ -26,7 +26,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from scipy.signal import convolve2d
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
