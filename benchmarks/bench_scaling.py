@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
 import torch
 
 from _common import add_common_args, inputs, load_model, machine, peak_rss_mb, rss_mb, run_child, setup, table, time_ms
@@ -74,11 +75,9 @@ def main() -> None:
         # Memory as fixed + per-pixel: a least-squares line through (pixels, MB above baseline) of the square
         # sizes, and the marginal cost between consecutive square sizes (flat when growth is linear).
         sq = sorted((r["H"] * r["W"], (r["peak_mb"] - r["base_mb"]) * 2 ** 20) for r in results if r["H"] == r["W"])
-        n = len(sq)
-        mx, my = sum(p for p, _ in sq) / n, sum(b for _, b in sq) / n
-        slope = sum((p - mx) * (b - my) for p, b in sq) / sum((p - mx) ** 2 for p, _ in sq)
+        slope, fixed = np.polyfit([p for p, _ in sq], [b for _, b in sq], 1)
         marginal = [(b1 - b0) / (p1 - p0) for (p0, b0), (p1, b1) in zip(sq, sq[1:])]
-        print(f"memory above baseline ~ {(my - slope * mx) / 2 ** 20:.0f} MB fixed + {slope:.0f} bytes/px (least squares "
+        print(f"memory above baseline ~ {fixed / 2 ** 20:.0f} MB fixed + {slope:.0f} bytes/px (least squares "
               f"over the square sizes); marginal bytes/px between consecutive square sizes: "
               f"{', '.join(f'{v:.0f}' for v in marginal)}")
 

@@ -274,6 +274,13 @@ def test_recorded_command_names_swinfuse_for_python_dash_m(monkeypatch):
     assert invocation() == "swinfuse train"
 
 
+def test_recorded_command_for_the_stand_alone_train_module(monkeypatch):
+    from swinfuse_cli.training.trainer import invocation
+
+    monkeypatch.setattr(sys, "argv", ["/x/swinfuse_cli/train_cmd.py", "--steps", "5"])
+    assert invocation() == "swinfuse train --steps 5"
+
+
 def test_train_command_rejects_bad_loss_weights(tmp_path):
     import typer
     from typer.testing import CliRunner

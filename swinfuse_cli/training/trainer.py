@@ -66,7 +66,7 @@ class TrainArgs:
     seed: int = 0
     resume: bool = False
     init: str = ""  # warm start: weights from this checkpoint (same preset); fresh optimizer and schedule
-    loss_weights: tuple[float, float, float] = (WEIGHTS["ssim"], WEIGHTS["intensity"], WEIGHTS["gradient"])
+    loss_weights: tuple[float, ...] = tuple(WEIGHTS.values())  # in WEIGHTS' order: ssim, intensity, gradient
     device: str = "auto"
     threads: int = 0  # 0: torch's default
     progress: bool = True
@@ -289,9 +289,11 @@ def _git_commit() -> str:
 
 def invocation() -> str:
     """The command line as a user would retype it: `python -m swinfuse_cli train ...` (and torchrun's
-    `-m swinfuse_cli`) run `__main__.py`, which is the `swinfuse` command."""
+    `-m swinfuse_cli`) run `__main__.py`, which is the `swinfuse` command; `python -m
+    swinfuse_cli.train_cmd ...` is `swinfuse train ...`."""
     name = Path(sys.argv[0]).name
-    return shlex.join(["swinfuse" if name in ("__main__.py", "train_cmd.py") else name] + sys.argv[1:])
+    head = {"__main__.py": ["swinfuse"], "train_cmd.py": ["swinfuse", "train"]}.get(name, [name])
+    return shlex.join(head + sys.argv[1:])
 
 
 def _command(args: TrainArgs) -> str:
@@ -363,20 +365,20 @@ def train(args: TrainArgs) -> TrainResult:
         init_record = _warm_start(model, args, config) if args.init else None
         torch.manual_seed(args.seed + 1 + rank)  # drop path differs per rank, as the samples do
         step, last_val = 0, None
-        weights = dict(zip(("ssim", "intensity", "gradient"), map(float, args.loss_weights)))
+        weights = dict(zip(WEIGHTS, map(float, args.loss_weights)))
 
         if args.resume and state_path.exists():
             state = torch.load(state_path, map_location="cpu", weights_only=True)
             if state.get("format") != STATE_FORMAT:
                 raise CheckpointError(f"{state_path} has format {state.get('format')}, expected {STATE_FORMAT}")
             saved = json.loads(state["args"])
+            # Compare as saved (JSON: tuples become lists); a key older states lack takes its default.
+            now, default = (json.loads(json.dumps(dataclasses.asdict(a))) for a in (args, TrainArgs()))
             for key in ("preset", "crop", "batch_size", "seed", "steps", "lr", "warmup", "data", "val_count",
                         "init", "loss_weights"):
-                now_value = list(getattr(args, key)) if key == "loss_weights" else getattr(args, key)
-                default = list(WEIGHTS.values()) if key == "loss_weights" else ""
-                if saved.get(key, default) != now_value:
-                    raise CheckpointError(f"cannot resume {state_path}: it was trained with {key}={saved.get(key, default)!r}, "
-                                          f"now {key}={getattr(args, key)!r}")
+                if saved.get(key, default[key]) != now[key]:
+                    raise CheckpointError(f"cannot resume {state_path}: it was trained with "
+                                          f"{key}={saved.get(key, default[key])!r}, now {key}={now[key]!r}")
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
