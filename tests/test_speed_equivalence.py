@@ -123,3 +123,20 @@ def test_banded_block_equals_the_whole_map(shift, cross, monkeypatch):
         monkeypatch.setattr(blocks, "BAND_TOKENS", 12 * 8)  # bands of 8 rows: 8, 8, then 4
         assert blk._band_rows(20, 12) == 8
         torch.testing.assert_close(blk(x, ctx if cross else None), whole, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("heads,head_dim,windows,per_window", [(1, 16, 130, False), (2, 8, 65, True), (3, 5, 7, False)])
+def test_cpu_window_attention_equals_sdpa(heads, head_dim, windows, per_window):
+    """attend_cpu (chunks of windows, head by head) against torch's SDPA: chunk edges (130 = 2 x 64 + 2),
+    several heads, and a bias per window (the shift-masked windows) as well as one broadcast over windows."""
+    from swinfuse_cli.model.attention import attend_cpu
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(windows, heads, 64, head_dim) for _ in range(3))
+    bias = torch.randn(windows if per_window else 1, heads, 64, 64)
+    if per_window:
+        bias[::3, :, :, 32:] = float("-inf")  # as a shift mask does
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=head_dim ** -0.5)
+    got = attend_cpu(q, k, v, bias, head_dim ** -0.5)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
