@@ -52,8 +52,13 @@ class SwinBlock(nn.Module):
         x = x + self.drop_path(window_reverse(attn, ws, h, Wp))  # (B, h, Wp, C)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        """x, context: (B, Hp, Wp, C) with Hp, Wp multiples of the window -> (B, Hp, Wp, C)."""
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, inplace: bool = False) -> torch.Tensor:
+        """x, context: (B, Hp, Wp, C) with Hp, Wp multiples of the window -> (B, Hp, Wp, C).
+
+        inplace: banded inference may write the result over x (the caller no longer needs it). Each band
+        reads its rows (of the shifted map) before writing the same rows back, and bands are disjoint, so
+        this is exact; it spares a fresh frame-sized allocation, which the OS must fault in and zero when it
+        exceeds glibc's 32 MiB mmap threshold (a 1024x1024 map of 16 channels is 64 MiB)."""
         B, Hp, Wp, C = x.shape
         ws, s = self.window_size, self.shift_size
         rows = self._band_rows(Hp, Wp)
@@ -67,7 +72,7 @@ class SwinBlock(nn.Module):
             context = torch.roll(context, shifts=(-s, -s), dims=(1, 2)) if context is not None else None
             out = self._band(x, context, masked_windows(Hp, Wp, ws, s, x.device))
             return torch.roll(out, shifts=(s, s), dims=(1, 2))
-        out = torch.empty_like(x)
+        out = x if inplace else torch.empty_like(x)
         for r0 in range(0, Hp, rows):
             h = min(rows, Hp - r0)
             if not s:
@@ -94,6 +99,11 @@ def _conv_block(dim: int, resi_connection: str) -> nn.Module:
 def _conv_channels_last(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Apply a conv to a (B, H, W, C) map -> (B, H, W, C)."""
     return conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
+def _may_overwrite() -> bool:
+    """In-place updates are for inference only: autograd needs the maps it saved."""
+    return not torch.is_grad_enabled()
 
 
 def _run(block: nn.Module, use_checkpoint: bool, *args):
@@ -124,9 +134,10 @@ class RSTB(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, Hp, Wp, C) -> (B, Hp, Wp, C)."""
         y = x
-        for blk in self.blocks:
-            y = _run(blk, self.use_checkpoint, y)
-        return x + _conv_channels_last(self.conv, y)
+        for i, blk in enumerate(self.blocks):
+            # after the first block, y is this group's own map: inference may overwrite it
+            y = _run(blk, self.use_checkpoint, y, None, i > 0 and _may_overwrite())
+        return _conv_channels_last(self.conv, y).add_(x)  # the conv's fresh output takes the residual in place
 
 
 class CrossPair(nn.Module):
@@ -137,8 +148,11 @@ class CrossPair(nn.Module):
         self.ir_from_vis = SwinBlock(cross=True, **kw)
         self.vis_from_ir = SwinBlock(cross=True, **kw)
 
-    def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.ir_from_vis(ir, context=vis), self.vis_from_ir(vis, context=ir)
+    def forward(self, ir: torch.Tensor, vis: torch.Tensor, inplace: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """inplace: the caller no longer needs ir and vis. The visible stream is then updated over vis, after
+        the infrared update has read it; the infrared one gets a new map, since vis_from_ir still reads ir."""
+        new_ir = self.ir_from_vis(ir, context=vis)
+        return new_ir, self.vis_from_ir(vis, context=ir, inplace=inplace)
 
 
 class CRSTB(nn.Module):
@@ -158,6 +172,6 @@ class CRSTB(nn.Module):
     def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """2 x (B, Hp, Wp, C) -> 2 x (B, Hp, Wp, C)."""
         a, b = ir, vis
-        for blk in self.blocks:
-            a, b = _run(blk, self.use_checkpoint, a, b)
-        return ir + _conv_channels_last(self.conv_ir, a), vis + _conv_channels_last(self.conv_vis, b)
+        for i, blk in enumerate(self.blocks):
+            a, b = _run(blk, self.use_checkpoint, a, b, i > 0 and _may_overwrite())
+        return _conv_channels_last(self.conv_ir, a).add_(ir), _conv_channels_last(self.conv_vis, b).add_(vis)

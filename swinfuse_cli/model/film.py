@@ -18,4 +18,4 @@ class FiLM(nn.Module):
     def forward(self, x: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """x: (B, H, W, C); text: (B, D) -> (B, H, W, C) = (1 + gamma) * x + beta."""
         gamma, beta = self.to_film(text).chunk(2, dim=-1)  # (B, D) -> (B, 2C) -> 2 x (B, C)
-        return (1 + gamma[:, None, None, :]) * x + beta[:, None, None, :]
+        return torch.addcmul(beta[:, None, None, :], x, 1 + gamma[:, None, None, :])  # one pass, one new map

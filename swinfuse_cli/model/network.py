@@ -111,7 +111,7 @@ class Decoder(nn.Module):
         for film, layer in zip(films, self.layers):
             x = layer(film(x, text))
         x = self.norm(x).permute(0, 3, 1, 2)  # (B, C, Hp, Wp)
-        return self.head(self.conv_after_body(x) + fused)
+        return self.head(self.conv_after_body(x).add_(fused))
 
 
 class SwinFuse(nn.Module):
