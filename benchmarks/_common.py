@@ -101,6 +101,28 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def peak_allocated_mb(fn) -> float:
+    """Peak of the memory torch's allocator hands out while fn() runs, above what was live before: the CPU
+    counterpart of CUDA's max_memory_allocated (tensors and ops' own scratch, every c10 allocation the
+    profiler sees), without what the C allocator keeps around (fragmentation, freed pages not returned).
+    From torch.profiler's allocation events (profile_memory=True) summed in time order."""
+    from torch._C._profiler import _EventType
+
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        e = stack.pop()
+        stack.extend(e.children)
+        if e.tag == _EventType.Allocation:
+            events.append((e.start_time_ns, e.extra_fields.alloc_size))
+    live = peak = 0
+    for _, size in sorted(events):
+        live += size
+        peak = max(peak, live)
+    return peak / 2 ** 20
+
+
 def rss_mb() -> float:
     import psutil
     return psutil.Process().memory_info().rss / 2 ** 20
@@ -112,8 +134,9 @@ def inputs(H: int, W: int, device="cpu", B: int = 1, seed: int = 0):
 
 
 def run_child(script: str, *args: str) -> dict:
-    """Run `script --child ...` in a fresh interpreter (a clean peak RSS) and return the JSON it prints last."""
-    cmd = [sys.executable, str(Path(__file__).parent / script), "--child", *args]
+    """Run `script ...` in a fresh interpreter (a clean peak RSS) and return the JSON it prints last; args
+    carry the flag that makes the script act as the child."""
+    cmd = [sys.executable, str(Path(__file__).parent / script), *args]
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")

@@ -1,84 +1,133 @@
 """Latency and peak memory of one forward against image size: is the cost linear in pixels?
 
-Each size runs in a fresh process (a clean peak RSS): the model is built (or loaded), warmed up at 64x64,
-the resident memory taken as the baseline, then the frame is fused (whole, or in tiles when it exceeds the
-free-memory budget, as `swinfuse fuse` does) once untimed and `reps` times timed. Per-pixel time is the
-median latency / pixels; per-pixel memory is (peak RSS - baseline) / pixels. Linear scaling shows as flat
-per-pixel columns; the last line gives max/min of each over the square sizes.
+Memory: each size runs in a fresh process (a clean peak RSS): the model is built (or loaded), warmed up at
+64x64, the resident memory taken as the baseline, the frame fused once (whole, or in tiles when it exceeds
+the free-memory budget, as `swinfuse fuse` does), then once more under torch.profiler. Per-pixel memory is
+given twice: the peak torch allocated during that forward (the CPU counterpart of CUDA's
+max_memory_allocated) and (peak RSS - baseline), which adds what glibc's heap holds on to.
 
-    python benchmarks/bench_scaling.py --threads 2 [--sizes 256,512,1024,2048,480x640]
+Time: one more process fuses every size once (warm-up), then `--rounds` rounds of all sizes in turn, so a
+slow spell of this shared machine lands on every size alike instead of on whichever ran then. Per-pixel
+time is the median over rounds / pixels (the minimum is printed too). The kernel's share of the CPU time
+(page faults: zeroing fresh memory) is printed as well. Linear scaling shows as flat per-pixel columns; the
+last lines give max/min of each over the square sizes.
+
+    python benchmarks/bench_scaling.py --threads 2 [--sizes 256,512,1024,2048,480x640] [--rounds 5]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
+import statistics
+import time
 
 import numpy as np
 import torch
 
-from _common import add_common_args, inputs, load_model, machine, peak_rss_mb, rss_mb, run_child, setup, table, time_ms
+from _common import (add_common_args, inputs, load_model, machine, peak_allocated_mb, peak_rss_mb, rss_mb, run_child,
+                     setup, table)
 
 
-def child(args) -> None:
+def _sizes(text: str) -> list[tuple[int, int]]:
+    return [tuple(int(v) for v in (s.split("x") if "x" in s else (s, s))) for s in text.split(",")]
+
+
+def child_memory(args) -> None:
     from swinfuse_cli.tiling import fuse_frame
 
     device = setup(args)
-    H, W = args.child
+    H, W = args.child_memory
     model, source = load_model(args.weights, device)
     ir, vis = inputs(H, W)
     with torch.inference_mode():
         text = model.encode_prompts([""])
         fuse_frame(model, *inputs(64, 64), text, tile=None)
         base = rss_mb()
-        reps = max(3, min(5, int(1.5e6 // (H * W))))  # a median of at least 3: one timing of a big frame is noisy
-        frame = fuse_frame(model, ir, vis, text, tile=0)  # warm-up at this size, and the tiling decision
-        ms = time_ms(lambda: fuse_frame(model, ir, vis, text, tile=0), device, warmup=0, repetitions=reps)
-    print(json.dumps({"H": H, "W": W, "ms": ms, "reps": reps, "peak_mb": peak_rss_mb(), "base_mb": base,
-                      "tile": frame.tile, "tiles": frame.tiles, "source": source, "machine": machine()}))
+        frame = fuse_frame(model, ir, vis, text, tile=0)  # the tiling decision, and the peak RSS of one forward
+        peak_mb = peak_rss_mb()  # before the profiled forward: the profiler's own records add to RSS
+        alloc_mb = peak_allocated_mb(lambda: fuse_frame(model, ir, vis, text, tile=0))
+    print(json.dumps({"H": H, "W": W, "peak_mb": peak_mb, "base_mb": base, "alloc_mb": alloc_mb, "tile": frame.tile,
+                      "tiles": frame.tiles, "source": source, "machine": machine()}))
+
+
+def child_timing(args) -> None:
+    from swinfuse_cli.tiling import fuse_frame
+
+    device = setup(args)
+    model, _ = load_model(args.weights, device)
+    sizes = _sizes(args.sizes)
+    pairs = {s: inputs(*s) for s in sizes}
+    ms = {s: [] for s in sizes}
+    cpu = {s: [0.0, 0.0] for s in sizes}  # user, system seconds
+    with torch.inference_mode():
+        text = model.encode_prompts([""])
+        for s in sizes:  # warm-up: caches per shape, the heap grown to the largest frame
+            fuse_frame(model, *pairs[s], text, tile=0)
+        for _ in range(args.rounds):
+            for s in sizes:
+                r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+                fuse_frame(model, *pairs[s], text, tile=0)
+                t1, r1 = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
+                ms[s].append((t1 - t0) * 1e3)
+                cpu[s][0] += r1.ru_utime - r0.ru_utime
+                cpu[s][1] += r1.ru_stime - r0.ru_stime
+    print(json.dumps([{"H": H, "W": W, "ms": ms[(H, W)], "kernel_share": cpu[(H, W)][1] / max(sum(cpu[(H, W)]), 1e-9)}
+                      for H, W in sizes]))
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p)
     p.add_argument("--sizes", default="256,512,1024,2048,480x640")
-    p.add_argument("--child", type=int, nargs=2, help=argparse.SUPPRESS)
+    p.add_argument("--rounds", type=int, default=5, help="timing rounds over all sizes (default 5)")
+    p.add_argument("--child-memory", type=int, nargs=2, help=argparse.SUPPRESS)
+    p.add_argument("--child-timing", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
-    if args.child:
-        return child(args)
+    if args.child_memory:
+        return child_memory(args)
+    if args.child_timing:
+        return child_timing(args)
     extra = ["--threads", str(args.threads), "--device", args.device]
     if args.weights:
         extra += ["--weights", str(args.weights)]
-    rows, squares, results = [], [], []
-    for s in args.sizes.split(","):
-        H, W = (int(v) for v in (s.split("x") if "x" in s else (s, s)))
-        r = run_child("bench_scaling.py", str(H), str(W), *extra)
-        results.append(r)
+    memory = []
+    for H, W in _sizes(args.sizes):
+        memory.append(run_child("bench_scaling.py", "--child-memory", str(H), str(W), *extra))
+        print(f"  memory {W}x{H}: peak RSS {memory[-1]['peak_mb']:.0f} MB", flush=True)
+    print(f"  timing {args.rounds} rounds of {args.sizes} ...", flush=True)
+    timing = run_child("bench_scaling.py", "--child-timing", "--sizes", args.sizes, "--rounds", str(args.rounds), *extra)
+    rows, squares = [], []
+    for m, t in zip(memory, timing):
+        H, W = m["H"], m["W"]
         px = H * W
-        ns_px = r["ms"] * 1e6 / px
-        b_px = (r["peak_mb"] - r["base_mb"]) * 2 ** 20 / px
-        rows.append([f"{W}x{H}", f"{px / 1e6:.3f}", f"{r['ms']:.0f}", r["reps"], f"{ns_px:.0f}",
-                     f"{r['peak_mb']:.0f}", f"{b_px:.0f}", r["tile"] or "whole", r["tiles"]])
+        med, best = statistics.median(t["ms"]), min(t["ms"])
+        ns_px, ns_px_min = med * 1e6 / px, best * 1e6 / px
+        a_px = m["alloc_mb"] * 2 ** 20 / px
+        b_px = (m["peak_mb"] - m["base_mb"]) * 2 ** 20 / px
+        rows.append([f"{W}x{H}", f"{px / 1e6:.3f}", f"{med:.0f}", f"{ns_px:.0f}", f"{ns_px_min:.0f}",
+                     f"{100 * t['kernel_share']:.0f}%", f"{m['alloc_mb']:.0f}", f"{a_px:.0f}", f"{m['peak_mb']:.0f}",
+                     f"{b_px:.0f}", m["tile"] or "whole", m["tiles"]])
         if H == W:
-            squares.append((ns_px, b_px))
-        print(f"  {W}x{H}: {r['ms']:.0f} ms", flush=True)
-    print(f"bench_scaling: {results[0]['source']}; {results[0]['machine']}")
-    print("latency = median of `reps` forwards after one warm-up at that size; memory = peak RSS of a fresh "
-          "process, per pixel above its post-warm-up baseline")
-    print(table(["size (WxH)", "Mpx", "latency ms", "reps", "ns/px", "peak RSS MB", "bytes/px above baseline",
-                 "tile", "tiles"], rows))
+            squares.append((ns_px, ns_px_min, a_px, b_px))
+    print(f"bench_scaling: {memory[0]['source']}; {memory[0]['machine']}")
+    print(f"latency = median (and min) of {args.rounds} rounds over all sizes in one process, after a warm-up round; "
+          "kernel = system share of that CPU time; allocated = peak torch allocated in one forward "
+          "(torch.profiler); RSS = peak RSS of a fresh process per size, per pixel above its post-warm-up baseline")
+    print(table(["size (WxH)", "Mpx", "latency ms", "ns/px", "ns/px (min)", "kernel", "peak allocated MB",
+                 "allocated bytes/px", "peak RSS MB", "RSS bytes/px above baseline", "tile", "tiles"], rows))
     if len(squares) > 1:
-        t = [a for a, _ in squares]
-        m = [b for _, b in squares]
-        print(f"square sizes: per-pixel time max/min = {max(t) / min(t):.2f}, per-pixel memory max/min = "
-              f"{max(m) / min(m):.2f} (goal: both <= 1.3)")
-        # Memory as fixed + per-pixel: a least-squares line through (pixels, MB above baseline) of the square
+        ratio = [max(col) / min(col) for col in zip(*squares)]
+        print(f"square sizes, max/min per pixel: time {ratio[0]:.2f} (min times {ratio[1]:.2f}), allocated memory "
+              f"{ratio[2]:.2f}, RSS above baseline {ratio[3]:.2f} (goal: <= 1.3)")
+        # RSS as fixed + per-pixel: a least-squares line through (pixels, MB above baseline) of the square
         # sizes, and the marginal cost between consecutive square sizes (flat when growth is linear).
-        sq = sorted((r["H"] * r["W"], (r["peak_mb"] - r["base_mb"]) * 2 ** 20) for r in results if r["H"] == r["W"])
+        sq = sorted((m["H"] * m["W"], (m["peak_mb"] - m["base_mb"]) * 2 ** 20) for m in memory if m["H"] == m["W"])
         slope, fixed = np.polyfit([p for p, _ in sq], [b for _, b in sq], 1)
         marginal = [(b1 - b0) / (p1 - p0) for (p0, b0), (p1, b1) in zip(sq, sq[1:])]
-        print(f"memory above baseline ~ {fixed / 2 ** 20:.0f} MB fixed + {slope:.0f} bytes/px (least squares "
-              f"over the square sizes); marginal bytes/px between consecutive square sizes: "
+        print(f"RSS above baseline ~ {fixed / 2 ** 20:.0f} MB fixed + {slope:.0f} bytes/px (least squares over the "
+              f"square sizes); marginal bytes/px between consecutive square sizes: "
               f"{', '.join(f'{v:.0f}' for v in marginal)}")
 
 

@@ -77,7 +77,7 @@ def main() -> None:
               "--child-size", str(H), str(W)]
     res = {}
     for which in ("swinfusion", "swinfuse"):
-        res[which] = run_child("bench_vs_swinfusion.py", "--which", which, *common)
+        res[which] = run_child("bench_vs_swinfusion.py", "--child", "--which", which, *common)
         print(f"  {which}: {res[which]['ms'] / 1e3:.1f} s", flush=True)
     ref, ours = res["swinfusion"], res["swinfuse"]
     rows = []
