@@ -1,10 +1,11 @@
 """Achieved GFLOP/s of one forward as a fraction of torch's own large-matmul GFLOP/s, measured in this run.
 
 FLOPs come from torch.utils.flop_counter (swinfuse_cli.profiling.count_flops, which adds the formula torch
-lacks for the CPU fused attention op). The forward is timed (median of --reps after a warm-up) at --size;
-the matmul rate is a (2048 x 2048) @ (2048 x 2048) fp32 product timed right before and right after, and
-the better of the two is the machine's limit. --compile adds a row for the same forward under torch.compile
-(the FLOPs of the eager graph). Then torch.profiler shows where the eager forward's time goes.
+lacks for the CPU fused attention op). After a warm-up, --reps rounds each time the machine's limit (the
+median of three (2048 x 2048) @ (2048 x 2048) fp32 products) and then one forward at --size: the ratio is
+taken within each round, so a slow spell of this shared machine lowers both sides of it, and the median
+round is reported. --compile adds a row for the same forward under torch.compile (the FLOPs of the eager
+graph), timed in rounds of its own. Then torch.profiler shows where the eager forward's time goes.
 
     python benchmarks/bench_flops.py --threads 2 [--size 480x640]
 """
@@ -12,17 +13,34 @@ the better of the two is the machine's limit. --compile adds a row for the same 
 from __future__ import annotations
 
 import argparse
+import statistics
+import time
 
 import torch
 
-from _common import add_common_args, inputs, load_model, machine, matmul_gflops, setup, table, time_ms
+from _common import add_common_args, inputs, load_model, machine, matmul_gflops, setup, sync, table
+
+
+def rounds(fn, device, flops: float, reps: int) -> tuple[float, float, float]:
+    """(median forward ms, median matmul GFLOP/s, median of the per-round ratios achieved / matmul)."""
+    fn()  # warm-up
+    ms, peaks, ratios = [], [], []
+    for _ in range(reps):
+        peaks.append(matmul_gflops(device, repetitions=3))
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        ms.append((time.perf_counter() - t0) * 1e3)
+        ratios.append(flops / (ms[-1] * 1e-3) / 1e9 / peaks[-1])
+    return statistics.median(ms), statistics.median(peaks), statistics.median(ratios)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p)
     p.add_argument("--size", default="480x640")
-    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--reps", type=int, default=5, help="rounds (default 5)")
     p.add_argument("--preset", default="default")
     p.add_argument("--profile-rows", type=int, default=12)
     p.add_argument("--compile", action="store_true", help="also time the forward under torch.compile")
@@ -33,26 +51,19 @@ def main() -> None:
     H, W = (int(v) for v in (args.size.split("x") if "x" in args.size else (args.size, args.size)))
     model, source = load_model(args.weights, device, args.preset)
     ir, vis = inputs(H, W, device)
-    peak_before = matmul_gflops(device)
     with torch.inference_mode():
         text = model.encode_prompts([""]).to(device)
         flops = count_flops(model, ir, vis, text)
-        ms = time_ms(lambda: model(ir, vis, text), device, warmup=1, repetitions=args.reps)
-        if args.compile:
-            compiled = torch.compile(model)
-            ms_c = time_ms(lambda: compiled(ir, vis, text), device, warmup=1, repetitions=args.reps)
-    peak_after = matmul_gflops(device)
-    peak = max(peak_before, peak_after)
-    achieved = flops / (ms * 1e-3) / 1e9
-    rows = [[f"{W}x{H}", "eager", f"{flops / 1e9:.2f}", f"{ms:.0f}", f"{achieved:.1f}", f"{peak:.1f}",
-             f"{achieved / peak:.1%}"]]
-    if args.compile:
-        rows.append([f"{W}x{H}", "torch.compile", f"{flops / 1e9:.2f}", f"{ms_c:.0f}",
-                     f"{flops / (ms_c * 1e-3) / 1e9:.1f}", f"{peak:.1f}", f"{flops / (ms_c * 1e-3) / 1e9 / peak:.1%}"])
+        modes = [("eager", model)] + ([("torch.compile", torch.compile(model))] if args.compile else [])
+        rows = []
+        for name, net in modes:
+            ms, peak, ratio = rounds(lambda: net(ir, vis, text), device, flops, args.reps)
+            rows.append([f"{W}x{H}", name, f"{flops / 1e9:.2f}", f"{ms:.0f}", f"{flops / (ms * 1e-3) / 1e9:.1f}",
+                         f"{peak:.1f}", f"{ratio:.1%}"])
     print(f"bench_flops: {source}; {machine()}")
-    print(f"one forward at {W}x{H}: FLOPs from torch.utils.flop_counter; latency median of {args.reps} after a "
-          f"warm-up; matmul limit = best of a 2048^3 fp32 matmul before ({peak_before:.1f}) and after "
-          f"({peak_after:.1f} GFLOP/s) the forward")
+    print(f"one forward at {W}x{H}: FLOPs from torch.utils.flop_counter; {args.reps} rounds after a warm-up, each "
+          f"timing the matmul limit (median of three 2048^3 fp32 products) then one forward; medians over rounds, "
+          f"ratio = median of the per-round ratios")
     print(table(["size (WxH)", "mode", "GFLOP", "latency ms", "achieved GFLOP/s", "matmul GFLOP/s", "ratio"], rows))
     from torch.profiler import ProfilerActivity, profile
 
