@@ -2,8 +2,9 @@
 
 FLOPs come from torch.utils.flop_counter (swinfuse_cli.profiling.count_flops, which adds the formula torch
 lacks for the CPU fused attention op). After a warm-up, --reps rounds each time the machine's limit (the
-median of three (2048 x 2048) @ (2048 x 2048) fp32 products) and then one forward at --size: the ratio is
-taken within each round, so a slow spell of this shared machine lowers both sides of it, and the median
+median of three (2048 x 2048) @ (2048 x 2048) fp32 products) and then one forward at --size (after an
+untimed one: the products evict the forward's weights and buffers from the caches): the ratio is taken
+within each round, so a slow spell of this shared machine lowers both sides of it, and the median
 round is reported. --compile adds a row for the same forward under torch.compile (the FLOPs of the eager
 graph), timed in rounds of its own. Then torch.profiler shows where the eager forward's time goes.
 
@@ -27,6 +28,7 @@ def rounds(fn, device, flops: float, reps: int) -> tuple[float, float, float]:
     ms, peaks, ratios = [], [], []
     for _ in range(reps):
         peaks.append(matmul_gflops(device, repetitions=3))
+        fn()  # the matmul leaves its own data in the caches: one untimed forward brings the forward's back
         sync(device)
         t0 = time.perf_counter()
         fn()
@@ -62,7 +64,7 @@ def main() -> None:
                          f"{peak:.1f}", f"{ratio:.1%}"])
     print(f"bench_flops: {source}; {machine()}")
     print(f"one forward at {W}x{H}: FLOPs from torch.utils.flop_counter; {args.reps} rounds after a warm-up, each "
-          f"timing the matmul limit (median of three 2048^3 fp32 products) then one forward; medians over rounds, "
+          f"timing the matmul limit (median of three 2048^3 fp32 products) then one forward after an untimed one; medians over rounds, "
           f"ratio = median of the per-round ratios")
     print(table(["size (WxH)", "mode", "GFLOP", "latency ms", "achieved GFLOP/s", "matmul GFLOP/s", "ratio"], rows))
     from torch.profiler import ProfilerActivity, profile
