@@ -5,7 +5,9 @@ lacks for the CPU fused attention op). After a warm-up, --reps rounds each time 
 median of three (2048 x 2048) @ (2048 x 2048) fp32 products) and then one forward at --size (after an
 untimed one: the products evict the forward's weights and buffers from the caches): the ratio is taken
 within each round, so a slow spell of this shared machine lowers both sides of it, and the median
-round is reported. --compile adds a row for the same forward under torch.compile (the FLOPs of the eager
+round is reported (the best round and every round's ratio are printed too: the forward is memory-bound, and
+neighbours on this shared machine slow it by up to a third while the compute-bound matmul barely moves).
+--compile adds a row for the same forward under torch.compile (the FLOPs of the eager
 graph), timed in rounds of its own. Then torch.profiler shows where the eager forward's time goes.
 
     python benchmarks/bench_flops.py --threads 2 [--size 480x640]
@@ -22,8 +24,8 @@ import torch
 from _common import add_common_args, inputs, load_model, machine, matmul_gflops, setup, sync, table
 
 
-def rounds(fn, device, flops: float, reps: int) -> tuple[float, float, float]:
-    """(median forward ms, median matmul GFLOP/s, median of the per-round ratios achieved / matmul)."""
+def rounds(fn, device, flops: float, reps: int) -> tuple[float, float, list[float]]:
+    """(median forward ms, median matmul GFLOP/s, the per-round ratios achieved / matmul)."""
     fn()  # warm-up
     ms, peaks, ratios = [], [], []
     for _ in range(reps):
@@ -35,7 +37,7 @@ def rounds(fn, device, flops: float, reps: int) -> tuple[float, float, float]:
         sync(device)
         ms.append((time.perf_counter() - t0) * 1e3)
         ratios.append(flops / (ms[-1] * 1e-3) / 1e9 / peaks[-1])
-    return statistics.median(ms), statistics.median(peaks), statistics.median(ratios)
+    return statistics.median(ms), statistics.median(peaks), ratios
 
 
 def main() -> None:
@@ -59,14 +61,16 @@ def main() -> None:
         modes = [("eager", model)] + ([("torch.compile", torch.compile(model))] if args.compile else [])
         rows = []
         for name, net in modes:
-            ms, peak, ratio = rounds(lambda: net(ir, vis, text), device, flops, args.reps)
+            ms, peak, ratios = rounds(lambda: net(ir, vis, text), device, flops, args.reps)
             rows.append([f"{W}x{H}", name, f"{flops / 1e9:.2f}", f"{ms:.0f}", f"{flops / (ms * 1e-3) / 1e9:.1f}",
-                         f"{peak:.1f}", f"{ratio:.1%}"])
+                         f"{peak:.1f}", f"{statistics.median(ratios):.1%}", f"{max(ratios):.1%}",
+                         " ".join(f"{r:.1%}" for r in ratios)])
     print(f"bench_flops: {source}; {machine()}")
     print(f"one forward at {W}x{H}: FLOPs from torch.utils.flop_counter; {args.reps} rounds after a warm-up, each "
           f"timing the matmul limit (median of three 2048^3 fp32 products) then one forward after an untimed one; medians over rounds, "
           f"ratio = median of the per-round ratios")
-    print(table(["size (WxH)", "mode", "GFLOP", "latency ms", "achieved GFLOP/s", "matmul GFLOP/s", "ratio"], rows))
+    print(table(["size (WxH)", "mode", "GFLOP", "latency ms", "achieved GFLOP/s", "matmul GFLOP/s", "ratio (median)",
+                 "best round", "rounds"], rows))
     from torch.profiler import ProfilerActivity, profile
 
     with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
