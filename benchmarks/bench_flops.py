@@ -4,11 +4,10 @@ FLOPs come from torch.utils.flop_counter (swinfuse_cli.profiling.count_flops, wh
 lacks for the CPU fused attention op). After a warm-up, --reps rounds each time the machine's limit (the
 median of three (2048 x 2048) @ (2048 x 2048) fp32 products) and then one forward at --size (after an
 untimed one: the products evict the forward's weights and buffers from the caches): the ratio is taken
-within each round, so a slow spell of this shared machine lowers both sides of it, and the median
-round is reported (the best round and every round's ratio are printed too: the forward is memory-bound, and
-neighbours on this shared machine slow it by up to a third while the compute-bound matmul barely moves).
---compile adds a row for the same forward under torch.compile (the FLOPs of the eager
-graph), timed in rounds of its own. Then torch.profiler shows where the eager forward's time goes.
+within each round, next to the forward it judges, and the median round is reported. The best round and
+every round's ratio are printed too: the forward is memory-bound, and neighbours on this shared machine
+slow it by up to a third while the compute-bound matmul barely moves. --compile adds a row for the same
+forward under torch.compile (the FLOPs of the eager graph), timed in rounds of its own. Then torch.profiler shows where the eager forward's time goes.
 
     python benchmarks/bench_flops.py --threads 2 [--size 480x640]
 """
