@@ -92,12 +92,14 @@ def summarize_model(*, preset: str = "smoke", overrides: dict | None = None, wei
 
 
 def _for_speed(model, dtype, compile: bool):
-    """The model in the asked precision (cast whole: bf16 on CPU halves the memory traffic as well), wrapped
-    in torch.compile when asked (opt-in: the first call compiles, once per input shape)."""
-    import torch
+    """The model in the asked precision (cast whole: bf16 on CPU halves the memory traffic as well), with its
+    LayerNorms under torch.compile when asked (opt-in: the first forward compiles; see compile_layer_norms)."""
+    from swinfuse_cli.model.network import compile_layer_norms
 
     model = model.to(dtype=dtype)
-    return torch.compile(model) if compile else model
+    if compile:
+        compile_layer_norms(model)
+    return model
 
 
 def fuse_pair(*, ir: str | Path, vis: str | Path, prompts: list[str], output: str | Path | None = None,

@@ -31,8 +31,8 @@ TileOpt = Annotated[int, typer.Option(help="Tile side in pixels, a multiple of t
 TileOverlapOpt = Annotated[Optional[int], typer.Option(help="Overlap of neighbouring tiles in pixels "
                                                             "(default: four windows).")]
 PrecisionOpt = Annotated[str, typer.Option(help="fp32 | bf16 | fp16 (fp16: CUDA only).")]
-CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the model (opt-in; the first "
-                                                             "forward per input size compiles).")]
+CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the LayerNorms, where it measurably "
+                                                             "helps (opt-in; the first forward compiles, seconds; on CPU it needs a C++ compiler).")]
 
 
 def _version(value: bool):

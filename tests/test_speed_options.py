@@ -84,3 +84,26 @@ def test_batch_with_tiles_and_bf16(tiny_checkpoint, tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["written"] == data["pairs_found"] > 0
+
+
+def test_compile_compiles_the_image_path_layer_norms(tiny_checkpoint):
+    """--compile puts the image path's LayerNorms (not the text encoder's) under torch.compile, and the fused
+    output stays what eager computes, at two sizes (shapes are dynamic)."""
+    import torch
+    from torch import nn
+
+    from swinfuse_cli.model.checkpoint import load_checkpoint
+    from swinfuse_cli.model.network import compile_layer_norms
+
+    eager, _ = load_checkpoint(tiny_checkpoint)
+    compiled, _ = load_checkpoint(tiny_checkpoint)
+    norms = [n for n, m in compiled.named_modules() if isinstance(m, nn.LayerNorm) and not n.startswith("text_encoder")]
+    assert compile_layer_norms(compiled.eval()) == len(norms) > 0
+    assert all(compiled.get_submodule(n)._compiled_call_impl is not None for n in norms)
+    assert not any(getattr(m, "_compiled_call_impl", None) for m in compiled.text_encoder.modules())
+    torch.manual_seed(0)
+    with torch.inference_mode():
+        for H, W in [(24, 40), (35, 17)]:
+            ir, vis = torch.rand(1, 1, H, W), torch.rand(1, 1, H, W)
+            torch.testing.assert_close(compiled(ir, vis, "a prompt"), eager.eval()(ir, vis, "a prompt"),
+                                       atol=1e-5, rtol=0)
