@@ -32,7 +32,8 @@ TileOverlapOpt = Annotated[Optional[int], typer.Option(help="Overlap of neighbou
                                                             "(default: four windows).")]
 PrecisionOpt = Annotated[str, typer.Option(help="fp32 | bf16 | fp16 (fp16: CUDA only).")]
 CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the LayerNorms, where it measurably "
-                                                             "helps (opt-in; the first forward compiles, seconds; on CPU it needs a C++ compiler).")]
+                                                             "helps (opt-in; the first forward compiles for "
+                                                             "seconds; on CPU it needs a C++ compiler).")]
 
 
 def _version(value: bool):

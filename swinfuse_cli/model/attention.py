@@ -16,19 +16,17 @@ from swinfuse_cli.model.window import relative_position_index
 CHUNK_WINDOWS = 64  # windows per score matrix in CPU inference: 64 x (64 x 64) floats = 1 MB, in L2
 
 
-def attend_cpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, scale: float,
-               out: torch.Tensor | None = None) -> torch.Tensor:
+def attend_cpu(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor, scale: float) -> torch.Tensor:
     """Softmax(q k^T * scale + bias) v, window chunk by chunk and head by head with baddbmm/bmm, for CPU
     inference: at window attention's small sizes (64 tokens, head dim 8-16) torch's fused CPU SDPA kernel
     hardly gains from a second thread (one band of 480-512 windows, one head of 16: SDPA 4.0 ms on one thread,
     3.5-3.7 ms on two; this 4.2 and 2.0-2.5 ms; two heads of 8 and six of 10 gain 1.3x on two threads too).
     Each chunk's scores stay in cache; nothing of size L x L per window outlives it.
 
-    q, k, v: (N, nH, L, hd); bias: (1 | N, nH, L, L); out: optional (N, L, nH, hd) to write into ->
-    (N, nH, L, hd), a transposed view of out."""
+    q, k, v: (N, nH, L, hd); bias: (1 | N, nH, L, L) -> (N, nH, L, hd), a transposed view of an
+    (N, L, nH, hd) tensor (SDPA's memory order: the caller's transpose back is a view)."""
     N, nH, L, hd = q.shape
-    if out is None:
-        out = q.new_empty(N, L, nH, hd)
+    out = q.new_empty(N, L, nH, hd)
     for c0 in range(0, N, CHUNK_WINDOWS):
         c1 = min(N, c0 + CHUNK_WINDOWS)
         b = bias if bias.shape[0] == 1 else bias[c0:c1]

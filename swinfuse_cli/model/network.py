@@ -198,8 +198,8 @@ def compile_layer_norms(model: SwinFuse) -> int:
     """torch.compile the image path's LayerNorms in place (`--compile`); returns how many.
 
     Measured on the 2-core CPU at 480x640 (benchmarks/RESULTS.md, table 2): compiling the whole model makes
-    the forward slower, while aten's LayerNorm over 16 channels is the largest single op (17-25 %) and its
-    compiled form makes the whole forward about 15 % faster. The first forward compiles (seconds, a C++
+    the two-thread forward slower, while aten's LayerNorm over 16 channels is the largest single op (17-25 %)
+    and compiling it alone makes the whole forward 10-14 % faster. The first forward compiles (seconds, a C++
     compiler is needed on CPU); shapes are dynamic, so other sizes reuse it. The text encoder runs once per
     prompt and is left alone."""
     count = 0
