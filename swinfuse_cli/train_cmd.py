@@ -48,13 +48,11 @@ def train_command(
     """Train the fusion network with degraded inputs and prompts naming the degradation (Text-IF's recipe,
     SwinFusion's loss). Resumable; single process, or unchanged under torchrun."""
     from swinfuse_cli.errors import SwinfuseError
-    from swinfuse_cli.training.trainer import TrainArgs, invocation, train
+    from swinfuse_cli.training.trainer import TrainArgs, check_loss_weights, invocation, train
 
     try:
-        weights = tuple(float(w) for w in loss_weights.split(","))
-    except ValueError:
-        weights = ()
-    if len(weights) != 3 or min(weights) < 0:
+        weights = tuple(check_loss_weights(loss_weights.split(",")).values())
+    except SwinfuseError:
         typer.echo(f"Error: --loss-weights takes three non-negative numbers like 10,20,20, got {loss_weights!r}", err=True)
         raise typer.Exit(code=1)
     args = TrainArgs(data=str(data), out=str(out), preset=preset, steps=steps, stop_after=stop_after,

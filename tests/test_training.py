@@ -294,7 +294,7 @@ def test_train_command_rejects_bad_loss_weights(tmp_path):
     def _root() -> None:
         pass
 
-    for bad in ("10,20", "10,x,20", "10,-1,20"):
+    for bad in ("10,20", "10,x,20", "10,-1,20", "10,nan,20"):
         result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "x"), "--loss-weights", bad])
         assert result.exit_code == 1 and "--loss-weights takes three non-negative numbers" in result.stderr
     assert not (tmp_path / "x").exists()
@@ -320,3 +320,14 @@ def test_torchrun_two_cpu_processes(pair_dir, tmp_path):
     assert state["step"] == 3 and len(state["rng"]) == 2
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if r["type"] == "val"] == [2, 3]
+
+
+@pytest.mark.parametrize("bad", [(10.0, 20.0), (10.0, -1.0, 20.0), (10.0, float("inf"), 20.0), ("10", "x", "20")])
+def test_train_from_python_rejects_bad_loss_weights(pair_dir, tmp_path, bad):
+    """TrainArgs from Python gets the CLI's check: one ConfigError before the run folder is made."""
+    from swinfuse_cli.errors import ConfigError
+    from swinfuse_cli.training.trainer import train
+
+    with pytest.raises(ConfigError, match="loss weights must be 3 non-negative numbers"):
+        train(_args(pair_dir, tmp_path / "run", loss_weights=bad))
+    assert not (tmp_path / "run").exists()

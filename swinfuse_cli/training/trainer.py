@@ -35,7 +35,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from swinfuse_cli.errors import CheckpointError, InputError, SwinfuseError
+from swinfuse_cli.errors import CheckpointError, ConfigError, InputError, SwinfuseError
 from swinfuse_cli.training.degrade import KIND_NAMES, degrade, degrade_fixed
 from swinfuse_cli.training.losses import WEIGHTS, fusion_loss
 from swinfuse_cli.training.prompts import HELD_OUT, canonical_prompt, sample_prompt
@@ -333,11 +333,24 @@ def _progress(enabled: bool):
                     console=Console(stderr=True), disable=not enabled, transient=False)
 
 
+def check_loss_weights(values) -> dict[str, float]:
+    """Three finite non-negative numbers in WEIGHTS' order -> {name: weight}; ConfigError otherwise."""
+    try:
+        weights = [float(v) for v in values]
+    except (TypeError, ValueError):
+        weights = []
+    if len(weights) != len(WEIGHTS) or not all(math.isfinite(w) and w >= 0 for w in weights):
+        raise ConfigError(f"loss weights must be {len(WEIGHTS)} non-negative numbers ({', '.join(WEIGHTS)}), "
+                          f"got {values!r}")
+    return dict(zip(WEIGHTS, weights))
+
+
 def train(args: TrainArgs) -> TrainResult:
     from swinfuse_cli.model.checkpoint import save_checkpoint
     from swinfuse_cli.model.config import FusionConfig
     from swinfuse_cli.model.network import SwinFuse
 
+    weights = check_loss_weights(args.loss_weights)  # before anything is created
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     rank, world, device, owns_pg = _setup_distributed(args.device)
@@ -365,7 +378,6 @@ def train(args: TrainArgs) -> TrainResult:
         init_record = _warm_start(model, args, config) if args.init else None
         torch.manual_seed(args.seed + 1 + rank)  # drop path differs per rank, as the samples do
         step, last_val = 0, None
-        weights = dict(zip(WEIGHTS, map(float, args.loss_weights)))
 
         if args.resume and state_path.exists():
             state = torch.load(state_path, map_location="cpu", weights_only=True)
