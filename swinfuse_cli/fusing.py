@@ -293,7 +293,7 @@ def fuse_pair(*, ir_path: str | Path, vis_path: str | Path, prompts: list[str], 
     tile_overlap: see _fuse_y (None: the whole frame).
     """
     import torch
-    from swinfuse_cli.data.io import compose_output, output_bit_depth, write_image_atomic
+    from swinfuse_cli.data.io import compose_output, output_bit_depth, stale_temporaries, write_image_atomic
 
     device = torch.device(device)
     weights = weights or meta.get("path")
@@ -402,7 +402,7 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, 
     one folder don't overwrite each other's) is written beside the outputs.
     """
     import torch
-    from swinfuse_cli.data.io import compose_output, output_bit_depth
+    from swinfuse_cli.data.io import compose_output, output_bit_depth, stale_temporaries
     from swinfuse_cli.data.pairs import find_pairs, parse_shard
     from swinfuse_cli.data.pairs import shard as take_shard
     from swinfuse_cli.data.stream import AsyncWriter, error_line, prefetch
@@ -421,6 +421,10 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, 
     except OSError as e:
         raise OutputError(f"{output_dir}: cannot create the output folder ({e.strerror or e})") from None
 
+    # A run killed by SIGKILL leaves its half-written temporaries (hidden, never taken for outputs): this run
+    # owns these outputs, so it removes them.
+    for stale in stale_temporaries(output_dir / f"{pair.rel}{ext}" for pair in selected):
+        stale.unlink(missing_ok=True)
     upscale = _upscale(model)
     _reset_gpu_peak(device)
     total = len(selected)

@@ -36,6 +36,7 @@ def test_sigkill_then_rerun_completes_every_output(tiny_checkpoint, tmp_path):
     assert rerun.returncode == 0, rerun.stderr
     outputs = sorted(out.glob("*.png"))
     assert len(outputs) == n
+    assert not list(out.glob(".*.tmp"))  # whatever the kill left half-written is gone
     for path in outputs:
         image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         assert image is not None and image.shape == (48, 64, 3), path

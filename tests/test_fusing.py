@@ -227,6 +227,21 @@ def test_batch_skips_existing_outputs_unless_overwrite(tmp_path):
     assert again.written == 3 and again.skipped == 0 and first.written == 3
 
 
+def test_batch_removes_the_temporaries_a_killed_run_left_for_its_outputs(tmp_path):
+    """A SIGKILL mid-write leaves .<output>.<8 hex>.tmp; the next run over those outputs removes them, and
+    nothing else: not another file's temporary, not a user's hidden file that only looks alike."""
+    root = make_folder(tmp_path / "data", count=2)
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = [out / ".000.png.0123abcd.tmp", out / ".001.png.deadbeef.tmp"]
+    kept = [out / ".other.png.0123abcd.tmp", out / ".000.png.notahex!.tmp", out / ".000.png.0123abcd.tmp.bak"]
+    for p in stale + kept:
+        p.write_bytes(b"half")
+    report = batch(root, out)
+    assert report.written == 2
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in kept)
+
+
 def test_a_failing_pair_leaves_no_file_and_the_rest_are_written(tmp_path):
     root = make_folder(tmp_path / "data", count=5)
     data = (root / "vis" / "002.png").read_bytes()

@@ -216,6 +216,27 @@ def _check_writable_target(path: Path) -> None:
         raise OutputError(f"{path}: folder {parent} is not writable")
 
 
+TEMP_SUFFIX = ".tmp"
+
+
+def stale_temporaries(paths) -> list[Path]:
+    """Temporaries that write_bytes_atomic left for any of `paths` when its process was killed (SIGKILL
+    skips its cleanup): hidden files .<name>.<8 hex digits>.tmp beside them. Each folder is listed once."""
+    wanted: dict[Path, set[str]] = {}
+    for p in map(Path, paths):
+        wanted.setdefault(p.parent, set()).add(p.name)
+    found = []
+    for folder, names in wanted.items():
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            n = entry.name
+            stem, _, tag = n[1:-len(TEMP_SUFFIX)].rpartition(".") if n.endswith(TEMP_SUFFIX) else ("", "", "")
+            if n.startswith(".") and stem in names and len(tag) == 8 and all(c in "0123456789abcdef" for c in tag):
+                found.append(entry)
+    return found
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` via a temporary file in the same folder and os.replace.
 
@@ -226,7 +247,7 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     _check_writable_target(path)
     # A hidden name in the target folder: os.replace is only atomic within one file system, and batch
     # pairing ignores dot-files, so a temporary left by SIGKILL is never mistaken for an output.
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
     try:
         # os.open with mode 0o666 lets the umask decide the final permissions, as a plain open() would.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
