@@ -202,6 +202,11 @@ def compile_layer_norms(model: SwinFuse) -> int:
     and compiling it alone makes the whole forward 10-14 % faster. The first forward compiles (seconds, a C++
     compiler is needed on CPU); shapes are dynamic, so other sizes reuse it. The text encoder runs once per
     prompt and is left alone."""
+    import logging
+
+    # Inductor loads torch.utils.cpp_extension, which warns on every CPU-only machine that no CUDA runtime
+    # was found: noise on the CLI's stderr for a CPU compile.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     count = 0
     for name, module in model.named_modules():
         if isinstance(module, nn.LayerNorm) and not name.startswith("text_encoder"):
