@@ -208,6 +208,26 @@ def test_init_warm_starts_from_a_checkpoint_and_records_it(pair_dir, tmp_path):
     assert prov["loss_weights"] == {"ssim": 10.0, "intensity": 20.0, "gradient": 40.0}
 
 
+def test_resuming_a_warm_started_run_needs_no_init_file(pair_dir, tmp_path):
+    """The warm start's record travels in the trainer state: once the run has saved, the --init checkpoint
+    may be moved away and the run still resumes, and the final checkpoint records the same start."""
+    import shutil
+
+    from swinfuse_cli.model.checkpoint import load_checkpoint
+    from swinfuse_cli.training.trainer import train
+
+    train(_args(pair_dir, tmp_path / "first"))
+    first = tmp_path / "init.safetensors"
+    shutil.copy(tmp_path / "first" / "model.safetensors", first)
+    train(_args(pair_dir, tmp_path / "warm", init=str(first), stop_after=2))
+    record = load_checkpoint(tmp_path / "warm" / "model.safetensors")[1]["provenance"]["init"]
+    first.unlink()
+    result = train(_args(pair_dir, tmp_path / "warm", init=str(first), resume=True))
+    assert result.finished and result.step == 4
+    assert load_checkpoint(tmp_path / "warm" / "model.safetensors")[1]["provenance"]["init"] == record
+    assert record["path"] == str(first) and record["step"] == 4
+
+
 def test_init_refuses_another_architecture_and_resume_refuses_other_loss_weights(pair_dir, tmp_path):
     from swinfuse_cli.errors import CheckpointError
     from swinfuse_cli.training.trainer import train

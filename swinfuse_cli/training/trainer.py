@@ -375,14 +375,22 @@ def train(args: TrainArgs) -> TrainResult:
                                        {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda s: lr_factor(s, args.warmup, args.steps, args.min_lr_ratio))
-        init_record = _warm_start(model, args, config) if args.init else None
-        torch.manual_seed(args.seed + 1 + rank)  # drop path differs per rank, as the samples do
-        step, last_val = 0, None
-
+        state = None
         if args.resume and state_path.exists():
             state = torch.load(state_path, map_location="cpu", weights_only=True)
             if state.get("format") != STATE_FORMAT:
                 raise CheckpointError(f"{state_path} has format {state.get('format')}, expected {STATE_FORMAT}")
+        # A resumed run takes its warm start's record from the saved state (the --init file may be gone by
+        # now, and its weights are overwritten by the state's anyway); states saved before the record was
+        # kept there read the --init file again.
+        if state is not None and "init" in state:
+            init_record = json.loads(state["init"])
+        else:
+            init_record = _warm_start(model, args, config) if args.init else None
+        torch.manual_seed(args.seed + 1 + rank)  # drop path differs per rank, as the samples do
+        step, last_val = 0, None
+
+        if state is not None:
             saved = json.loads(state["args"])
             # Compare as saved (JSON: tuples become lists); a key older states lack takes its default.
             now, default = (json.loads(json.dumps(dataclasses.asdict(a))) for a in (args, TrainArgs()))
@@ -423,7 +431,8 @@ def train(args: TrainArgs) -> TrainResult:
                 return
             _atomic_torch_save({"format": STATE_FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                 "scheduler": scheduler.state_dict(), "step": step, "rng": rngs,
-                                "args": json.dumps(dataclasses.asdict(args)), "val_loss": last_val}, state_path)
+                                "args": json.dumps(dataclasses.asdict(args)), "val_loss": last_val,
+                                "init": json.dumps(init_record)}, state_path)
             provenance = {
                 "command": _command(args), "data": str(args.data), "data_resolved": str(Path(args.data).resolve()),
                 "split": {"rule": f"sorted stems, the last {args.val_count} are validation",
