@@ -293,7 +293,7 @@ def fuse_pair(*, ir_path: str | Path, vis_path: str | Path, prompts: list[str], 
     tile_overlap: see _fuse_y (None: the whole frame).
     """
     import torch
-    from swinfuse_cli.data.io import compose_output, output_bit_depth, stale_temporaries, write_image_atomic
+    from swinfuse_cli.data.io import compose_output, output_bit_depth, write_image_atomic
 
     device = torch.device(device)
     weights = weights or meta.get("path")

@@ -58,8 +58,8 @@ def train_command(
     args = TrainArgs(data=str(data), out=str(out), preset=preset, steps=steps, stop_after=stop_after,
                      max_minutes=max_minutes, batch_size=batch_size, lr=lr, warmup=warmup, crop=crop,
                      prompt_augment=prompt_augment, val_count=val_count, val_every=val_every, val_crop=val_crop,
-                     seed=seed, resume=resume, init=str(init) if init else "", loss_weights=weights, device=device, threads=threads, progress=progress,
-                     command=invocation())
+                     seed=seed, resume=resume, init=str(init) if init else "", loss_weights=weights, device=device,
+                     threads=threads, progress=progress, command=invocation())
     try:
         result = train(args)
     except SwinfuseError as exc:

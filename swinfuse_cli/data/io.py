@@ -9,6 +9,7 @@ the visible's Cr/Cb are carried around it unchanged. All arithmetic is float32 i
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,25 +217,22 @@ def _check_writable_target(path: Path) -> None:
         raise OutputError(f"{path}: folder {parent} is not writable")
 
 
-TEMP_SUFFIX = ".tmp"
+def _temporary_name(name: str) -> str:
+    """The hidden name write_bytes_atomic writes `name` under before renaming it."""
+    return f".{name}.{uuid.uuid4().hex[:8]}.tmp"
+
+
+_TEMPORARY = re.compile(r"\.(.+)\.[0-9a-f]{8}\.tmp")  # what _temporary_name makes; group 1: the target's name
 
 
 def stale_temporaries(paths) -> list[Path]:
     """Temporaries that write_bytes_atomic left for any of `paths` when its process was killed (SIGKILL
-    skips its cleanup): hidden files .<name>.<8 hex digits>.tmp beside them. Each folder is listed once."""
+    skips its cleanup). Each folder is listed once."""
     wanted: dict[Path, set[str]] = {}
     for p in map(Path, paths):
         wanted.setdefault(p.parent, set()).add(p.name)
-    found = []
-    for folder, names in wanted.items():
-        if not folder.is_dir():
-            continue
-        for entry in folder.iterdir():
-            n = entry.name
-            stem, _, tag = n[1:-len(TEMP_SUFFIX)].rpartition(".") if n.endswith(TEMP_SUFFIX) else ("", "", "")
-            if n.startswith(".") and stem in names and len(tag) == 8 and all(c in "0123456789abcdef" for c in tag):
-                found.append(entry)
-    return found
+    return [entry for folder, names in wanted.items() if folder.is_dir() for entry in folder.iterdir()
+            if (m := _TEMPORARY.fullmatch(entry.name)) and m.group(1) in names]
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
@@ -247,7 +245,7 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     _check_writable_target(path)
     # A hidden name in the target folder: os.replace is only atomic within one file system, and batch
     # pairing ignores dot-files, so a temporary left by SIGKILL is never mistaken for an output.
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{TEMP_SUFFIX}")
+    tmp = path.with_name(_temporary_name(path.name))
     try:
         # os.open with mode 0o666 lets the umask decide the final permissions, as a plain open() would.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
