@@ -15,8 +15,11 @@ import typer
 
 
 def train_command(
-    data: Annotated[Path, typer.Option(help="Folder of aligned pairs (ir/ + vis/, ...). The last --val-count "
-                                            "stems (sorted) are validation, never trained on.")] = Path("../shared/data/roadscene"),
+    data: Annotated[list[str] | None, typer.Option(
+        help="Folder of aligned pairs (ir/ + vis/, ...), as DIR or DIR:WEIGHT (sampling weight, 1 by default); "
+             "repeat for several folders. The last --val-count stems (sorted) of the first are validation.")] = None,
+    val_data: Annotated[list[Path] | None, typer.Option(
+        help="Folder validated on whole, never trained on (another camera); repeatable.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory: model.safetensors, trainer_state.pt, "
                                                           "log.jsonl.")] = Path("runs/default"),
     preset: Annotated[str, typer.Option(help="Model size: default | smoke | swinfusion.")] = "default",
@@ -32,6 +35,13 @@ def train_command(
     val_count: Annotated[int, typer.Option(help="Number of validation pairs (the last stems).")] = 21,
     val_every: Annotated[int, typer.Option(help="Validate and checkpoint every N steps (0: only at the end).")] = 250,
     val_crop: Annotated[int, typer.Option(help="Size of the centre crops validated on.")] = 96,
+    rescale: Annotated[float, typer.Option(help="Random rescale of each crop, log-uniform in [1/R, R] (1: none).")] = 1.0,
+    gamma_jitter: Annotated[float, typer.Option(help="Per-modality gamma exp(U(-g, g)) of the clean sources (0: none).")] = 0.0,
+    gain_jitter: Annotated[float, typer.Option(help="Per-modality gain U(1-g, 1) of the clean sources (0: none).")] = 0.0,
+    clean_share: Annotated[float, typer.Option(help="Share of undegraded samples (0: uniform over the 9 kinds).")] = 0.0,
+    gradient_target: Annotated[str, typer.Option(help="Gradient term's target: magnitude (SwinFusion) | signed.")] = "magnitude",
+    bf16: Annotated[bool, typer.Option("--bf16", help="bf16 autocast in the forward pass.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over in an --out folder that holds a run.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the weights and of every sample: runs repeat exactly.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/trainer_state.pt (exactly: optimizer, "
                                                           "scheduler, RNG, step); starts fresh if there is none.")] = False,
@@ -55,11 +65,17 @@ def train_command(
     except SwinfuseError:
         typer.echo(f"Error: --loss-weights takes three non-negative numbers like 10,20,20, got {loss_weights!r}", err=True)
         raise typer.Exit(code=1)
-    args = TrainArgs(data=str(data), out=str(out), preset=preset, steps=steps, stop_after=stop_after,
+    if not data:
+        typer.echo("Error: no training data: give --data DIR (a folder with ir/ + vis/ pairs), repeated for "
+                   "several folders, DIR:WEIGHT to weight one", err=True)
+        raise typer.Exit(code=1)
+    args = TrainArgs(data=tuple(data), val_data=tuple(str(d) for d in val_data or ()), out=str(out), preset=preset, steps=steps, stop_after=stop_after,
                      max_minutes=max_minutes, batch_size=batch_size, lr=lr, warmup=warmup, crop=crop,
                      prompt_augment=prompt_augment, val_count=val_count, val_every=val_every, val_crop=val_crop,
                      seed=seed, resume=resume, init=str(init) if init else "", loss_weights=weights, device=device,
-                     threads=threads, progress=progress, command=invocation())
+                     threads=threads, progress=progress, command=invocation(), rescale=rescale,
+                     gamma_jitter=gamma_jitter, gain_jitter=gain_jitter, clean_share=clean_share,
+                     gradient_target=gradient_target, bf16=bf16, overwrite=overwrite)
     try:
         result = train(args)
     except SwinfuseError as exc:

@@ -13,6 +13,11 @@ The weights 10 / 20 / 20 are those of `fusion_loss_vif` in SwinFusion's code. Th
 weights are computed per image rather than over the whole batch (a batch mixes unrelated crops), and the
 Sobel filter pads by replication rather than zeros (a crop border is not an edge).
 All images are (B, 1, H, W) in [0, 1]; the sources passed in are the clean ones.
+
+`gradient_target="signed"` (ours, optional) replaces L_grad's magnitude target by a signed one: per pixel and
+per axis, the Sobel response of whichever source has the larger one, sign included, so an edge must be
+reproduced with its polarity (the selection rule of a Laplacian pyramid's max-abs fusion), not just its
+strength: |Gx(F) - Gx*| + |Gy(F) - Gy*|.
 """
 
 from __future__ import annotations
@@ -21,14 +26,19 @@ import torch
 import torch.nn.functional as F
 
 WEIGHTS = {"ssim": 10.0, "intensity": 20.0, "gradient": 20.0}
+GRADIENT_TARGETS = ("magnitude", "signed")
+
+
+def sobel(img: torch.Tensor) -> torch.Tensor:
+    """Signed Sobel responses (Gx, Gy) of a (B, 1, H, W) image -> (B, 2, H, W), replicate padding."""
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=img.device, dtype=img.dtype)
+    kernels = torch.stack([kx, kx.t()]).unsqueeze(1)  # (2, 1, 3, 3)
+    return F.conv2d(F.pad(img, (1, 1, 1, 1), mode="replicate"), kernels)
 
 
 def sobel_magnitude(img: torch.Tensor) -> torch.Tensor:
     """|Gx| + |Gy| of a (B, 1, H, W) image -> (B, 1, H, W)."""
-    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=img.device, dtype=img.dtype)
-    kernels = torch.stack([kx, kx.t()]).unsqueeze(1)  # (2, 1, 3, 3)
-    grads = F.conv2d(F.pad(img, (1, 1, 1, 1), mode="replicate"), kernels)  # (B, 2, H, W)
-    return grads.abs().sum(dim=1, keepdim=True)  # (B, 1, H, W)
+    return sobel(img).abs().sum(dim=1, keepdim=True)
 
 
 def _gaussian_window(size: int, sigma: float, device, dtype) -> torch.Tensor:
@@ -52,19 +62,28 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window_size: int = 11) -> torch.Tenso
 
 
 def fusion_loss(ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor,
-                weights: dict[str, float] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                weights: dict[str, float] | None = None,
+                gradient_target: str = "magnitude") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """SwinFusion's loss of `fused` against the clean sources.
 
     Returns (total, terms): `terms` holds each weighted term ('ssim', 'intensity', 'gradient'; they sum
     to the total) and the raw 'ssim_value' (weighted SSIM, higher is better), all detached scalars."""
     w = {**WEIGHTS, **(weights or {})}
-    grad_ir, grad_vis, grad_fused = sobel_magnitude(ir), sobel_magnitude(vis), sobel_magnitude(fused)
+    if gradient_target not in GRADIENT_TARGETS:
+        raise ValueError(f"gradient_target must be one of {GRADIENT_TARGETS}, got {gradient_target!r}")
+    g_ir, g_vis, g_fused = sobel(ir), sobel(vis), sobel(fused)  # (B, 2, H, W)
+    grad_ir, grad_vis = g_ir.abs().sum(1, keepdim=True), g_vis.abs().sum(1, keepdim=True)
+    grad_fused = g_fused.abs().sum(1, keepdim=True)
     mean_ir, mean_vis = grad_ir.flatten(1).mean(1), grad_vis.flatten(1).mean(1)  # (B,)
     share_ir = mean_ir / (mean_ir + mean_vis).clamp_min(1e-8)  # (B,)
     ssim_w = (share_ir * ssim(ir, fused) + (1 - share_ir) * ssim(vis, fused)).mean()
     l_ssim = w["ssim"] * (1 - ssim_w)
     l_int = w["intensity"] * F.l1_loss(fused, torch.maximum(ir, vis))
-    l_grad = w["gradient"] * F.l1_loss(grad_fused, torch.maximum(grad_ir, grad_vis))
+    if gradient_target == "signed":
+        target = torch.where(g_ir.abs() >= g_vis.abs(), g_ir, g_vis)  # per axis, the stronger source's response
+        l_grad = w["gradient"] * (g_fused - target).abs().sum(1).mean()
+    else:
+        l_grad = w["gradient"] * F.l1_loss(grad_fused, torch.maximum(grad_ir, grad_vis))
     total = l_ssim + l_int + l_grad
     terms = {"ssim": l_ssim.detach(), "intensity": l_int.detach(), "gradient": l_grad.detach(),
              "ssim_value": ssim_w.detach()}

@@ -1,8 +1,12 @@
 """Prompted degradation-aware training of SwinFuse (Text-IF's recipe, SwinFusion's loss).
 
-Each sample: a random crop of a training pair, flipped at random; one of the 9 degradation kinds
-(8 + none) applied to the inputs; a phrasing of that kind as the prompt; the clean sources as the target
-of SwinFusion's loss. AdamW, linear warmup then cosine decay, gradient clipping.
+Each sample: a training folder drawn by weight, a pair of it, a random crop (rescaled, flipped and
+intensity-jittered: `sampling.py`); one of the 9 degradation kinds (8 + none; `clean_share` sets how often
+none) applied to the inputs; a phrasing of that kind as the prompt; the clean sources as the target of
+SwinFusion's loss. AdamW, linear warmup then cosine decay, gradient clipping.
+
+Validation: the last `val_count` stems of the first data folder (its own camera), and every `val_data`
+folder whole (cameras the run never trains on: the ones that tell whether a model generalises).
 
 Kept apart from the library, as open_clip keeps `open_clip_train`. Runs in one process, or unchanged
 under `torchrun --nproc-per-node N` (DistributedDataParallel; gloo on CPU, nccl on GPU). The batch is
@@ -37,15 +41,17 @@ from torch import nn
 
 from swinfuse_cli.errors import CheckpointError, ConfigError, InputError, SwinfuseError
 from swinfuse_cli.training.degrade import KIND_NAMES, degrade, degrade_fixed
-from swinfuse_cli.training.losses import WEIGHTS, fusion_loss
+from swinfuse_cli.training.losses import GRADIENT_TARGETS, WEIGHTS, fusion_loss
 from swinfuse_cli.training.prompts import HELD_OUT, canonical_prompt, sample_prompt
+from swinfuse_cli.training.sampling import Augment, WeightedPairs, as_specs, folder_pairs, load_pairs, random_crop
 
 STATE_FORMAT = 1
 
 
 @dataclass
 class TrainArgs:
-    data: str = "../shared/data/roadscene"
+    data: str | tuple[str, ...] = ()  # folders, `DIR` or `DIR:WEIGHT`; the first one's last val_count stems are val
+    val_data: tuple[str, ...] = ()  # folders validated on whole, never trained on (other cameras)
     out: str = "runs/default"
     preset: str = "default"
     steps: int = 3000  # length of the LR schedule
@@ -59,12 +65,19 @@ class TrainArgs:
     grad_clip: float = 1.0
     crop: int = 64
     prompt_augment: float = 0.3  # probability that a training prompt gets random word edits
-    val_count: int = 21  # the last `val_count` stems (sorted) are validation, never trained on
+    val_count: int = 21  # the last `val_count` stems (sorted) of the first folder are validation, never trained on
+    rescale: float = 1.0  # random rescale of each crop, log-uniform in [1/rescale, rescale]; 1: none
+    gamma_jitter: float = 0.0  # per-modality gamma exp(U(-g, g)) on the clean sources; 0: none
+    gain_jitter: float = 0.0  # per-modality gain U(1 - g, 1); 0: none
+    clean_share: float = 0.0  # probability of the 'none' kind; 0: uniform over all 9 kinds
+    gradient_target: str = "magnitude"  # L_grad's target: SwinFusion's 'magnitude' or 'signed' (losses.py)
+    bf16: bool = False  # bf16 autocast for forward and loss (CPU AVX-512 bf16 / CUDA)
     val_every: int = 250
     val_crop: int = 96
     log_every: int = 25
     seed: int = 0
     resume: bool = False
+    overwrite: bool = False  # start over in a run folder that holds a run
     init: str = ""  # warm start: weights from this checkpoint (same preset); fresh optimizer and schedule
     loss_weights: tuple[float, ...] = tuple(WEIGHTS.values())  # in WEIGHTS' order: ssim, intensity, gradient
     device: str = "auto"
@@ -88,65 +101,43 @@ class TrainResult:
 
 def split_pairs(root: str | Path, val_count: int) -> tuple[list[tuple[str, Path, Path]], list[tuple[str, Path, Path]]]:
     """Matched (stem, ir_path, vis_path) sorted by stem -> (train, val): the last `val_count` are val."""
-    from swinfuse_cli.data.pairs import find_pairs
-
-    root = Path(root)
-    if not root.is_dir():
-        raise InputError(f"training data folder not found: {root}")
-    found = find_pairs(root)
-    unmatched = [p.name for p in found.unmatched_ir + found.unmatched_vis]
-    if unmatched:
-        print(f"warning: {len(unmatched)} unmatched files skipped: {', '.join(unmatched[:10])}", file=sys.stderr)
-    pairs = [(p.stem, p.ir, p.vis) for p in found.pairs]
+    pairs = folder_pairs(root)
     if len(pairs) <= val_count:
         raise InputError(f"{root} has {len(pairs)} pairs: not enough for {val_count} validation pairs and training")
     return pairs[:len(pairs) - val_count], pairs[len(pairs) - val_count:]
 
 
-def load_pairs(pairs) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Read every pair once, as `fuse` reads it: (infrared, visible Y) as (1, H, W) float32 in [0, 1]."""
-    from swinfuse_cli.data.io import read_infrared, read_visible
-
-    out = []
-    for stem, ir_path, vis_path in pairs:
-        ir, vis = read_infrared(ir_path), read_visible(vis_path).y
-        if ir.shape != vis.shape:
-            raise InputError(f"pair {stem}: infrared {ir.shape} and visible {vis.shape} differ in size")
-        out.append((torch.from_numpy(ir)[None], torch.from_numpy(vis)[None]))
-    return out
+def _draw_kind(rng: np.random.Generator, clean_share: float) -> str:
+    if clean_share <= 0:
+        return KIND_NAMES[int(rng.integers(len(KIND_NAMES)))]
+    if rng.random() < clean_share:
+        return "none"
+    degraded = [k for k in KIND_NAMES if k != "none"]
+    return degraded[int(rng.integers(len(degraded)))]
 
 
-def _pad_to(img: torch.Tensor, size: int) -> torch.Tensor:
-    H, W = img.shape[-2:]
-    if H >= size and W >= size:
-        return img
-    return F.pad(img[None], (0, max(0, size - W), 0, max(0, size - H)), mode="replicate")[0]
-
-
-def make_sample(images, crop: int, seed: tuple[int, ...], augment: float):
-    """One training sample from its own generator: (ir_in, vis_in, ir_clean, vis_clean, prompt, kind)."""
+def make_sample(images, crop: int, seed: tuple[int, ...], augment: float, aug: Augment = Augment(),
+                clean_share: float = 0.0):
+    """One training sample from its own generator: (ir_in, vis_in, ir_clean, vis_clean, prompt, kind).
+    `images`: a WeightedPairs, or a list of (ir, vis) pairs (one folder)."""
     rng = np.random.default_rng(list(seed))
-    ir, vis = images[int(rng.integers(len(images)))]
-    ir, vis = _pad_to(ir, crop), _pad_to(vis, crop)
-    H, W = ir.shape[-2:]
-    y, x = int(rng.integers(H - crop + 1)), int(rng.integers(W - crop + 1))
-    ir, vis = ir[:, y:y + crop, x:x + crop], vis[:, y:y + crop, x:x + crop]  # (1, crop, crop)
-    flips = [d for d, p in zip((-1, -2), rng.random(2)) if p < 0.5]
-    if flips:
-        ir, vis = ir.flip(flips), vis.flip(flips)
-    kind = KIND_NAMES[int(rng.integers(len(KIND_NAMES)))]
+    pool = images if isinstance(images, WeightedPairs) else WeightedPairs([list(images)], [1.0])
+    ir, vis = random_crop(*pool.draw(rng), crop, rng, aug)
+    kind = _draw_kind(rng, clean_share)
     ir_in, vis_in = degrade(kind, ir, vis, rng)
     return ir_in, vis_in, ir, vis, sample_prompt(kind, rng, augment), kind
 
 
-def make_batch(images, crop: int, seed: int, step: int, batch_size: int, rank: int, world: int, augment: float):
+def make_batch(images, crop: int, seed: int, step: int, batch_size: int, rank: int, world: int, augment: float,
+               aug: Augment = Augment(), clean_share: float = 0.0):
     """This rank's share of the global batch of `step` -> 4 x (b, 1, crop, crop) tensors and b prompts."""
-    samples = [make_sample(images, crop, (seed, step, i), augment) for i in range(rank, batch_size, world)]
+    samples = [make_sample(images, crop, (seed, step, i), augment, aug, clean_share)
+               for i in range(rank, batch_size, world)]
     ir_in, vis_in, ir, vis, prompts, _ = zip(*samples)
     return torch.stack(ir_in), torch.stack(vis_in), torch.stack(ir), torch.stack(vis), list(prompts)
 
 
-def make_val_set(images, size: int) -> dict[str, tuple[torch.Tensor, ...]]:
+def make_val_set(images, size: int, kinds=KIND_NAMES) -> dict[str, tuple[torch.Tensor, ...]]:
     """Centre crops of every val pair, degraded deterministically per kind -> kind: (ir_in, vis_in, ir, vis)."""
     size = min([size] + [min(ir.shape[-2:]) for ir, _ in images])
     crops = []
@@ -155,7 +146,7 @@ def make_val_set(images, size: int) -> dict[str, tuple[torch.Tensor, ...]]:
         y, x = (H - size) // 2, (W - size) // 2
         crops.append((ir[:, y:y + size, x:x + size], vis[:, y:y + size, x:x + size]))
     out = {}
-    for kind in KIND_NAMES:
+    for kind in kinds:
         deg = [degrade_fixed(kind, ir, vis, seed=i) for i, (ir, vis) in enumerate(crops)]
         out[kind] = (torch.stack([d[0] for d in deg]), torch.stack([d[1] for d in deg]),
                      torch.stack([c[0] for c in crops]), torch.stack([c[1] for c in crops]))
@@ -176,11 +167,12 @@ class _PromptedFusion(nn.Module):
         return self.model(ir, vis, text)  # (B, 1, H*up, W*up)
 
 
-def _loss(out: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor, weights: dict[str, float] | None = None):
+def _loss(out: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor, weights: dict[str, float] | None = None,
+          gradient_target: str = "magnitude"):
     if out.shape[-2:] != ir.shape[-2:]:  # upscale > 1: compare at the output's size
         ir = F.interpolate(ir, size=out.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
         vis = F.interpolate(vis, size=out.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
-    return fusion_loss(ir, vis, out, weights)
+    return fusion_loss(ir, vis, out.float(), weights, gradient_target)
 
 
 def _warm_start(model: nn.Module, args: TrainArgs, config) -> dict:
@@ -242,6 +234,20 @@ def validate(model: nn.Module, val_set, device) -> dict:
     record["val_heldout_per_kind"] = results["heldout"]
     record["val_neutral_per_kind"] = results["neutral"]
     return record
+
+
+@torch.no_grad()
+def validate_clean(model: nn.Module, sets: dict[str, dict], device) -> dict[str, float]:
+    """Loss on the clean centre crops of each whole validation folder, neutral prompt -> {folder: loss}."""
+    was_training = model.training
+    model.eval()
+    out = {}
+    for name, val_set in sets.items():
+        ir_in, vis_in, ir, vis = (t.to(device) for t in val_set["none"])
+        text = model.encode_prompts([canonical_prompt("none")] * ir.shape[0], cache=False)
+        out[name] = float(_loss(model(ir_in, vis_in, text), ir, vis)[0])
+    model.train(was_training)
+    return out
 
 
 # ---- state, provenance ----------------------------------------------------------------------------
@@ -345,12 +351,29 @@ def check_loss_weights(values) -> dict[str, float]:
     return dict(zip(WEIGHTS, weights))
 
 
+def _normalised(args: TrainArgs) -> TrainArgs:
+    """Data folders as `DIR[:WEIGHT]` strings in a tuple (JSON-stable), checked before anything is made."""
+    specs = as_specs(args.data)
+    if args.gradient_target not in GRADIENT_TARGETS:
+        raise ConfigError(f"gradient target must be one of {', '.join(GRADIENT_TARGETS)}, got {args.gradient_target!r}")
+    if not 0 <= args.clean_share <= 1:
+        raise ConfigError(f"clean share must be in [0, 1], got {args.clean_share}")
+    Augment(rescale=args.rescale, gamma=args.gamma_jitter, gain=args.gain_jitter)
+    return dataclasses.replace(args, data=tuple(str(s) for s in specs),
+                               val_data=tuple(str(d) for d in args.val_data))
+
+
 def train(args: TrainArgs) -> TrainResult:
     from swinfuse_cli.model.checkpoint import save_checkpoint
     from swinfuse_cli.model.config import FusionConfig
     from swinfuse_cli.model.network import SwinFuse
 
     weights = check_loss_weights(args.loss_weights)  # before anything is created
+    args = _normalised(args)
+    state_path = Path(args.out) / "trainer_state.pt"
+    if not args.resume and not args.overwrite and state_path.exists():
+        raise InputError(f"{args.out} already holds a run: --resume continues it, --overwrite starts over "
+                         "(its checkpoint, state and log are replaced)")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     rank, world, device, owns_pg = _setup_distributed(args.device)
@@ -362,9 +385,17 @@ def train(args: TrainArgs) -> TrainResult:
         if rank == 0:
             run_dir.mkdir(parents=True, exist_ok=True)
 
-        train_pairs, val_pairs = split_pairs(args.data, args.val_count)
-        images, val_images = load_pairs(train_pairs), load_pairs(val_pairs)
-        val_set = make_val_set(val_images, args.val_crop) if rank == 0 else None
+        specs = as_specs(args.data)
+        train_pairs, val_pairs = split_pairs(specs[0].path, args.val_count)
+        folders = [train_pairs] + [folder_pairs(spec.path) for spec in specs[1:]]
+        images = WeightedPairs([load_pairs(f) for f in folders], [spec.weight for spec in specs])
+        val_set = make_val_set(load_pairs(val_pairs), args.val_crop) if rank == 0 else None
+        other_val = {}
+        if rank == 0:
+            for d in args.val_data:
+                name = Path(d).name or str(d)
+                other_val[name] = make_val_set(load_pairs(folder_pairs(d)), args.val_crop, kinds=("none",))
+        aug = Augment(rescale=args.rescale, gamma=args.gamma_jitter, gain=args.gain_jitter)
 
         config = FusionConfig.preset(args.preset, img_size=args.crop)
         torch.manual_seed(args.seed)  # same initial weights on every rank
@@ -394,8 +425,11 @@ def train(args: TrainArgs) -> TrainResult:
             saved = json.loads(state["args"])
             # Compare as saved (JSON: tuples become lists); a key older states lack takes its default.
             now, default = (json.loads(json.dumps(dataclasses.asdict(a))) for a in (args, TrainArgs()))
+            if isinstance(saved.get("data"), str):  # saved before several folders: one folder, weight 1
+                saved["data"] = [saved["data"]]
             for key in ("preset", "crop", "batch_size", "seed", "steps", "lr", "warmup", "data", "val_count",
-                        "init", "loss_weights"):
+                        "init", "loss_weights", "rescale", "gamma_jitter", "gain_jitter", "clean_share",
+                        "gradient_target"):
                 if saved.get(key, default[key]) != now[key]:
                     raise CheckpointError(f"cannot resume {state_path}: it was trained with "
                                           f"{key}={saved.get(key, default[key])!r}, now {key}={now[key]!r}")
@@ -410,6 +444,8 @@ def train(args: TrainArgs) -> TrainResult:
                       file=sys.stderr)
         elif args.resume and rank == 0:
             print(f"no {state_path} yet: starting from step 0", file=sys.stderr)
+        if args.overwrite and not args.resume and rank == 0 and log_path.exists():
+            log_path.unlink()  # a new run: its log does not continue the old one's
 
         net = _PromptedFusion(model)
         if world > 1:
@@ -434,10 +470,17 @@ def train(args: TrainArgs) -> TrainResult:
                                 "args": json.dumps(dataclasses.asdict(args)), "val_loss": last_val,
                                 "init": json.dumps(init_record)}, state_path)
             provenance = {
-                "command": _command(args), "data": str(args.data), "data_resolved": str(Path(args.data).resolve()),
-                "split": {"rule": f"sorted stems, the last {args.val_count} are validation",
+                "command": _command(args),
+                "data": [{"path": spec.path, "resolved": str(Path(spec.path).resolve()), "weight": spec.weight,
+                          "pairs": len(f)} for spec, f in zip(specs, folders)],
+                "split": {"rule": f"first data folder: sorted stems, the last {args.val_count} are validation; "
+                                  "other data folders are all training; val_data folders are all validation",
                           "train_count": len(train_pairs), "val_count": len(val_pairs),
                           "val_stems": [s for s, _, _ in val_pairs]},
+                "val_data": [{"path": d, "resolved": str(Path(d).resolve())} for d in args.val_data],
+                "augment": {"rescale": args.rescale, "gamma_jitter": args.gamma_jitter,
+                            "gain_jitter": args.gain_jitter, "clean_share": args.clean_share},
+                "gradient_target": args.gradient_target, "bf16": args.bf16,
                 "git_commit": _git_commit(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "step": step, "steps": args.steps, "finished": final, "val_loss": last_val,
                 "preset": args.preset, "crop": args.crop, "batch_size": args.batch_size, "lr": args.lr,
@@ -453,6 +496,8 @@ def train(args: TrainArgs) -> TrainResult:
             if rank != 0:
                 return
             record = validate(model, val_set, device)
+            if other_val:
+                record["val_clean_by_folder"] = validate_clean(model, other_val, device)
             last_val = record["val_loss"]
             log({"type": "val", "step": step, **record})
 
@@ -465,10 +510,11 @@ def train(args: TrainArgs) -> TrainResult:
             task = bar.add_task("train", total=args.steps, completed=step, loss=float("nan"), rate=0.0)
             while step < end:
                 ir_in, vis_in, ir, vis, prompts = make_batch(images, args.crop, args.seed, step, args.batch_size,
-                                                             rank, world, args.prompt_augment)
+                                                             rank, world, args.prompt_augment, aug, args.clean_share)
                 ir_in, vis_in, ir, vis = (t.to(device, non_blocking=True) for t in (ir_in, vis_in, ir, vis))
-                out = net(ir_in, vis_in, prompts)
-                loss, terms = _loss(out, ir, vis, weights)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+                    out = net(ir_in, vis_in, prompts)
+                loss, terms = _loss(out, ir, vis, weights, args.gradient_target)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
