@@ -253,3 +253,36 @@ def test_batch_metrics_adds_scores(tiny_checkpoint, tmp_path):
     direct = compute_metrics(read_gray(tmp_path / "o" / "0.png"), read_gray(tmp_path / "d" / "ir" / "0.png"),
                              read_gray(tmp_path / "d" / "vis" / "0.png"))
     assert abs(scores["images"][0]["EN"] - direct["EN"]) < 1e-5  # JSON keeps 6 decimals
+
+
+# -- usage errors: typer's own short message and exit 2, whichever click typer carries ----------------------
+@pytest.mark.parametrize("args,fragment", [
+    (["fuse", "a.png", "b.png", "--promt", "x"], "No such option: --promt"),
+    (["fuse", "a.png"], "Missing argument"),
+    (["fuse", "a.png", "b.png", "--threads", "abc"], "--threads"),
+    (["fsue"], "No such command 'fsue'"),
+    (["--install-completion"], "No such option: --install-completion"),
+    ([], "COMMAND [ARGS]"),
+])
+def test_usage_errors_exit_2_without_a_traceback(args, fragment, monkeypatch, capsys):
+    code, captured = _run_main(monkeypatch, capsys, args)
+    output = captured.out + captured.err
+    assert code == 2, output
+    assert "Traceback" not in output and fragment in output
+
+
+def test_usage_error_from_the_console_script():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "swinfuse_cli", "fsue"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "No such command 'fsue'" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_interrupt_exits_130(monkeypatch, capsys):
+    def interrupted(**kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "summarize_model", interrupted)
+    code, captured = _run_main(monkeypatch, capsys, ["summary"])
+    assert code == 130 and "Traceback" not in captured.err
