@@ -114,13 +114,16 @@ def fuse_pair(*, ir: str | Path, vis: str | Path, prompts: list[str], output: st
     dtype = devices.resolve_dtype(precision, dev)
     devices.set_threads(threads)
     devices.tune_cpu_allocator()
+    # Paths and images first: a typo in a file name costs no model load (seconds).
+    opened = fusing.open_pair(ir_path=ir, vis_path=vis, prompts=prompts, output=output, resize=resize,
+                              bit_depth=bit_depth, sheet=sheet)
     t0 = time.perf_counter()
     model, meta, _ = load_model(weights=weights, device=dev, require_weights=True)
     model = _for_speed(model, dtype, compile)
     load_ms = (time.perf_counter() - t0) * 1000
-    result = fusing.fuse_pair(ir_path=ir, vis_path=vis, prompts=list(prompts) or [""], output=output, model=model,
+    result = fusing.fuse_pair(ir_path=ir, vis_path=vis, prompts=opened.prompts, output=output, model=model,
                               meta=meta, device=dev, resize=resize, gray=gray, bit_depth=bit_depth, sheet=sheet,
-                              tile=tile, tile_overlap=tile_overlap)
+                              tile=tile, tile_overlap=tile_overlap, opened=opened)
     result.latency_ms["weights"] = load_ms
     return result
 

@@ -247,6 +247,15 @@ def _check_output(path: Path, bit_depth: int | None) -> None:
     output_bit_depth(path, bit_depth, 8)  # an explicit 16-bit JPEG fails here
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    return a.exists() and b.exists() and a.resolve() == b.resolve()
+
+
+def _check_not_a_source(path: Path, sources: tuple[Path, ...]) -> None:
+    if any(_same_file(path, source) for source in sources):
+        raise OutputError(f"{path}: output would overwrite an input image")
+
+
 def _caption(tile, text: str):
     """Stack a caption strip above a (H, W, 3) uint8 tile; long text is cut to the tile's width."""
     import cv2
@@ -281,36 +290,64 @@ def _make_sheet(ir, visible, fused_ys: list, prompts: list[str], gray: bool):
     return np.hstack([part for tile in tiles for part in (tile, gap)][:-1])
 
 
+@dataclass
+class OpenedPair:
+    """What fuse_pair prepares before it needs the model: checked output paths and the pair, read."""
+
+    ir_path: Path
+    vis_path: Path
+    prompts: list[str]
+    paths: list[Path]
+    sheet: Path | None
+    pair: _LoadedPair
+    load_ms: float
+
+
+def open_pair(*, ir_path: str | Path, vis_path: str | Path, prompts: list[str], output: str | Path | None,
+              resize: bool = False, bit_depth: int | None = None, sheet: str | Path | None = None) -> OpenedPair:
+    """Check every output path (writable format, never a source image) and read the pair. Model-free, so a
+    caller can do it before loading the weights: a bad path or image then costs no model load."""
+    ir_path, vis_path = Path(ir_path), Path(vis_path)
+    prompts = list(prompts) or [""]
+    paths = output_paths(vis_path.stem, prompts, Path(output) if output is not None else None)
+    sheet = Path(sheet) if sheet else None
+    # Output problems are found before any work, so a bad -o costs nothing and writes nothing.
+    for path in paths:
+        _check_output(path, bit_depth)
+        _check_not_a_source(path, (ir_path, vis_path))
+    if sheet:
+        _check_output(sheet, None)
+        _check_not_a_source(sheet, (ir_path, vis_path))
+    start = time.perf_counter()
+    pair = _read_pair(ir_path, vis_path, resize)
+    return OpenedPair(ir_path, vis_path, prompts, paths, sheet, pair, (time.perf_counter() - start) * 1e3)
+
+
 def fuse_pair(*, ir_path: str | Path, vis_path: str | Path, prompts: list[str], output: str | Path | None,
               model, meta: dict, device, resize: bool = False, gray: bool = False, bit_depth: int | None = None,
               sheet: str | Path | None = None, weights: str | Path | None = None, tile: int | None = None,
-              tile_overlap: int | None = None) -> FuseResult:
+              tile_overlap: int | None = None, opened: OpenedPair | None = None) -> FuseResult:
     """Fuse one infrared/visible pair once per prompt and write the results (see output_paths).
 
     No prompt means one empty prompt ("no instruction"). gray writes the fused Y only; bit_depth 8 or 16
     overrides the visible's depth; sheet writes a captioned side-by-side comparison there; weights is the
     checkpoint path, for the report only (default: meta["path"], which load_checkpoint sets). tile and
-    tile_overlap: see _fuse_y (None: the whole frame).
+    tile_overlap: see _fuse_y (None: the whole frame). opened: what open_pair returned for these same
+    arguments, when the caller checked and read the pair before loading the model.
     """
     import torch
     from swinfuse_cli.data.io import compose_output, output_bit_depth, write_image_atomic
 
     device = torch.device(device)
     weights = weights or meta.get("path")
-    ir_path, vis_path = Path(ir_path), Path(vis_path)
-    prompts = list(prompts) or [""]
-    paths = output_paths(vis_path.stem, prompts, Path(output) if output is not None else None)
-    # Output problems are found before any work, so a bad -o costs nothing and writes nothing.
-    for path in paths:
-        _check_output(path, bit_depth)
-    if sheet:
-        _check_output(Path(sheet), None)
+    if opened is None:
+        opened = open_pair(ir_path=ir_path, vis_path=vis_path, prompts=prompts, output=output, resize=resize,
+                           bit_depth=bit_depth, sheet=sheet)
+    ir_path, vis_path, prompts, paths, sheet = opened.ir_path, opened.vis_path, opened.prompts, opened.paths, opened.sheet
+    pair = opened.pair
+    ir, visible, notes = pair.ir, pair.visible, pair.notes
     upscale = _upscale(model)
     _reset_gpu_peak(device)
-
-    start = time.perf_counter()
-    pair = _read_pair(ir_path, vis_path, resize)
-    ir, visible, notes = pair.ir, pair.visible, pair.notes
     loaded = time.perf_counter()
 
     depths = [output_bit_depth(p, bit_depth, visible.bit_depth) for p in paths]
@@ -337,12 +374,12 @@ def fuse_pair(*, ir_path: str | Path, vis_path: str | Path, prompts: list[str], 
     return FuseResult(
         ir_path=ir_path, vis_path=vis_path,
         ir_shape=pair.ir_shape, vis_shape=visible.y.shape + ((3,) if visible.is_color else ()),
-        prompts=prompts, outputs=outputs, sheet=Path(sheet) if sheet else None,
+        prompts=prompts, outputs=outputs, sheet=sheet,
         weights=Path(weights) if weights else None, weights_sha256=meta.get("sha256"),
         params=sum(p.numel() for p in model.parameters()), device=str(device), upscale=upscale,
-        latency_ms={"load": (loaded - start) * 1e3, "preprocess": (prepared - loaded) * 1e3,
+        latency_ms={"load": opened.load_ms, "preprocess": (prepared - loaded) * 1e3,
                     "forward": (forwarded - prepared) * 1e3, "write": (written - forwarded) * 1e3,
-                    "total": (written - start) * 1e3},
+                    "total": opened.load_ms + (written - loaded) * 1e3},
         peak_rss_mb=_peak_rss_mb(), peak_gpu_mb=_gpu_peak_mb(device), notes=notes,
     )
 
@@ -380,10 +417,6 @@ def _write_manifest(path: Path, report: BatchReport, meta: dict, weights, settin
         "failed": [{"rel": r.rel, "reason": r.reason} for r in report.records if r.status == "failed"],
     }
     write_bytes_atomic(path, (json.dumps(_jsonable(manifest), indent=2) + "\n").encode())
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    return a.exists() and b.exists() and a.resolve() == b.resolve()
 
 
 def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, model, meta: dict, device,

@@ -129,7 +129,8 @@ def test_fuse_without_default_weights_refuses_random_ones(monkeypatch, tmp_path,
     from swinfuse_cli.cli import main
 
     monkeypatch.setenv("SWINFUSE_WEIGHTS", str(tmp_path / "none.safetensors"))
-    monkeypatch.setattr("sys.argv", ["swinfuse", "fuse", "a.png", "b.png"])
+    ir, vis = _asset_pair()
+    monkeypatch.setattr("sys.argv", ["swinfuse", "fuse", str(ir), str(vis), "-o", str(tmp_path / "out.png")])
     with pytest.raises(SystemExit):
         main()
     assert "no trained default checkpoint at" in capsys.readouterr().err
@@ -208,6 +209,29 @@ def test_fuse_bad_inputs_give_one_line_and_write_nothing(tiny_checkpoint, tmp_pa
     code, captured = _run_main(monkeypatch, capsys, ["fuse", str(ir), str(vis), "-o", str(tmp_path),
                                                      "--weights", str(tiny_checkpoint)])
     assert code == 1 and "directory" in captured.err
+
+
+def test_fuse_checks_paths_and_images_before_loading_the_model(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    def no_model(**kwargs):
+        raise AssertionError("the model was loaded before the inputs were checked")
+
+    monkeypatch.setattr(api, "load_model", no_model)
+    ir, vis = _asset_pair()
+    vis_copy = shutil.copy(vis, tmp_path / "vis.png")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    cases = [
+        ([str(tmp_path / "missing.png"), str(vis)], "missing.png: no such file"),
+        ([str(broken), str(vis)], "not a readable image"),
+        ([str(ir), str(vis), "-o", str(tmp_path / "out.webp")], "unsupported output format"),
+        ([str(ir), str(vis_copy), "-o", str(vis_copy)], f"{vis_copy}: output would overwrite an input image"),
+    ]
+    for args, fragment in cases:
+        code, captured = _run_main(monkeypatch, capsys, ["fuse", *args, "--device", "cpu"])
+        assert code == 1 and captured.err.startswith("Error: ") and fragment in captured.err, captured.err
+    assert (tmp_path / "vis.png").read_bytes() == vis.read_bytes()
 
 
 def test_batch_empty_folder_and_bad_shard(tiny_checkpoint, tmp_path, monkeypatch, capsys):

@@ -142,6 +142,20 @@ def test_bad_output_paths_fail_before_any_work(tmp_path):
     assert model.encoded == [] and sorted(p.name for p in tmp_path.iterdir()) == ["ir", "vis"]
 
 
+@pytest.mark.parametrize("target", ["ir", "vis"])
+def test_output_never_overwrites_a_source(tmp_path, target):
+    ir, vis = pair(tmp_path, rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    source = {"ir": ir, "vis": vis}[target]
+    before = source.read_bytes()
+    model = StandIn()
+    with pytest.raises(OutputError) as info:
+        fuse(ir, vis, tmp_path, model=model, output=source)
+    assert str(info.value) == f"{source}: output would overwrite an input image"
+    with pytest.raises(OutputError, match="would overwrite an input image"):
+        fuse(ir, vis, tmp_path, model=model, sheet=source)
+    assert source.read_bytes() == before and model.encoded == []
+
+
 def test_default_output_name(tmp_path, monkeypatch):
     ir, vis = pair(tmp_path, rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), stem="FLIR_1")
     monkeypatch.chdir(tmp_path)
