@@ -172,7 +172,8 @@ def fuse(
         "What to fix, e.g. 'the visible image is in low light'. Repeat for one output per prompt. "
         "An empty prompt means no instruction."))] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help=(
-        "Output file (one prompt) or folder (default: <stem>_fused.png here).")) ] = None,
+        "Output file, or folder (an existing one, or a path without an extension) that receives "
+        "<stem>_fused.png (default: here). With several prompts each name gets _p<k>-<prompt>.")) ] = None,
     sheet: Annotated[Optional[Path], typer.Option(help="Also write infrared | visible | fused-per-prompt, captioned.")] = None,
     resize: Annotated[bool, typer.Option(help="Resize the infrared to the visible when sizes differ.")] = False,
     gray: Annotated[bool, typer.Option(help="Write the fused Y only (no colour).")] = False,

@@ -227,10 +227,20 @@ def _slug(prompt: str, limit: int = 40) -> str:
     return slug or "empty"
 
 
+def _is_folder(output: Path) -> bool:
+    """-o names a folder when it is one, or when it does not exist and has no extension (it is created)."""
+    return output.is_dir() or (not output.suffix and not output.exists())
+
+
 def output_paths(stem: str, prompts: list[str], output: Path | None) -> list[Path]:
-    """Where each prompt's result goes: `output` (default `<stem>_fused.png`) for one prompt; for several,
-    `<output stem>_p<k>-<slug>` with k counted from 1 and the slug taken from the prompt."""
-    base = Path(output) if output is not None else Path(f"{stem}_fused.png")
+    """Where each prompt's result goes. `output` is a file, or a folder that receives `<stem>_fused.png`
+    (None: that name here). For several prompts each name gets `_p<k>-<slug>`, k counted from 1 and the slug
+    taken from the prompt."""
+    name = f"{stem}_fused.png"
+    if output is None:
+        base = Path(name)
+    else:
+        base = Path(output) / name if _is_folder(Path(output)) else Path(output)
     if len(prompts) == 1:
         return [base]
     return [base.with_name(f"{base.stem}_p{k}-{_slug(p)}{base.suffix}") for k, p in enumerate(prompts, 1)]

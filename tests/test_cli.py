@@ -206,9 +206,6 @@ def test_fuse_bad_inputs_give_one_line_and_write_nothing(tiny_checkpoint, tmp_pa
         assert code == 1 and captured.err.startswith("Error: ") and fragment in captured.err
         assert captured.err.count("\n") == 1 and captured.out == ""
         assert not out.exists()
-    code, captured = _run_main(monkeypatch, capsys, ["fuse", str(ir), str(vis), "-o", str(tmp_path),
-                                                     "--weights", str(tiny_checkpoint)])
-    assert code == 1 and "directory" in captured.err
 
 
 def test_fuse_checks_paths_and_images_before_loading_the_model(tmp_path, monkeypatch, capsys):
@@ -232,6 +229,17 @@ def test_fuse_checks_paths_and_images_before_loading_the_model(tmp_path, monkeyp
         code, captured = _run_main(monkeypatch, capsys, ["fuse", *args, "--device", "cpu"])
         assert code == 1 and captured.err.startswith("Error: ") and fragment in captured.err, captured.err
     assert (tmp_path / "vis.png").read_bytes() == vis.read_bytes()
+
+
+def test_fuse_output_folder_with_several_prompts(tiny_checkpoint, tmp_path):
+    ir, vis = _asset_pair()
+    folder = tmp_path / "fused"
+    result = runner.invoke(app, ["fuse", str(ir), str(vis), "-p", "A", "-p", "B", "-o", str(folder),
+                                 "--weights", str(tiny_checkpoint), "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    names = [f"{vis.stem}_fused_p1-a.png", f"{vis.stem}_fused_p2-b.png"]
+    assert [o["path"] for o in json.loads(result.stdout)["outputs"]] == [str(folder / n) for n in names]
+    assert sorted(p.name for p in folder.iterdir()) == names
 
 
 def test_batch_empty_folder_and_bad_shard(tiny_checkpoint, tmp_path, monkeypatch, capsys):

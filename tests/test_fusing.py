@@ -132,9 +132,6 @@ def test_mismatched_sizes_name_both_unless_resize(tmp_path):
 def test_bad_output_paths_fail_before_any_work(tmp_path):
     ir, vis = pair(tmp_path, rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
     model = StandIn()
-    with pytest.raises(OutputError) as info:
-        fuse(ir, vis, tmp_path, model=model, output=tmp_path / "ir")
-    assert str(info.value) == f"{tmp_path / 'ir'}: is an existing directory, expected an output file path"
     with pytest.raises(OutputError, match=r"out\.webp: unsupported output format '\.webp'"):
         fuse(ir, vis, tmp_path, model=model, output=tmp_path / "out.webp")
     with pytest.raises(OutputError, match=r"out\.jpg: \.jpg cannot store 16-bit images; use \.png or \.tif$"):
@@ -154,6 +151,19 @@ def test_output_never_overwrites_a_source(tmp_path, target):
     with pytest.raises(OutputError, match="would overwrite an input image"):
         fuse(ir, vis, tmp_path, model=model, sheet=source)
     assert source.read_bytes() == before and model.encoded == []
+
+
+@pytest.mark.parametrize("prompts", [["p"], ["a", "b"]])
+@pytest.mark.parametrize("exists", [True, False])
+def test_output_folder_for_one_prompt_or_many(tmp_path, prompts, exists):
+    ir, vis = pair(tmp_path, rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), stem="FLIR_1")
+    folder = tmp_path / "fused"
+    if exists:
+        folder.mkdir()
+    result = fuse(ir, vis, tmp_path, output=folder, prompts=prompts)
+    names = ["FLIR_1_fused.png"] if len(prompts) == 1 else ["FLIR_1_fused_p1-a.png", "FLIR_1_fused_p2-b.png"]
+    assert [o.path for o in result.outputs] == [folder / n for n in names]
+    assert sorted(p.name for p in folder.iterdir()) == names
 
 
 def test_default_output_name(tmp_path, monkeypatch):
