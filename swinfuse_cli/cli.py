@@ -202,7 +202,10 @@ def fuse(
 def batch(
     root: Annotated[Optional[Path], typer.Argument(help="Folder with ir/+vis/, ir/+vi/, Infrared/+Visible/ or IR/+VI_Y/.")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")] = Path("fused"),
-    prompt: Annotated[str, typer.Option("--prompt", "-p", help="One prompt for every pair (empty: no instruction).")] = "",
+    # A list, so that a second -p is refused instead of silently replacing the first.
+    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", "-p", help=(
+        "One prompt for every pair (empty: no instruction); for another prompt, run batch again with "
+        "another -o."))] = None,
     ir_dir: Annotated[Optional[Path], typer.Option(help="Infrared folder (instead of a layout under ROOT).")] = None,
     vis_dir: Annotated[Optional[Path], typer.Option(help="Visible folder (instead of a layout under ROOT).")] = None,
     recursive: Annotated[bool, typer.Option(help="Descend into subfolders, mirroring the tree.")] = False,
@@ -230,6 +233,10 @@ def batch(
 
     import time
 
+    if prompt and len(prompt) > 1:
+        raise typer.BadParameter(f"batch takes one prompt, got {len(prompt)}; run batch once per prompt, each "
+                                 "with its own -o folder", param_hint="'--prompt' / '-p'")
+
     # The bar starts once the pairs are found and the weights loaded, so an early error stays one line.
     bar = Progress(TextColumn("fusing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                    TimeRemainingColumn(), console=render.stderr, transient=json_out)
@@ -244,7 +251,7 @@ def batch(
         bar.update(task, completed=done, total=total, rate=f"{done / elapsed:.2f} pairs/s" if done else "")
 
     try:
-        report = api.fuse_batch(root=root, output_dir=output, prompt=prompt, weights=weights, device=device,
+        report = api.fuse_batch(root=root, output_dir=output, prompt=(prompt or [""])[0], weights=weights, device=device,
                                 ir_dir=ir_dir, vis_dir=vis_dir, recursive=recursive, overwrite=overwrite, shard=shard,
                                 resize=resize, gray=gray, bit_depth=bit_depth, threads=threads, progress=progress,
                                 tile=tile, tile_overlap=tile_overlap, precision=precision, compile=compile,

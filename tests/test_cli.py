@@ -318,3 +318,26 @@ def test_interrupt_exits_130(monkeypatch, capsys):
     monkeypatch.setattr(api, "summarize_model", interrupted)
     code, captured = _run_main(monkeypatch, capsys, ["summary"])
     assert code == 130 and "Traceback" not in captured.err
+
+
+def test_batch_refuses_several_prompts(monkeypatch, capsys, tmp_path):
+    def fake(**kwargs):
+        raise AssertionError("batch ran with several prompts")
+
+    monkeypatch.setattr(api, "fuse_batch", fake)
+    code, captured = _run_main(monkeypatch, capsys, ["batch", str(tmp_path), "-p", "A", "-p", "B"])
+    assert code == 2 and "batch takes one prompt, got 2" in captured.err and "Traceback" not in captured.err
+
+
+def test_batch_passes_its_one_prompt(monkeypatch, tmp_path):
+    seen = {}
+
+    def fake(**kwargs):
+        seen.update(kwargs)
+        raise api.ConfigError("stop here")
+
+    monkeypatch.setattr(api, "fuse_batch", fake)
+    runner.invoke(app, ["batch", str(tmp_path), "-p", "low light"])
+    assert seen["prompt"] == "low light"
+    runner.invoke(app, ["batch", str(tmp_path)])
+    assert seen["prompt"] == ""
