@@ -429,6 +429,17 @@ def _write_manifest(path: Path, report: BatchReport, meta: dict, weights, settin
     write_bytes_atomic(path, (json.dumps(_jsonable(manifest), indent=2) + "\n").encode())
 
 
+def _check_not_an_input_folder(output_dir: Path, *inputs: Path) -> None:
+    """Refuse an output folder that is an input folder or inside one, before anything is written there: its
+    outputs would replace sources of the same name, or be taken for sources by the next run."""
+    out = output_dir.resolve()
+    for folder in inputs:
+        folder = folder.resolve()
+        if out == folder or folder in out.parents:
+            raise OutputError(f"{output_dir}: is {'' if out == folder else 'inside '}the input folder {folder}; "
+                              "choose another -o")
+
+
 def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, model, meta: dict, device,
                ir_dir: str | Path | None = None, vis_dir: str | Path | None = None, recursive: bool = False,
                overwrite: bool = False, shard: str | tuple[int, int] | None = None, resize: bool = False,
@@ -458,6 +469,7 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, 
         raise OutputError(f"{output_dir}: is a file, expected an output folder")
     shard = parse_shard(shard) if isinstance(shard, str) else shard
     found = find_pairs(root, ir_dir=ir_dir, vis_dir=vis_dir, recursive=recursive)
+    _check_not_an_input_folder(output_dir, found.ir_dir, found.vis_dir)
     selected = take_shard(found.pairs, *shard) if shard else found.pairs
     try:
         output_dir.mkdir(parents=True, exist_ok=True)

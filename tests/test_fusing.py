@@ -345,3 +345,12 @@ def test_a_real_checkpoint_through_the_library(tmp_path):
     assert result.weights == path and result.weights_short_hash == meta["sha256"][:12]
     report = batch(tmp_path, tmp_path / "out", model=model, meta=meta)
     assert report.written == 1 and json.loads(report.manifest.read_text())["config"]["upscale"] == 2
+
+
+@pytest.mark.parametrize("inside", ["vis", "ir", "vis/sub"])
+def test_batch_into_an_input_folder_writes_nothing(tmp_path, inside):
+    root = make_folder(tmp_path / "data", count=2)
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    with pytest.raises(OutputError, match="the input folder .*; choose another -o$"):
+        batch(root, root / inside)
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # no manifest, no folder, no image
