@@ -133,7 +133,7 @@ def pair_dir(tmp_path):
 def _args(data, out, **kw):
     from swinfuse_cli.training.trainer import TrainArgs
 
-    base = dict(data=str(data), out=str(out), preset="smoke", steps=4, batch_size=2, crop=16, val_count=2,
+    base = dict(data=data if isinstance(data, tuple) else str(data), out=str(out), preset="smoke", steps=4, batch_size=2, crop=16, val_count=2,
                 val_every=0, val_crop=16, warmup=1, log_every=1, progress=False, threads=1, command="test")
     return TrainArgs(**{**base, **kw})
 
@@ -351,3 +351,108 @@ def test_train_from_python_rejects_bad_loss_weights(pair_dir, tmp_path, bad):
     with pytest.raises(ConfigError, match="loss weights must be 3 non-negative numbers"):
         train(_args(pair_dir, tmp_path / "run", loss_weights=bad))
     assert not (tmp_path / "run").exists()
+
+
+# ---- several folders, augmentation, other cameras --------------------------------------------------
+
+def _copy_dir(src: Path, dst: Path, scale: float = 1.0) -> Path:
+    import cv2
+
+    for sub in ("ir", "vis"):
+        (dst / sub).mkdir(parents=True)
+        for f in (src / sub).iterdir():
+            img = cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
+            cv2.imwrite(str(dst / sub / f.name), cv2.resize(img, None, fx=scale, fy=scale) if scale != 1 else img)
+    return dst
+
+
+def test_data_spec_parses_weights_and_refuses_bad_ones():
+    from swinfuse_cli.errors import InputError
+    from swinfuse_cli.training.sampling import DataSpec, as_specs
+
+    assert DataSpec.parse("a/b") == DataSpec("a/b", 1.0)
+    assert DataSpec.parse("a/b:0.5") == DataSpec("a/b", 0.5)
+    assert DataSpec.parse("c:/x/y") == DataSpec("c:/x/y", 1.0)  # a colon that belongs to the path
+    for bad in ("a:0", "a:-1", "a:nan"):
+        with pytest.raises(InputError, match="weight"):
+            DataSpec.parse(bad)
+    with pytest.raises(InputError, match="--data"):
+        as_specs(())
+
+
+def test_folders_are_drawn_by_weight():
+    from swinfuse_cli.training.sampling import WeightedPairs
+
+    a, b = [(torch.zeros(1, 4, 4), torch.zeros(1, 4, 4))] * 10, [(torch.ones(1, 4, 4), torch.ones(1, 4, 4))]
+    pool = WeightedPairs([a, b], [1.0, 3.0])  # one pair in b, but b is drawn 3 times as often as all of a
+    rng = np.random.default_rng(0)
+    share_b = np.mean([float(pool.draw(rng)[0].mean()) for _ in range(4000)])
+    assert 0.72 < share_b < 0.78
+
+
+def test_random_crop_rescales_and_jitters_each_modality_alone():
+    from swinfuse_cli.training.sampling import Augment, random_crop
+
+    ir, vis = _scene(64, 64, seed=1), _scene(64, 64, seed=2)
+    plain = random_crop(ir, vis, 16, np.random.default_rng(5), Augment())
+    assert plain[0].shape == (1, 16, 16)
+    # a plain crop is a piece of the source; a rescaled one (zoomed out 2-4x) is not, but keeps its range
+    assert any(torch.equal(plain[0], ir[:, y:y + 16, x:x + 16]) or torch.equal(plain[0].flip(-1), ir[:, y:y + 16, x:x + 16])
+               or torch.equal(plain[0].flip(-2), ir[:, y:y + 16, x:x + 16])
+               or torch.equal(plain[0].flip(-1).flip(-2), ir[:, y:y + 16, x:x + 16])
+               for y in range(49) for x in range(49))
+    zoomed = random_crop(ir, vis, 16, np.random.default_rng(5), Augment(rescale=4.0))
+    assert zoomed[0].shape == (1, 16, 16) and 0 <= float(zoomed[0].min()) and float(zoomed[0].max()) <= 1
+    jit = [random_crop(ir, vis, 16, np.random.default_rng(s), Augment(gamma=0.5, gain=0.3)) for s in range(20)]
+    ratios = [float(j[0].mean() / j[1].mean()) for j in jit]
+    assert np.std(ratios) > 0.05  # the two modalities are jittered independently
+
+
+def test_signed_gradient_target_wants_the_polarity_of_the_stronger_edge():
+    step = torch.zeros(1, 1, 16, 16)
+    step[..., 8:] = 1.0
+    ir, vis = step, 1 - step * 0.5  # the same edge, opposite polarity, ir's stronger
+    for target, expect_zero in (("magnitude", True), ("signed", False)):
+        _, t_flipped = fusion_loss(ir, vis, 1 - step, {"ssim": 0, "intensity": 0, "gradient": 1}, target)
+        _, t_right = fusion_loss(ir, vis, step, {"ssim": 0, "intensity": 0, "gradient": 1}, target)
+        assert float(t_right["gradient"]) == 0
+        assert (float(t_flipped["gradient"]) == 0) == expect_zero
+
+
+def test_train_on_several_folders_validates_other_cameras(pair_dir, tmp_path):
+    from swinfuse_cli.model.checkpoint import load_checkpoint
+    from swinfuse_cli.training.trainer import train
+
+    second = _copy_dir(pair_dir, tmp_path / "second", scale=0.75)
+    other = _copy_dir(pair_dir, tmp_path / "other_camera")
+    train(_args((str(pair_dir), f"{second}:2"), tmp_path / "run", val_data=(str(other),),
+                rescale=1.5, gamma_jitter=0.2, gain_jitter=0.2, clean_share=0.5, gradient_target="signed"))
+    prov = load_checkpoint(tmp_path / "run" / "model.safetensors")[1]["provenance"]
+    assert [(Path(d["path"]).name, d["weight"], d["pairs"]) for d in prov["data"]] == [("pairs", 1.0, 4), ("second", 2.0, 6)]
+    assert [Path(d["path"]).name for d in prov["val_data"]] == ["other_camera"]
+    assert prov["gradient_target"] == "signed" and prov["augment"]["rescale"] == 1.5
+    val = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()][-1]
+    assert set(val["val_clean_by_folder"]) == {"other_camera"} and np.isfinite(val["val_clean_by_folder"]["other_camera"])
+
+
+def test_train_refuses_an_existing_run_without_resume_or_overwrite(pair_dir, tmp_path):
+    from swinfuse_cli.errors import InputError
+    from swinfuse_cli.training.trainer import train
+
+    train(_args(pair_dir, tmp_path / "run", steps=1))
+    before = (tmp_path / "run" / "trainer_state.pt").read_bytes()
+    with pytest.raises(InputError, match="--resume.*--overwrite"):
+        train(_args(pair_dir, tmp_path / "run", steps=2))
+    assert (tmp_path / "run" / "trainer_state.pt").read_bytes() == before
+    train(_args(pair_dir, tmp_path / "run", steps=2, overwrite=True))
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [(r["type"], r["step"]) for r in records] == [("train", 1), ("train", 2), ("val", 2)]  # no old lines
+
+
+def test_train_command_needs_data(tmp_path):
+    from typer.testing import CliRunner
+
+    from swinfuse_cli.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1 and "--data" in result.output and not (tmp_path / "run").exists()
