@@ -125,18 +125,16 @@ def _json_ready(value):
     return value
 
 
-def _table(report: EvaluateReport):
-    from rich.table import Table
+def _tables(report: EvaluateReport):
+    """The per-image table, split into column groups where the console is too narrow for all ten metrics."""
+    from swinfuse_cli.render import wide_tables
 
-    table = Table(title=f"swinfuse evaluate: {report.fused}", title_justify="left")
-    table.add_column("image")
-    for name in report.metrics:
-        table.add_column(name, justify="right")
-    for row in report.images:
-        table.add_row(row["name"], *(f"{row[m]:.4f}" for m in report.metrics))
-    table.add_section()
-    table.add_row(f"mean ({len(report.images)})", *(f"{report.mean[m]:.4f}" for m in report.metrics), style="bold")
-    return table
+    def values(record: dict) -> list[str]:
+        return [f"{record[m]:.4f}" for m in report.metrics]
+
+    return wide_tables(f"swinfuse evaluate: {report.fused}", "image", list(report.metrics),
+                       [(row["name"], values(row)) for row in report.images],
+                       footer=[(f"mean ({len(report.images)})", values(report.mean))])
 
 
 def evaluate_command(
@@ -195,7 +193,8 @@ def evaluate_command(
         print(json.dumps(_json_ready({k: str(v) if isinstance(v, Path) else v for k, v in asdict(report).items()}),
                          indent=2))
     else:
-        render.stdout.print(_table(report))
+        for table in _tables(report):
+            render.stdout.print(table)
     for kind, names in (("fused images without a source pair", report.unmatched),
                         ("source pairs without a fused image", report.missing)):
         if names:

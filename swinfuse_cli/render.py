@@ -48,10 +48,48 @@ def fmt(value: Any) -> str:
 def key_value_table(title: str, rows: list[tuple[str, Any]]) -> Table:
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
-    table.add_column()
+    table.add_column(overflow="fold")  # a path longer than the column folds onto more lines instead of being cut
     for key, value in rows:
         table.add_row(key, fmt(value))
     return table
+
+
+def wide_tables(title: str, label: str, columns: list[str], rows: list[tuple[str, list[str]]],
+                footer: list[tuple[str, list[str]]] = (), width: int | None = None) -> list[Table]:
+    """One table of labelled rows under many numeric columns, split into several tables (the label column
+    repeated in each) where one would be wider than `width` (default: stdout's): rich squeezes a table to the
+    console and cuts its numbers ("7.5…"), so the columns are grouped to fit instead. footer rows come after a
+    rule, in bold."""
+    from rich.cells import cell_len
+
+    width = width or stdout.width
+    every = [*rows, *footer]
+    label_w = max([cell_len(label), *(cell_len(name) for name, _ in every)])
+    col_w = [max([cell_len(c), *(cell_len(values[i]) for _, values in every)]) for i, c in enumerate(columns)]
+    groups, group, used = [], [], 1 + label_w + 3  # the left edge; each column adds 2 padding + 1 rule
+    for i, w in enumerate(col_w):
+        if group and used + w + 3 > width:
+            groups.append(group)
+            group, used = [], 1 + label_w + 3
+        group.append(i)
+        used += w + 3
+    groups.append(group)
+
+    tables = []
+    for k, group in enumerate(groups):
+        part = f" ({k + 1}/{len(groups)})" if len(groups) > 1 else ""
+        table = Table(title=title + part, title_justify="left")
+        table.add_column(label, overflow="fold")  # a long name folds onto a second line, never cut
+        for i in group:
+            table.add_column(columns[i], justify="right", no_wrap=True, min_width=col_w[i])
+        for name, values in rows:
+            table.add_row(name, *(values[i] for i in group))
+        if footer:
+            table.add_section()
+            for name, values in footer:
+                table.add_row(name, *(values[i] for i in group), style="bold")
+        tables.append(table)
+    return tables
 
 
 def profile_tables(report: dict) -> list[Table]:
@@ -126,12 +164,8 @@ def batch_tables(report: dict) -> list[Table]:
     tables = [key_value_table("swinfuse batch", rows)]
     if report.get("metrics") and report["metrics"]["mean"]:
         mean = report["metrics"]["mean"]
-        t = Table(title=f"metrics, mean of {len(report['metrics']['images'])} outputs (CDDFuse conventions)",
-                  title_justify="left")
-        for name in mean:
-            t.add_column(name, justify="right")
-        t.add_row(*[fmt(v) for v in mean.values()])
-        tables.append(t)
+        tables += wide_tables(f"metrics, mean of {len(report['metrics']['images'])} outputs (CDDFuse conventions)",
+                              "", list(mean), [("mean", [fmt(v) for v in mean.values()])])
     failed = [r for r in report["records"] if r["status"] == "failed"]
     if failed:
         t = Table(title="failed pairs", title_justify="left")

@@ -341,3 +341,23 @@ def test_batch_passes_its_one_prompt(monkeypatch, tmp_path):
     assert seen["prompt"] == "low light"
     runner.invoke(app, ["batch", str(tmp_path)])
     assert seen["prompt"] == ""
+
+
+def test_batch_metrics_table_in_80_columns_cuts_no_number(tiny_checkpoint, tmp_path, monkeypatch):
+    import cv2
+    import numpy as np
+
+    from swinfuse_cli import render
+
+    rng = np.random.default_rng(2)
+    for sub in ("ir", "vis"):
+        (tmp_path / "d" / sub).mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "d" / "ir" / "0.png"), rng.integers(0, 255, (48, 64), dtype=np.uint8))
+    cv2.imwrite(str(tmp_path / "d" / "vis" / "0.png"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    args = ["batch", str(tmp_path / "d"), "-o", str(tmp_path / "o"), "--metrics", "--weights", str(tiny_checkpoint)]
+    mean = json.loads(runner.invoke(app, [*args, "--json"]).stdout)["metrics"]["mean"]
+    monkeypatch.setattr(render.stdout, "width", 80)
+    result = runner.invoke(app, args)  # the rerun skips the output and scores it again
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout and max(len(line) for line in result.stdout.splitlines()) <= 80
+    assert all(render.fmt(v) in result.stdout for v in mean.values())

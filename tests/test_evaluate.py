@@ -116,3 +116,27 @@ def test_cli_missing_folder_is_one_error_line(tmp_path):
     assert result.stderr == f"Error: {missing}: no such folder\n"
     result = CliRunner().invoke(_app(), ["evaluate", str(missing), str(tmp_path)])
     assert result.stderr == f"Error: {missing}: no such file or folder\n"
+
+
+def test_cli_table_in_80_columns_cuts_no_number(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    for kind in ("src/ir", "src/vis", "fused"):
+        (tmp_path / kind).mkdir(parents=True)
+    for i, stem in enumerate(["FLIR_video_01425", "FLIR_09624"]):
+        ir, vis = _image(i), _image(10 + i)
+        cv2.imwrite(str(tmp_path / "src/ir" / f"{stem}.png"), ir)
+        cv2.imwrite(str(tmp_path / "src/vis" / f"{stem}.png"), vis)
+        cv2.imwrite(str(tmp_path / "fused" / f"{stem}.png"), ((ir.astype(int) + vis) // 2).astype(np.uint8))
+    command = [sys.executable, "-m", "swinfuse_cli", "evaluate", str(tmp_path / "fused"), str(tmp_path / "src"),
+               "--workers", "1"]
+    data = json.loads(subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=120).stdout)
+    out = subprocess.run(command, capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "80"})
+    assert out.returncode == 0, out.stderr
+    assert "…" not in out.stdout and max(len(line) for line in out.stdout.splitlines()) <= 80
+    for record in [*data["images"], data["mean"]]:
+        for name in METRIC_NAMES:
+            assert f"{record[name]:.4f}" in out.stdout
+    assert "FLIR_video_01425" in out.stdout
