@@ -26,10 +26,11 @@ DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout (nothing else there).")]
 WeightsOpt = Annotated[Optional[Path], typer.Option(help="A swinfuse checkpoint (.safetensors).")]
 ThreadsOpt = Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: torch's choice).")]
-TileOpt = Annotated[int, typer.Option(help="Tile side in pixels, a multiple of the window; 0: automatic "
-                                           "(tiles only when the frame exceeds the free-memory budget).")]
-TileOverlapOpt = Annotated[Optional[int], typer.Option(help="Overlap of neighbouring tiles in pixels "
-                                                            "(default: four windows).")]
+TileOpt = Annotated[int, typer.Option(min=0, help=(
+    "Tile side in pixels, rounded down to the window, at least five windows (40 for the shipped model); "
+    "0: automatic (tiles only when the frame exceeds the free-memory budget)."))]
+TileOverlapOpt = Annotated[Optional[int], typer.Option(min=0, help=(
+    "Overlap of neighbouring tiles in pixels (default and minimum: four windows, 32 for the shipped model)."))]
 PrecisionOpt = Annotated[str, typer.Option(help="fp32 | bf16 | fp16 (fp16: CUDA only).")]
 CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the LayerNorms, where it measurably "
                                                              "helps (opt-in; the first forward compiles for "

@@ -222,6 +222,13 @@ def _fuse_y(model, ir_t, vis_t, text, upscale: int, tile: int | None = None, ove
     return out[0, 0].float().clamp_(0.0, 1.0).cpu().numpy()
 
 
+def _check_tiling(model, tile: int | None, overlap: int | None) -> None:
+    """A tile or overlap that cannot blend is one error before any work, not one failure per pair."""
+    if tile is not None:
+        from swinfuse_cli.tiling import check_tiling
+        check_tiling(tile, overlap, model.config.window_size)
+
+
 def _slug(prompt: str, limit: int = 40) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:limit].rstrip("-")
     return slug or "empty"
@@ -356,6 +363,7 @@ def fuse_pair(*, ir_path: str | Path, vis_path: str | Path, prompts: list[str], 
     ir_path, vis_path, prompts, paths, sheet = opened.ir_path, opened.vis_path, opened.prompts, opened.paths, opened.sheet
     pair = opened.pair
     ir, visible, notes = pair.ir, pair.visible, pair.notes
+    _check_tiling(model, tile, tile_overlap)
     upscale = _upscale(model)
     _reset_gpu_peak(device)
     loaded = time.perf_counter()
@@ -465,6 +473,7 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, 
     output_dir = Path(output_dir)
     ext = ext if ext.startswith(".") else f".{ext}"
     _check_output(output_dir / f"<stem>{ext}", bit_depth)
+    _check_tiling(model, tile, tile_overlap)
     if output_dir.exists() and not output_dir.is_dir():
         raise OutputError(f"{output_dir}: is a file, expected an output folder")
     shard = parse_shard(shard) if isinstance(shard, str) else shard

@@ -361,3 +361,31 @@ def test_batch_metrics_table_in_80_columns_cuts_no_number(tiny_checkpoint, tmp_p
     assert result.exit_code == 0, result.output
     assert "…" not in result.stdout and max(len(line) for line in result.stdout.splitlines()) <= 80
     assert all(render.fmt(v) in result.stdout for v in mean.values())
+
+
+def test_tiles_too_small_to_blend_are_refused_before_anything_is_written(tiny_checkpoint, tmp_path, monkeypatch,
+                                                                       capsys):
+    ir, vis = _asset_pair()
+    out = tmp_path / "out.png"
+    code, captured = _run_main(monkeypatch, capsys, ["fuse", str(ir), str(vis), "-o", str(out), "--tile", "7",
+                                                     "--weights", str(tiny_checkpoint), "--device", "cpu"])
+    assert code == 1 and captured.err.startswith("Error: --tile 7 is too small to blend tiles without seams: "
+                                                 "the minimum is 20") and captured.err.count("\n") == 1
+    assert not out.exists()
+    code, captured = _run_main(monkeypatch, capsys, ["batch", str(ir.parent.parent), "-o", str(tmp_path / "b"),
+                                                     "--tile-overlap", "100", "--tile", "24",
+                                                     "--weights", str(tiny_checkpoint), "--device", "cpu"])
+    assert code == 1 and captured.err == "Error: --tile-overlap 100 does not fit --tile 24: at most 20 (one " \
+                                         "window of 4 less than the tile), or a larger tile\n"
+    assert not (tmp_path / "b").exists()
+    code, captured = _run_main(monkeypatch, capsys, ["fuse", str(ir), str(vis), "--tile", "-8"])
+    assert code == 2 and "Traceback" not in captured.err
+
+
+def test_fuse_reports_the_tiles_used(tiny_checkpoint, tmp_path):
+    ir, vis = _asset_pair()
+    result = runner.invoke(app, ["fuse", str(ir), str(vis), "-o", str(tmp_path / "o.png"), "--tile", "24",
+                                 "--weights", str(tiny_checkpoint), "--device", "cpu", "--json"])
+    assert result.exit_code == 0, result.output
+    notes = json.loads(result.stdout)["notes"]
+    assert any(n.startswith("fused in ") and "tiles of at most 24x24 pixels, overlapping by 16" in n for n in notes)

@@ -39,7 +39,7 @@ def _fuse(tmp_path, checkpoint, name, *options):
 
 def test_tiles_give_the_same_image(tiny_checkpoint, tmp_path):
     whole, _ = _fuse(tmp_path, tiny_checkpoint, "whole")
-    tiled, _ = _fuse(tmp_path, tiny_checkpoint, "tiled", "--tile", "16", "--tile-overlap", "8")
+    tiled, _ = _fuse(tmp_path, tiny_checkpoint, "tiled", "--tile", "24", "--tile-overlap", "16")
     assert tiled.shape == whole.shape
     assert _psnr(tiled, whole) >= 40  # 8-bit outputs: a few one-level roundings differ at most
 
@@ -80,7 +80,7 @@ def test_speed_options_reach_the_api(command, monkeypatch, tmp_path):
 def test_batch_with_tiles_and_bf16(tiny_checkpoint, tmp_path):
     out = tmp_path / "out"
     result = runner.invoke(app, ["batch", str(ASSETS), "-o", str(out), "--weights", str(tiny_checkpoint), "--json",
-                                 "--device", "cpu", "--tile", "16", "--precision", "bf16"])
+                                 "--device", "cpu", "--tile", "24", "--precision", "bf16"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["written"] == data["pairs_found"] > 0
