@@ -25,7 +25,8 @@ app = typer.Typer(help="Text-guided infrared-visible image fusion (SwinFusion en
 DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout (nothing else there).")]
 WeightsOpt = Annotated[Optional[Path], typer.Option(help="A swinfuse checkpoint (.safetensors).")]
-ThreadsOpt = Annotated[Optional[int], typer.Option(help="CPU threads for torch (default: torch's choice).")]
+# 0 is torch's default, as `train --threads 0` is: one rule for every command.
+ThreadsOpt = Annotated[Optional[int], typer.Option(min=0, help="CPU threads for torch (0 or unset: torch's default).")]
 TileOpt = Annotated[int, typer.Option(min=0, help=(
     "Tile side in pixels, rounded down to the window, at least five windows (40 for the shipped model); "
     "0: automatic (tiles only when the frame exceeds the free-memory budget)."))]

@@ -38,11 +38,13 @@ def resolve_dtype(precision: str, device):
 
 
 def set_threads(threads: int | None) -> int:
+    """Use `threads` CPU threads for torch; None or 0 keeps torch's default (as `train --threads 0` does).
+    Returns the count in use."""
     import torch
 
+    if threads is not None and threads < 0:
+        raise DeviceError(f"--threads must be a positive count, or 0 for torch's default; got {threads}")
     if threads:
-        if threads < 1:
-            raise DeviceError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
     return torch.get_num_threads()
 

@@ -389,3 +389,20 @@ def test_fuse_reports_the_tiles_used(tiny_checkpoint, tmp_path):
     assert result.exit_code == 0, result.output
     notes = json.loads(result.stdout)["notes"]
     assert any(n.startswith("fused in ") and "tiles of at most 24x24 pixels, overlapping by 16" in n for n in notes)
+
+
+@pytest.mark.parametrize("command", [["fuse", "a.png", "b.png"], ["batch", "."], ["profile"]])
+def test_negative_threads_are_a_usage_error(command, monkeypatch, capsys):
+    code, captured = _run_main(monkeypatch, capsys, [*command, "--threads", "-3"])
+    assert code == 2 and "--threads" in captured.err and "Traceback" not in captured.err
+
+
+def test_threads_zero_is_torch_default_and_negative_is_refused():
+    import torch
+
+    from swinfuse_cli import devices
+    from swinfuse_cli.errors import DeviceError
+
+    assert devices.set_threads(0) == devices.set_threads(None) == torch.get_num_threads()
+    with pytest.raises(DeviceError, match=r"^--threads must be a positive count, or 0 for torch's default; got -3$"):
+        devices.set_threads(-3)
