@@ -1,20 +1,40 @@
-"""Issue 5's bars, measured: the shipped model against the classical baselines on the validation split.
+"""The shipped model's bars, measured: on RoadScene's validation split and on out-of-distribution folders,
+against the classical baselines and (given its code and checkpoint) the learned peer SeAFusion.
 
     python benchmarks/evaluate_model.py --weights weights/swinfuse-default.safetensors \
         --data ../shared/data/roadscene --json-out benchmarks/validation.json --figures docs
 
-1. Clean validation pairs (the last 21 stems, never trained on): the model with a neutral prompt against
-   mean(Y, IR), max(Y, IR) and a Laplacian pyramid, on the nine metrics (EN SD SF AG MI SCD VIF Qabf SSIM;
-   Nabf reported too). Every fused image is quantised to 8 bits first, as it would be written.
-2. Degraded validation pairs, one fixed degradation per kind and pair (training's `degrade_fixed`): the
-   model with the matching prompt, with a held-out paraphrase never trained on, and with a neutral prompt;
-   metrics against the CLEAN sources. "Matching beats neutral" for a kind means it wins on more of the nine
-   metrics than it loses. The baselines get the degraded inputs too, for the Qabf comparison.
+    # issue 11's bars: RoadScene split + out-of-distribution sets + SeAFusion, clean pairs only
+    taskset -c 1 python benchmarks/evaluate_model.py --weights weights/swinfuse-default.safetensors \
+        --data ../shared/data/roadscene --ood ../shared/data/m3svd_val --ood ../shared/data/m3fd_val \
+        --seafusion-root /path/to/VIF-Benchmark --cache runs/seafusion_cache --clean-only \
+        --threads 1 --workers 1 [--compare-weights runs/new/model.safetensors] --json-out runs/eval.json
+
+1. Clean pairs of each set: RoadScene's validation split (the last 21 stems of --data, never trained on) and
+   every pair of each --ood folder (cameras the training data does not have). Each model (--weights, and
+   every --compare-weights) with the neutral prompt against mean(Y, IR), max(Y, IR) and a Laplacian pyramid,
+   and against SeAFusion (--seafusion-root: a checkout of github.com/Linfeng-Tang/VIF-Benchmark, imported at
+   run time, see seafusion_peer.py) reported both ways: its raw network output, and VIF-Benchmark's own
+   output, which stretches every image to 0..255 with a global min-max (that stretch rewards EN, SD, SF, AG).
+   Nine metrics (EN SD SF AG MI SCD VIF Qabf SSIM; Nabf reported too), every fused image quantised to 8 bits
+   first, as it would be written; our outputs are not stretched. "beats X on k/9": metrics where the model's
+   mean is strictly higher. Issue 11's bars, per set: >= 6/9 against SeAFusion (VIF-Benchmark's stretched
+   output, the numbers the field publishes; the raw output is shown too), 9/9 against mean, >= 5/9 against
+   max and against the Laplacian pyramid.
+2. Degraded RoadScene validation pairs (skipped with --clean-only / --degraded-pairs 0), one fixed degradation
+   per kind and pair (training's `degrade_fixed`): each model with the matching prompt, with a held-out
+   paraphrase never trained on, and with a neutral prompt; metrics against the CLEAN sources. "Matching beats
+   neutral" for a kind means it wins on more of the nine metrics than it loses. The baselines get the degraded
+   inputs too, for the Qabf comparison.
+
+SeAFusion's outputs are cached per image under --cache (keyed by its checkpoint and the input pixels), so a
+second run only fuses with our models.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -28,6 +48,10 @@ from baselines import fuse_laplacian, fuse_max, fuse_mean  # noqa: E402
 
 NINE = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM")
 BASELINES = {"mean": fuse_mean, "max": fuse_max, "laplacian": fuse_laplacian}
+PEERS = ("SeAFusion-raw", "SeAFusion-stretched")
+ROADSCENE = "roadscene-val"
+# issue 11: (reference, wins needed out of 9); SeAFusion's bar is on VIF-Benchmark's own (stretched) output
+BARS = (("SeAFusion-stretched", 6), ("mean", 9), ("max", 5), ("laplacian", 5))
 
 
 def _u8(x: np.ndarray) -> np.ndarray:
@@ -50,18 +74,69 @@ def _wins(a: dict, b: dict) -> tuple[int, int]:
     return sum(a[k] > b[k] for k in NINE), sum(a[k] < b[k] for k in NINE)
 
 
+def _signs(a: dict, b: dict) -> str:
+    """Metric by metric: '+' where a is higher, '-' lower, '=' equal."""
+    return " ".join(f"{k}{'+' if a[k] > b[k] else '-' if a[k] < b[k] else '='}" for k in NINE)
+
+
 def _table(title: str, rows: dict[str, dict]) -> str:
     cols = list(NINE) + ["Nabf"]
-    lines = [title, f"{'method':<22}" + "".join(f"{c:>9}" for c in cols)]
+    width = max(22, *(len(n) + 2 for n in rows))
+    lines = [title, f"{'method':<{width}}" + "".join(f"{c:>9}" for c in cols)]
     for name, m in rows.items():
-        lines.append(f"{name:<22}" + "".join(f"{m[c]:>9.3f}" for c in cols))
+        lines.append(f"{name:<{width}}" + "".join(f"{m[c]:>9.3f}" for c in cols))
     return "\n".join(lines)
+
+
+def _model_tags(others: list[str]) -> list[str]:
+    """'swinfuse' for --weights (the name the JSON always used), 'cmp:<file stem>' for each compared one."""
+    tags = ["swinfuse"]
+    for i, path in enumerate(others):
+        tag = f"cmp:{Path(path).name.split('.')[0]}"
+        tags.append(tag if tag not in tags else f"{tag}#{i + 1}")
+    return tags
+
+
+class _PeerCache:
+    """SeAFusion's (raw, stretched) per image, computed once: DIR/<set>/<stem>.npz with a key of the checkpoint's
+    sha256 and the input pixels (a changed file or checkpoint recomputes)."""
+
+    def __init__(self, peer, folder: str | None):
+        self.peer, self.folder = peer, Path(folder) if folder else None
+        self.hits = self.misses = 0
+        self.seconds = 0.0
+
+    def get(self, set_name: str, stem: str, ir, vis):
+        h = hashlib.sha256(self.peer.sha256.encode())
+        for a in (ir, vis.y, vis.cr, vis.cb):
+            h.update(b"-" if a is None else np.ascontiguousarray(a, np.float32).tobytes())
+        key = h.hexdigest()[:24]
+        path = self.folder / set_name / f"{stem.replace('/', '__')}.npz" if self.folder else None
+        if path is not None and path.is_file():
+            try:
+                with np.load(path) as z:
+                    if str(z["key"]) == key:
+                        self.hits += 1
+                        return z["raw"], z["stretched"]
+            except (OSError, KeyError, ValueError):
+                pass  # unreadable or stale: recompute
+        started = time.perf_counter()
+        raw, stretched = self.peer.fuse(ir, vis.y, vis.cr, vis.cb)
+        self.seconds += time.perf_counter() - started
+        self.misses += 1
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.stem}.{key[:8]}.tmp.npz")
+            np.savez_compressed(tmp, raw=raw, stretched=stretched, key=np.array(key))
+            tmp.replace(path)
+        return raw, stretched
 
 
 def main(argv=None) -> int:
     import torch
 
     from swinfuse_cli.data.io import read_infrared, read_visible
+    from swinfuse_cli.data.pairs import find_pairs
     from swinfuse_cli.model.checkpoint import load_checkpoint
     from swinfuse_cli.training.degrade import KINDS, degrade_fixed
     from swinfuse_cli.training.prompts import HELD_OUT, canonical_prompt
@@ -69,10 +144,21 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", default="weights/swinfuse-default.safetensors")
-    ap.add_argument("--data", default="../shared/data/roadscene")
+    ap.add_argument("--compare-weights", action="append", default=[], metavar="PATH",
+                    help="another checkpoint evaluated side by side on the same pairs (repeatable)")
+    ap.add_argument("--data", default="../shared/data/roadscene",
+                    help="RoadScene folder whose last --val-count pairs are the validation split ('' to skip it)")
     ap.add_argument("--val-count", type=int, default=21)
-    ap.add_argument("--limit", type=int, default=0, help="use only the first N validation pairs (0: all)")
+    ap.add_argument("--ood", action="append", default=[], metavar="DIR",
+                    help="an out-of-distribution folder (ir/ + vis/ or another known layout); every pair is "
+                         "validation (repeatable)")
+    ap.add_argument("--seafusion-root", default=None, metavar="PATH",
+                    help="VIF-Benchmark checkout (SeAFusion/FusionNet.py, Checkpoint/SeAFusion/SeAFusion.pth): "
+                         "adds SeAFusion, raw and stretched, to every set")
+    ap.add_argument("--cache", default=None, metavar="DIR", help="cache SeAFusion's outputs here")
+    ap.add_argument("--limit", type=int, default=0, help="use only the first N pairs of every set (0: all)")
     ap.add_argument("--degraded-pairs", type=int, default=21, help="validation pairs used per degradation kind")
+    ap.add_argument("--clean-only", action="store_true", help="skip the degraded pairs (= --degraded-pairs 0)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json-out", default=None)
@@ -80,100 +166,239 @@ def main(argv=None) -> int:
     ap.add_argument("--ship", default=None, help="write the checkpoint here with these results added to its "
                                                  "provenance (how weights/ gets its default model)")
     args = ap.parse_args(argv)
+    if args.clean_only:
+        args.degraded_pairs = 0
 
     torch.set_num_threads(args.threads)
-    model, meta = load_checkpoint(args.weights)
-    _, val = split_pairs(args.data, args.val_count)
-    val = val[:args.limit] if args.limit else val
+    tags = _model_tags(args.compare_weights)
+    models, metas = {}, {}
+    for tag, path in zip(tags, [args.weights, *args.compare_weights]):
+        models[tag], metas[tag] = load_checkpoint(path)
+        models[tag].eval()
+    model, meta = models["swinfuse"], metas["swinfuse"]
     neutral = canonical_prompt("none")
-    print(f"weights {args.weights} sha256:{meta['sha256'][:12]}  validation pairs: {len(val)}  "
-          f"neutral prompt: {neutral!r}", flush=True)
+    for tag, path in zip(tags, [args.weights, *args.compare_weights]):
+        print(f"{tag}: weights {path} sha256:{metas[tag]['sha256'][:12]}", flush=True)
+    print(f"neutral prompt: {neutral!r}", flush=True)
 
-    def fuse(ir: np.ndarray, y: np.ndarray, prompt: str) -> np.ndarray:
-        with torch.inference_mode():
-            out = model(torch.from_numpy(ir)[None, None], torch.from_numpy(y)[None, None], prompt)
-        return out[0, 0].clamp(0, 1).numpy() * 255.0
+    peer = None
+    if args.seafusion_root:
+        from seafusion_peer import SeAFusionPeer
 
-    sources = [(stem, read_infrared(ir), read_visible(vis).y) for stem, ir, vis in val]
-    jobs, started = [], time.perf_counter()
-    # 1. clean validation
-    for stem, ir, y in sources:
-        ir255, y255 = ir * 255.0, y * 255.0
-        jobs.append((("clean", "swinfuse", stem), _u8(fuse(ir, y, neutral)), _u8(ir255), _u8(y255)))
-        for name, fn in BASELINES.items():
-            jobs.append((("clean", name, stem), _u8(fn(y255, ir255)), _u8(ir255), _u8(y255)))
-    # 2. degraded validation, metrics against the clean sources
-    for kind in KINDS:
+        peer = SeAFusionPeer(args.seafusion_root)
+        print(f"SeAFusion: {peer.net_file.parent.parent} ({peer.params} params, checkpoint sha256:"
+              f"{peer.sha256[:12]}); VIF-Benchmark's pre/post-processing, see benchmarks/seafusion_peer.py",
+              flush=True)
+    cache = _PeerCache(peer, args.cache) if peer else None
+
+    # the sets: (name, [(stem, ir path, vis path)])
+    sets: list[tuple[str, list]] = []
+    if args.data:
+        _, val = split_pairs(args.data, args.val_count)
+        sets.append((ROADSCENE, val))
+    for folder in args.ood:
+        found = find_pairs(folder)
+        unmatched = [p.name for p in found.unmatched_ir + found.unmatched_vis]
+        if unmatched:
+            print(f"warning: {folder}: {len(unmatched)} unmatched files skipped: {', '.join(unmatched[:10])}",
+                  file=sys.stderr)
+        name = Path(folder).resolve().name
+        while name in (n for n, _ in sets):
+            name += "'"
+        sets.append((name, [(p.rel, p.ir, p.vis) for p in found.pairs]))
+    sets = [(name, pairs[:args.limit] if args.limit else pairs) for name, pairs in sets]
+    for name, pairs in sets:
+        print(f"set {name}: {len(pairs)} pairs", flush=True)
+
+    def fuser(net):
+        def fuse(ir: np.ndarray, y: np.ndarray, prompt: str) -> np.ndarray:
+            with torch.inference_mode():
+                out = net(torch.from_numpy(ir)[None, None], torch.from_numpy(y)[None, None], prompt)
+            return out[0, 0].clamp(0, 1).numpy() * 255.0
+        return fuse
+
+    fusers = {tag: fuser(m) for tag, m in models.items()}
+    fuse = fusers["swinfuse"]
+    methods = [*tags, *BASELINES, *(PEERS if peer else ())]
+
+    jobs, started, model_seconds = [], time.perf_counter(), {t: 0.0 for t in tags}
+    roadscene_sources = []
+    # 1. clean pairs of every set
+    for set_name, pairs in sets:
+        for stem, ir_path, vis_path in pairs:
+            ir, vis = read_infrared(ir_path), read_visible(vis_path)
+            y = vis.y
+            if set_name == ROADSCENE:
+                roadscene_sources.append((stem, ir, y))
+            ir255, y255 = ir * 255.0, y * 255.0
+            src = (_u8(ir255), _u8(y255))
+            for tag in tags:
+                t0 = time.perf_counter()
+                fused = fusers[tag](ir, y, neutral)
+                model_seconds[tag] += time.perf_counter() - t0
+                jobs.append(((set_name, tag, stem), _u8(fused), *src))
+            for name, fn in BASELINES.items():
+                jobs.append(((set_name, name, stem), _u8(fn(y255, ir255)), *src))
+            if peer:
+                raw, stretched = cache.get(set_name, stem, ir, vis)
+                jobs.append(((set_name, "SeAFusion-raw", stem), _u8(raw * 255.0), *src))
+                jobs.append(((set_name, "SeAFusion-stretched", stem), _u8(stretched * 255.0), *src))
+    # 2. degraded RoadScene validation, metrics against the clean sources
+    for kind in KINDS if args.degraded_pairs > 0 else ():
         if kind == "none":
             continue
-        for i, (stem, ir, y) in enumerate(sources[:args.degraded_pairs]):
+        for i, (stem, ir, y) in enumerate(roadscene_sources[:args.degraded_pairs]):
             d_ir, d_y = degrade_fixed(kind, torch.from_numpy(ir)[None], torch.from_numpy(y)[None], seed=i)
             d_ir, d_y = d_ir[0].numpy(), d_y[0].numpy()
             clean = (_u8(ir * 255.0), _u8(y * 255.0))
-            for label, prompt in (("matching", canonical_prompt(kind)), ("held-out", HELD_OUT[kind][0]),
-                                  ("neutral", neutral)):
-                jobs.append(((kind, label, stem), _u8(fuse(d_ir, d_y, prompt)), *clean))
+            for tag in tags:
+                prefix = "" if tag == "swinfuse" else f"{tag} "
+                for label, prompt in (("matching", canonical_prompt(kind)), ("held-out", HELD_OUT[kind][0]),
+                                      ("neutral", neutral)):
+                    jobs.append(((kind, prefix + label, stem), _u8(fusers[tag](d_ir, d_y, prompt)), *clean))
             for name, fn in BASELINES.items():
                 jobs.append(((kind, name, stem), _u8(fn(d_y * 255.0, d_ir * 255.0)), *clean))
-    print(f"fused {len(jobs)} images in {time.perf_counter() - started:.0f} s; computing metrics", flush=True)
+    timing = ", ".join(f"{t} {s:.0f} s" for t, s in model_seconds.items())
+    peer_note = (f"; SeAFusion {cache.seconds:.0f} s ({cache.misses} computed, {cache.hits} from the cache)"
+                 if peer else "")
+    print(f"fused {len(jobs)} images in {time.perf_counter() - started:.0f} s (clean pairs: {timing}{peer_note}); "
+          "computing metrics", flush=True)
     with ProcessPoolExecutor(args.workers) as pool:
         results = list(pool.map(_metrics, jobs, chunksize=4))
 
     groups: dict[tuple[str, str], list[dict]] = {}
-    for (scenario, method, _), metrics in results:
+    per_image: dict[str, dict[str, dict[str, dict]]] = {}
+    for (scenario, method, stem), metrics in results:
         groups.setdefault((scenario, method), []).append(metrics)
+        per_image.setdefault(scenario, {}).setdefault(method, {})[stem] = metrics
     means = {k: _mean(v) for k, v in groups.items()}
 
     report = {"weights": str(args.weights), "sha256": meta["sha256"], "neutral_prompt": neutral,
-              "validation_stems": [s for s, _, _ in val], "clean": {}, "degraded": {}}
-    clean = {m: means[("clean", m)] for m in ("swinfuse", *BASELINES)}
-    report["clean"] = clean
-    print()
-    print(_table(f"Clean validation pairs ({len(val)}), means:", clean))
-    print()
-    for base in BASELINES:
-        won, lost = _wins(clean["swinfuse"], clean[base])
-        print(f"swinfuse vs {base:<9}: better on {won}/9, worse on {lost}/9")
-        report["clean"][f"wins_vs_{base}"] = won
+              "models": {tag: {"weights": str(p), "sha256": metas[tag]["sha256"]}
+                         for tag, p in zip(tags, [args.weights, *args.compare_weights])},
+              "seafusion": None if not peer else {
+                  "root": str(Path(args.seafusion_root).resolve()), "checkpoint": str(peer.checkpoint),
+                  "checkpoint_sha256": peer.sha256, "params": peer.params,
+                  "processing": "VIF-Benchmark SeAFusion/SeAFusion.py: Y of the PIL RGB visible and the PIL 'L' "
+                                "infrared in [0, 1], FusionNet(vi_Y, ir); raw = network output; stretched = "
+                                "YCbCr2RGB with the visible's Cr/Cb, one global min-max over RGB to 0..255, "
+                                "uint8 truncation, then its BT.601 gray"},
+              "bars": {ref: need for ref, need in BARS},
+              "validation_stems": [s for s, _, _ in next((p for n, p in sets if n == ROADSCENE), [])],
+              "sets": {}, "clean": {}, "degraded": {}, "per_image": per_image}
 
     print()
-    kinds_prompt_ok, kinds_heldout_ok, kinds_qabf_ok = 0, 0, 0
-    for kind in KINDS if args.degraded_pairs > 0 else ():  # 0: the clean table only (a quick look)
-        if kind == "none":
-            continue
-        rows = {m: means[(kind, m)] for m in ("matching", "held-out", "neutral", *BASELINES)}
-        won, lost = _wins(rows["matching"], rows["neutral"])
-        hwon, hlost = _wins(rows["held-out"], rows["neutral"])
-        qabf_ok = all(rows["matching"]["Qabf"] > rows[b]["Qabf"] for b in BASELINES)
-        kinds_prompt_ok += won > lost
-        kinds_heldout_ok += hwon > hlost
-        kinds_qabf_ok += qabf_ok
-        report["degraded"][kind] = {**rows, "matching_vs_neutral": [won, lost], "heldout_vs_neutral": [hwon, hlost],
-                                    "qabf_beats_all_baselines": qabf_ok,
-                                    "prompts": {"matching": canonical_prompt(kind), "held-out": HELD_OUT[kind][0]}}
-        print(_table(f"{kind} (metrics against the clean sources):", rows))
-        print(f"  matching vs neutral: better on {won}/9, worse on {lost}/9; held-out paraphrase vs neutral: "
-              f"{hwon}/9 vs {hlost}/9; matching Qabf beats all three baselines: {qabf_ok}")
+    verdicts: dict[str, dict[str, bool]] = {tag: {} for tag in tags}
+    for set_name, pairs in sets:
+        rows = {m: means[(set_name, m)] for m in methods}
+        title = (f"Clean validation pairs ({len(pairs)}, RoadScene's split), means:" if set_name == ROADSCENE
+                 else f"Out-of-distribution set {set_name} ({len(pairs)} pairs, all validation), means:")
+        print(_table(title, rows))
+        entry = {"pairs": len(pairs), "stems": [s for s, _, _ in pairs], "means": rows, "wins": {},
+                 "worse": {}, "metric_by_metric": {}, "bars": {}}
+        for tag in tags:
+            refs = [r for r in methods if r != tag]
+            entry["wins"][tag], entry["worse"][tag], entry["metric_by_metric"][tag] = {}, {}, {}
+            for ref in refs:
+                won, lost = _wins(rows[tag], rows[ref])
+                entry["wins"][tag][ref], entry["worse"][tag][ref] = won, lost
+                entry["metric_by_metric"][tag][ref] = {k: float(rows[tag][k] - rows[ref][k]) for k in NINE}
+                print(f"  {tag} beats {ref:<20} on {won}/9 (worse on {lost}/9)   {_signs(rows[tag], rows[ref])}")
+            bars = {}
+            for ref, need in BARS:
+                if ref in rows:
+                    bars[ref] = entry["wins"][tag][ref] >= need
+            entry["bars"][tag] = bars
+            verdicts[tag][set_name] = all(bars.values()) and len(bars) == len(BARS)
+            marks = ", ".join(f"{ref} {entry['wins'][tag][ref]}/9 (need {need}): {'ok' if bars[ref] else 'FAIL'}"
+                              for ref, need in BARS if ref in rows)
+            missing = "" if peer else "; SeAFusion not run (--seafusion-root), so the bar is incomplete"
+            print(f"  {tag} bars on {set_name}: {marks}{missing}")
+        report["sets"][set_name] = entry
         print()
-    summary = {"matching_beats_neutral_kinds": kinds_prompt_ok, "heldout_beats_neutral_kinds": kinds_heldout_ok,
-               "qabf_beats_baselines_kinds": kinds_qabf_ok}
+    if ROADSCENE in report["sets"]:  # the structure earlier runs wrote
+        rs = report["sets"][ROADSCENE]
+        report["clean"] = {m: rs["means"][m] for m in methods}
+        for base in (*BASELINES, *(PEERS if peer else ())):
+            report["clean"][f"wins_vs_{base}"] = rs["wins"]["swinfuse"][base]
+
+    # summary: wins per set and reference, one row per model
+    refs = [*BASELINES, *(PEERS if peer else ())]
+    header = f"{'model':<24}{'set':<16}" + "".join(f"{r:>21}" for r in refs) + f"{'bars (issue 11)':>18}"
+    print("Summary: model beats X on k/9 (bars: SeAFusion-stretched >= 6, mean 9, max >= 5, laplacian >= 5)")
+    print(header)
+    for tag in tags:
+        for set_name, _ in sets:
+            w = report["sets"][set_name]["wins"][tag]
+            verdict = "met" if verdicts[tag][set_name] else ("NOT met" if peer else "incomplete")
+            print(f"{tag:<24}{set_name:<16}" + "".join(f"{w[r]:>19}/9" for r in refs) + f"{verdict:>18}")
+    for other in tags[1:]:
+        line = ", ".join(f"{s} {report['sets'][s]['wins']['swinfuse'][other]}/9 (worse on "
+                         f"{report['sets'][s]['worse']['swinfuse'][other]}/9)" for s, _ in sets)
+        print(f"swinfuse beats {other} on: {line}")
+    overall = {tag: all(verdicts[tag].values()) and peer is not None for tag in tags}
+    for tag in tags:
+        print(f"{tag}: issue 11's clean bars {'met on every set' if overall[tag] else 'NOT met on every set'}"
+              + ("" if peer else " (SeAFusion not run)"))
+    report["bars_met"] = {tag: {"per_set": verdicts[tag], "all": overall[tag]} for tag in tags}
+    print()
+
+    kinds_ok = {}
+    for tag in tags if args.degraded_pairs > 0 else ():  # 0: the clean tables only (a quick look)
+        prefix = "" if tag == "swinfuse" else f"{tag} "
+        kinds_prompt_ok, kinds_heldout_ok, kinds_qabf_ok = 0, 0, 0
+        for kind in KINDS:
+            if kind == "none":
+                continue
+            rows = {prefix + m: means[(kind, prefix + m)] for m in ("matching", "held-out", "neutral")}
+            rows.update({m: means[(kind, m)] for m in BASELINES})
+            won, lost = _wins(rows[prefix + "matching"], rows[prefix + "neutral"])
+            hwon, hlost = _wins(rows[prefix + "held-out"], rows[prefix + "neutral"])
+            qabf_ok = all(rows[prefix + "matching"]["Qabf"] > rows[b]["Qabf"] for b in BASELINES)
+            kinds_prompt_ok += won > lost
+            kinds_heldout_ok += hwon > hlost
+            kinds_qabf_ok += qabf_ok
+            record = {**rows, "matching_vs_neutral": [won, lost], "heldout_vs_neutral": [hwon, hlost],
+                      "qabf_beats_all_baselines": qabf_ok,
+                      "prompts": {"matching": canonical_prompt(kind), "held-out": HELD_OUT[kind][0]}}
+            if tag == "swinfuse":
+                report["degraded"][kind] = record
+            else:
+                report["degraded"].setdefault("compared", {}).setdefault(tag, {})[kind] = record
+            print(_table(f"{kind} (metrics against the clean sources):", rows))
+            print(f"  {prefix}matching vs neutral: better on {won}/9, worse on {lost}/9; held-out paraphrase vs "
+                  f"neutral: {hwon}/9 vs {hlost}/9; matching Qabf beats all three baselines: {qabf_ok}")
+            print()
+        kinds_ok[tag] = {"matching_beats_neutral_kinds": kinds_prompt_ok,
+                         "heldout_beats_neutral_kinds": kinds_heldout_ok, "qabf_beats_baselines_kinds": kinds_qabf_ok}
+        print(f"{tag}: matching prompt beats neutral on {kinds_prompt_ok}/8 kinds (held-out paraphrase: "
+              f"{kinds_heldout_ok}/8); matching-prompt Qabf beats all baselines on {kinds_qabf_ok}/8 kinds")
+    summary = kinds_ok.get("swinfuse", {"matching_beats_neutral_kinds": 0, "heldout_beats_neutral_kinds": 0,
+                                        "qabf_beats_baselines_kinds": 0})
     report["summary"] = summary
-    if args.degraded_pairs > 0:
-        print(f"matching prompt beats neutral on {kinds_prompt_ok}/8 kinds (held-out paraphrase: {kinds_heldout_ok}/8); "
-              f"matching-prompt Qabf beats all baselines on {kinds_qabf_ok}/8 kinds")
+    if len(kinds_ok) > 1:
+        report["summary_compared"] = {t: v for t, v in kinds_ok.items() if t != "swinfuse"}
     if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(report, indent=1))
-    if args.figures:
-        _figures(Path(args.figures), sources, fuse, neutral)
-    if args.ship and args.degraded_pairs > 0:
+    if args.figures and roadscene_sources:
+        _figures(Path(args.figures), roadscene_sources, fuse, neutral)
+    if args.ship and args.degraded_pairs > 0 and ROADSCENE in report["sets"]:
         from swinfuse_cli.model.checkpoint import save_checkpoint
 
         provenance = dict(meta["provenance"])
         provenance["validation_metrics"] = {
             "command": "python benchmarks/evaluate_model.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "clean_means": {m: clean[m] for m in ("swinfuse", *BASELINES)},
-            "wins_vs_baselines": {b: report["clean"][f"wins_vs_{b}"] for b in BASELINES},
+            "clean_means": {m: report["clean"][m] for m in ("swinfuse", *BASELINES, *(PEERS if peer else ()))},
+            "wins_vs_baselines": {b: report["clean"][f"wins_vs_{b}"] for b in (*BASELINES, *(PEERS if peer else ()))},
             "degraded": summary}
+        others = [s for s, _ in sets if s != ROADSCENE]
+        if others or peer:
+            provenance["validation_metrics"]["sets"] = {
+                s: {"pairs": report["sets"][s]["pairs"], "means": {m: report["sets"][s]["means"][m]
+                                                                   for m in ("swinfuse", *refs)},
+                    "wins": report["sets"][s]["wins"]["swinfuse"], "bars_met": verdicts["swinfuse"][s]}
+                for s, _ in sets}
         save_checkpoint(model, args.ship, provenance)
         print(f"shipped {args.ship}")
     return 0
