@@ -33,8 +33,8 @@ def add_common_args(parser) -> None:
 
 
 def setup(args) -> torch.device:
-    """Threads and the CPU allocator as the CLI sets them (swinfuse_cli.devices)."""
-    from swinfuse_cli.devices import tune_cpu_allocator
+    """Threads and the CPU allocator as the CLI sets them (swinfuse.devices)."""
+    from swinfuse.devices import tune_cpu_allocator
 
     torch.set_num_threads(args.threads)
     tune_cpu_allocator()
@@ -43,9 +43,9 @@ def setup(args) -> torch.device:
 
 def load_model(weights: Path | None, device, preset: str = "default"):
     """(model in eval mode, description): the checkpoint if given or shipped, else the preset, random weights."""
-    from swinfuse_cli.model.checkpoint import load_checkpoint
-    from swinfuse_cli.model.config import FusionConfig
-    from swinfuse_cli.model.network import SwinFuse
+    from swinfuse.model.checkpoint import load_checkpoint
+    from swinfuse.model.config import FusionConfig
+    from swinfuse.model.network import SwinFuse
 
     weights = weights or (DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.exists() and preset == "default" else None)
     if weights is not None:
@@ -161,7 +161,7 @@ def example_pair(stem: str | None = None, size: tuple[int, int] | None = None):
     """A real pair from examples/ as (1, 1, H, W) tensors in [0, 1] (infrared, visible Y), resized if asked."""
     import cv2
 
-    from swinfuse_cli.data.io import read_infrared, read_visible
+    from swinfuse.data.io import read_infrared, read_visible
 
     ir_path = sorted((EXAMPLES / "ir").iterdir())[0] if stem is None else EXAMPLES / "ir" / f"{stem}.jpg"
     ir, vis = read_infrared(ir_path), read_visible(EXAMPLES / "vis" / ir_path.name).y

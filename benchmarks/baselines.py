@@ -6,7 +6,7 @@ pixels, so it scores high on MI, VIF and Qabf while losing contrast and detail (
     python benchmarks/baselines.py --ir-dir DATA/ir --vis-dir DATA/vis --out-dir runs/baselines
 
 writes OUT/{mean,max,laplacian}/<stem>.png (gray, the visible image's BT.601 Y fused with the infrared)
-and prints the mean of every metric per baseline (swinfuse_cli.metrics, CDDFuse's conventions).
+and prints the mean of every metric per baseline (swinfuse.metrics, CDDFuse's conventions).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def _read_y(path: Path) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-    from swinfuse_cli.metrics import IMAGE_EXTENSIONS, METRIC_NAMES, evaluate_triples, mean_record
+    from swinfuse.metrics import IMAGE_EXTENSIONS, METRIC_NAMES, evaluate_triples, mean_record
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ir-dir", type=Path, required=True)

@@ -31,8 +31,8 @@ def main() -> None:
     device = setup(args)
     import cv2
 
-    from swinfuse_cli import tiling
-    from swinfuse_cli.fusing import fuse_pair
+    from swinfuse import tiling
+    from swinfuse.fusing import fuse_pair
 
     H, W = (int(v) for v in args.size.split("x"))
     model, source = load_model(args.weights, device)
@@ -52,7 +52,7 @@ def main() -> None:
         fused = cv2.imread(str(tmp / "fused.png"), cv2.IMREAD_UNCHANGED)
         check = "-"
         if args.check:
-            from swinfuse_cli.data.io import read_infrared, read_visible
+            from swinfuse.data.io import read_infrared, read_visible
 
             ir = torch.from_numpy(read_infrared(tmp / "ir.png"))[None, None]
             vis = torch.from_numpy(read_visible(tmp / "vis.png").y)[None, None]

@@ -2,7 +2,7 @@
 
 The pairs are examples/ (RoadScene, ~320x500), each copied --copies times into a temporary ir/ + vis/
 folder. Bare: the images are read into tensors beforehand and only the model's forward is timed, one pair
-after another. Batch: swinfuse_cli.fusing.fuse_batch as `swinfuse batch` runs it (prefetching reader
+after another. Batch: swinfuse.fusing.fuse_batch as `swinfuse batch` runs it (prefetching reader
 thread, forward, colour, quantise, asynchronous PNG writer, manifest), wall time from its report. Both
 are warmed up on every image size first; then --rounds rounds each run bare and then batch, the ratio is
 taken within each round (a slow spell of this shared machine lowers both sides of it) and the median round
@@ -32,8 +32,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     args = p.parse_args()
     device = setup(args)
-    from swinfuse_cli.data.io import read_infrared, read_visible
-    from swinfuse_cli.fusing import fuse_batch
+    from swinfuse.data.io import read_infrared, read_visible
+    from swinfuse.fusing import fuse_batch
 
     model, source = load_model(args.weights, device)
     meta = {"config": model.config, "provenance": {}, "sha256": None, "path": None}

@@ -1,6 +1,6 @@
 """Achieved GFLOP/s of one forward as a fraction of torch's own large-matmul GFLOP/s, measured in this run.
 
-FLOPs come from torch.utils.flop_counter (swinfuse_cli.profiling.count_flops, which adds the formula torch
+FLOPs come from torch.utils.flop_counter (swinfuse.profiling.count_flops, which adds the formula torch
 lacks for the CPU fused attention op). After a warm-up, --reps rounds each time the machine's limit (the
 median of three (2048 x 2048) @ (2048 x 2048) fp32 products) and then one forward at --size (after an
 untimed one: the products evict the forward's weights and buffers from the caches): the ratio is taken
@@ -55,8 +55,8 @@ def main() -> None:
     p.add_argument("--compile", action="store_true", help="also time the forward with compiled LayerNorms and under whole-model torch.compile")
     args = p.parse_args()
     device = setup(args)
-    from swinfuse_cli.model.network import compile_layer_norms
-    from swinfuse_cli.profiling import count_flops
+    from swinfuse.model.network import compile_layer_norms
+    from swinfuse.profiling import count_flops
 
     H, W = (int(v) for v in (args.size.split("x") if "x" in args.size else (args.size, args.size)))
     model, source = load_model(args.weights, device, args.preset)

@@ -35,7 +35,7 @@ def _sizes(text: str) -> list[tuple[int, int]]:
 
 
 def child_memory(args) -> None:
-    from swinfuse_cli.tiling import fuse_frame
+    from swinfuse.tiling import fuse_frame
 
     device = setup(args)
     H, W = args.child_memory
@@ -53,7 +53,7 @@ def child_memory(args) -> None:
 
 
 def child_timing(args) -> None:
-    from swinfuse_cli.tiling import fuse_frame
+    from swinfuse.tiling import fuse_frame
 
     device = setup(args)
     model, _ = load_model(args.weights, device)

@@ -43,7 +43,7 @@ def child(args) -> None:
         run = lambda i, v: model(v, i)  # noqa: E731  (visible first, as VIF-Benchmark calls it)
         what = f"SeAFusion, VIF-Benchmark checkpoint sha256:{peer.sha256[:12]}"
     else:
-        from swinfuse_cli.training.prompts import canonical_prompt
+        from swinfuse.training.prompts import canonical_prompt
 
         model, what = load_model(args.weights, "cpu")
         prompt = canonical_prompt("none")

@@ -33,8 +33,8 @@ def _reference(path: str):
 
 
 def _ours():
-    from swinfuse_cli.model.config import FusionConfig
-    from swinfuse_cli.model.network import SwinFuse
+    from swinfuse.model.config import FusionConfig
+    from swinfuse.model.network import SwinFuse
 
     model = SwinFuse(FusionConfig.swinfusion()).eval()
     text = torch.zeros(1, model.config.text_dim)

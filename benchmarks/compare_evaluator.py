@@ -1,4 +1,4 @@
-"""Check swinfuse_cli.metrics against the CDDFuse evaluator it follows (a script, not a test).
+"""Check swinfuse.metrics against the CDDFuse evaluator it follows (a script, not a test).
 
     git --git-dir=<mirror of Zhaozixiang1228/MMIF-CDDFuse> archive HEAD utils test_img | tar -x -C /tmp/cddfuse
     python benchmarks/compare_evaluator.py --cddfuse /tmp/cddfuse [--extra-pairs ../shared/data/roadscene]
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from baselines import BASELINES, _read_y  # noqa: E402
-from swinfuse_cli import metrics  # noqa: E402
+from swinfuse import metrics  # noqa: E402
 
 
 def load_evaluator(cddfuse: Path):

@@ -59,7 +59,7 @@ def _u8(x: np.ndarray) -> np.ndarray:
 
 
 def _metrics(job):
-    from swinfuse_cli.metrics import compute_metrics
+    from swinfuse.metrics import compute_metrics
 
     key, fused, ir, vis = job
     return key, compute_metrics(fused, ir, vis)
@@ -135,12 +135,12 @@ class _PeerCache:
 def main(argv=None) -> int:
     import torch
 
-    from swinfuse_cli.data.io import read_infrared, read_visible
-    from swinfuse_cli.data.pairs import find_pairs
-    from swinfuse_cli.model.checkpoint import load_checkpoint
-    from swinfuse_cli.training.degrade import KINDS, degrade_fixed
-    from swinfuse_cli.training.prompts import HELD_OUT, canonical_prompt
-    from swinfuse_cli.training.trainer import split_pairs
+    from swinfuse.data.io import read_infrared, read_visible
+    from swinfuse.data.pairs import find_pairs
+    from swinfuse.model.checkpoint import load_checkpoint
+    from swinfuse.training.degrade import KINDS, degrade_fixed
+    from swinfuse.training.prompts import HELD_OUT, canonical_prompt
+    from swinfuse.training.trainer import split_pairs
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", default="weights/swinfuse-default.safetensors")
@@ -384,7 +384,7 @@ def main(argv=None) -> int:
     if args.figures and roadscene_sources:
         _figures(Path(args.figures), roadscene_sources, fuse, neutral)
     if args.ship and args.degraded_pairs > 0 and ROADSCENE in report["sets"]:
-        from swinfuse_cli.model.checkpoint import save_checkpoint
+        from swinfuse.model.checkpoint import save_checkpoint
 
         provenance = dict(meta["provenance"])
         provenance["validation_metrics"] = {
@@ -409,8 +409,8 @@ def _figures(folder: Path, sources, fuse, neutral: str) -> None:
     import cv2
     import torch
 
-    from swinfuse_cli.training.degrade import degrade_fixed
-    from swinfuse_cli.training.prompts import canonical_prompt
+    from swinfuse.training.degrade import degrade_fixed
+    from swinfuse.training.prompts import canonical_prompt
 
     folder.mkdir(parents=True, exist_ok=True)
 

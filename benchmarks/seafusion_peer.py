@@ -13,7 +13,7 @@ restated here as facts; the code below is ours:
 - reading: the visible file with PIL `.convert('RGB')`, the infrared with PIL `.convert('L')`, both through
   torchvision's `to_tensor` (uint8 / 255, no other scaling or normalisation);
 - visible Y = 0.299 R + 0.587 G + 0.114 B clamped to [0, 1]; Cr = 0.713 (R - Y) + 0.5, Cb = 0.564 (B - Y) + 0.5,
-  clamped (BT.601, the same numbers as OpenCV's YCrCb and `swinfuse_cli.data.io.read_visible`);
+  clamped (BT.601, the same numbers as OpenCV's YCrCb and `swinfuse.data.io.read_visible`);
 - the network: `FusionNet(output=1)` called as `fusionmodel(vi_Y, img_ir)` (visible first), whole image at
   once, no padding (every layer is a 3x3 or 1x1 convolution with padding), under `torch.no_grad()`; its last
   layer is tanh(x) / 2 + 0.5, so the raw output lies in [0, 1]. The script never calls `.eval()`; it makes no
@@ -125,7 +125,7 @@ def main(argv=None) -> int:
     import cv2
     import torch
 
-    from swinfuse_cli.data.io import read_infrared, read_visible
+    from swinfuse.data.io import read_infrared, read_visible
 
     ap = argparse.ArgumentParser(description="Fuse one pair with SeAFusion (VIF-Benchmark's checkpoint); writes "
                                              "infrared | visible Y | raw | stretched side by side.")

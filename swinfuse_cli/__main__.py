@@ -1,3 +1,3 @@
-from swinfuse_cli.cli import main
+from swinfuse.cli import main
 
 main()

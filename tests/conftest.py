@@ -11,7 +11,7 @@ os.environ.setdefault("COLUMNS", "200")  # rich tables at a fixed width in CLI o
 
 @pytest.fixture
 def tiny_config():
-    from swinfuse_cli.model.config import FusionConfig, TextEncoderSpec
+    from swinfuse.model.config import FusionConfig, TextEncoderSpec
 
     return FusionConfig.smoke(upscale=1, upsampler="", use_checkpoint=False, text_dim=16,
                               text=TextEncoderSpec(width=16, layers=1, heads=2, context_length=16))
@@ -21,7 +21,7 @@ def tiny_config():
 def tiny_model(tiny_config):
     import torch
 
-    from swinfuse_cli.model.network import SwinFuse
+    from swinfuse.model.network import SwinFuse
 
     torch.manual_seed(0)
     return SwinFuse(tiny_config).eval()
@@ -29,6 +29,6 @@ def tiny_model(tiny_config):
 
 @pytest.fixture
 def tiny_checkpoint(tiny_model, tmp_path):
-    from swinfuse_cli.model.checkpoint import save_checkpoint
+    from swinfuse.model.checkpoint import save_checkpoint
 
     return save_checkpoint(tiny_model, tmp_path / "tiny.safetensors", {"note": "random weights, for tests"})

@@ -21,7 +21,7 @@ def test_sigkill_then_rerun_completes_every_output(tiny_checkpoint, tmp_path):
     for i in range(n):
         cv2.imwrite(str(root / "ir" / f"p{i:03d}.png"), rng.integers(0, 255, (48, 64), dtype=np.uint8))
         cv2.imwrite(str(root / "vis" / f"p{i:03d}.png"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
-    cmd = [sys.executable, "-m", "swinfuse_cli", "batch", str(root), "-o", str(out), "--weights",
+    cmd = [sys.executable, "-m", "swinfuse", "batch", str(root), "-o", str(out), "--weights",
            str(tiny_checkpoint), "--device", "cpu", "--threads", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120

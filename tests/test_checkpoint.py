@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-from swinfuse_cli.errors import CheckpointError
-from swinfuse_cli.model.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from swinfuse.errors import CheckpointError
+from swinfuse.model.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 
 
 def test_round_trip_gives_identical_outputs(tiny_model, tiny_checkpoint):
@@ -93,7 +93,7 @@ def test_missing_and_unexpected_keys(tiny_checkpoint, tmp_path):
 
 
 def test_other_text_encoder_is_refused(tiny_checkpoint):
-    from swinfuse_cli.model.config import TextEncoderSpec
+    from swinfuse.model.config import TextEncoderSpec
 
     with pytest.raises(CheckpointError, match="only works with its own text encoder"):
         load_checkpoint(tiny_checkpoint, expect_text=TextEncoderSpec(kind="clip", model_name="ViT-B-32",

@@ -5,8 +5,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from swinfuse_cli import api
-from swinfuse_cli.cli import app
+from swinfuse import api
+from swinfuse.cli import app
 
 runner = CliRunner()
 
@@ -49,9 +49,9 @@ def test_flops_count_attention_under_inference_mode():
     # The CPU fused attention op has no formula of torch's own; without ours it would count 0.
     import torch
 
-    from swinfuse_cli.model.config import FusionConfig
-    from swinfuse_cli.model.network import SwinFuse
-    from swinfuse_cli.profiling import count_flops
+    from swinfuse.model.config import FusionConfig
+    from swinfuse.model.network import SwinFuse
+    from swinfuse.profiling import count_flops
 
     model = SwinFuse(FusionConfig.smoke(upscale=1, upsampler="")).eval()
     x = torch.rand(1, 1, 16, 16)
@@ -102,7 +102,7 @@ def test_summary_depth_collapses():
     (["summary", "--weights", "missing.safetensors"], "Error: weights file not found: missing.safetensors"),
 ])
 def test_errors_are_one_line_on_stderr_with_exit_1(args, message, monkeypatch, capsys):
-    from swinfuse_cli.cli import main
+    from swinfuse.cli import main
 
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     monkeypatch.setattr("sys.argv", ["swinfuse", *args])
@@ -115,7 +115,7 @@ def test_errors_are_one_line_on_stderr_with_exit_1(args, message, monkeypatch, c
 
 
 def test_main_prints_error_line(monkeypatch, capsys):
-    from swinfuse_cli.cli import main
+    from swinfuse.cli import main
 
     monkeypatch.setattr("sys.argv", ["swinfuse", "summary", "--weights", "nope.safetensors"])
     with pytest.raises(SystemExit) as exit_info:
@@ -126,7 +126,7 @@ def test_main_prints_error_line(monkeypatch, capsys):
 
 
 def test_fuse_without_default_weights_refuses_random_ones(monkeypatch, tmp_path, capsys):
-    from swinfuse_cli.cli import main
+    from swinfuse.cli import main
 
     monkeypatch.setenv("SWINFUSE_WEIGHTS", str(tmp_path / "none.safetensors"))
     ir, vis = _asset_pair()
@@ -176,7 +176,7 @@ def _asset_pair():
 
 
 def _run_main(monkeypatch, capsys, args):
-    from swinfuse_cli.cli import main
+    from swinfuse.cli import main
 
     monkeypatch.setattr("sys.argv", ["swinfuse", *args])
     with pytest.raises(SystemExit) as exit_info:
@@ -280,7 +280,7 @@ def test_batch_metrics_adds_scores(tiny_checkpoint, tmp_path):
     assert result.exit_code == 0, result.output
     scores = json.loads(result.stdout)["metrics"]
     assert len(scores["images"]) == 2 and scores["mean"]["EN"] > 0 and "Qabf" in scores["mean"]
-    from swinfuse_cli.metrics import compute_metrics, read_gray
+    from swinfuse.metrics import compute_metrics, read_gray
 
     direct = compute_metrics(read_gray(tmp_path / "o" / "0.png"), read_gray(tmp_path / "d" / "ir" / "0.png"),
                              read_gray(tmp_path / "d" / "vis" / "0.png"))
@@ -307,7 +307,7 @@ def test_usage_error_from_the_console_script():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "swinfuse_cli", "fsue"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "swinfuse", "fsue"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "No such command 'fsue'" in out.stderr and "Traceback" not in out.stderr
 
 
@@ -347,7 +347,7 @@ def test_batch_metrics_table_in_80_columns_cuts_no_number(tiny_checkpoint, tmp_p
     import cv2
     import numpy as np
 
-    from swinfuse_cli import render
+    from swinfuse import render
 
     rng = np.random.default_rng(2)
     for sub in ("ir", "vis"):
@@ -400,8 +400,8 @@ def test_negative_threads_are_a_usage_error(command, monkeypatch, capsys):
 def test_threads_zero_is_torch_default_and_negative_is_refused():
     import torch
 
-    from swinfuse_cli import devices
-    from swinfuse_cli.errors import DeviceError
+    from swinfuse import devices
+    from swinfuse.errors import DeviceError
 
     assert devices.set_threads(0) == devices.set_threads(None) == torch.get_num_threads()
     with pytest.raises(DeviceError, match=r"^--threads must be a positive count, or 0 for torch's default; got -3$"):

@@ -1,4 +1,4 @@
-"""Image reading and writing, pair discovery, shards and streaming (swinfuse_cli.data)."""
+"""Image reading and writing, pair discovery, shards and streaming (swinfuse.data)."""
 
 import os
 import threading
@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
-from swinfuse_cli.data import io
-from swinfuse_cli.data.io import (compose_output, output_bit_depth, quantize, read_infrared, read_visible,
+from swinfuse.data import io
+from swinfuse.data.io import (compose_output, output_bit_depth, quantize, read_infrared, read_visible,
                                   write_image_atomic)
-from swinfuse_cli.data.pairs import find_pairs, parse_shard, shard
-from swinfuse_cli.data.stream import AsyncWriter, prefetch
-from swinfuse_cli.errors import InputError, OutputError
+from swinfuse.data.pairs import find_pairs, parse_shard, shard
+from swinfuse.data.stream import AsyncWriter, prefetch
+from swinfuse.errors import InputError, OutputError
 
 ASSETS = Path(__file__).parent / "assets"
 rng = np.random.default_rng(0)

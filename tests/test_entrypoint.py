@@ -5,7 +5,7 @@ import sys
 
 def test_help_and_version_do_not_import_torch():
     code = ("import sys; sys.argv = ['swinfuse', '--help']\n"
-            "from swinfuse_cli.cli import main\n"
+            "from swinfuse.cli import main\n"
             "try:\n    main()\nexcept SystemExit:\n    pass\n"
             "print('TORCH', 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -13,19 +13,19 @@ def test_help_and_version_do_not_import_torch():
 
 
 def test_console_script_runs_profile_json():
-    out = subprocess.run([sys.executable, "-m", "swinfuse_cli", "profile", "--size", "67", "--json",
+    out = subprocess.run([sys.executable, "-m", "swinfuse", "profile", "--size", "67", "--json",
                           "--repetitions", "1", "--warmup", "0"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["sizes"][0]["output_shape"] == [1, 1, 134, 134]
 
 
 def test_version():
-    out = subprocess.run([sys.executable, "-m", "swinfuse_cli", "--version"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "swinfuse", "--version"], capture_output=True, text=True, timeout=60)
     assert out.stdout.startswith("swinfuse ")
 
 
 def test_failed_command_exits_non_zero(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "swinfuse_cli", "evaluate", str(tmp_path / "nothing"), str(tmp_path)],
+    out = subprocess.run([sys.executable, "-m", "swinfuse", "evaluate", str(tmp_path / "nothing"), str(tmp_path)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert out.stderr.strip().startswith("Error: ") and out.stderr.count("\n") == 1

@@ -12,9 +12,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from swinfuse_cli import evaluate_cmd
-from swinfuse_cli.errors import InputError
-from swinfuse_cli.metrics import METRIC_NAMES
+from swinfuse import evaluate_cmd
+from swinfuse.errors import InputError
+from swinfuse.metrics import METRIC_NAMES
 
 H, W = 48, 64  # VIF needs at least 41 px a side
 
@@ -130,7 +130,7 @@ def test_cli_table_in_80_columns_cuts_no_number(tmp_path):
         cv2.imwrite(str(tmp_path / "src/ir" / f"{stem}.png"), ir)
         cv2.imwrite(str(tmp_path / "src/vis" / f"{stem}.png"), vis)
         cv2.imwrite(str(tmp_path / "fused" / f"{stem}.png"), ((ir.astype(int) + vis) // 2).astype(np.uint8))
-    command = [sys.executable, "-m", "swinfuse_cli", "evaluate", str(tmp_path / "fused"), str(tmp_path / "src"),
+    command = [sys.executable, "-m", "swinfuse", "evaluate", str(tmp_path / "fused"), str(tmp_path / "src"),
                "--workers", "1"]
     data = json.loads(subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=120).stdout)
     out = subprocess.run(command, capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "80"})

@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from swinfuse_cli.errors import InputError, OutputError
-from swinfuse_cli.fusing import fuse_batch, fuse_pair
+from swinfuse.errors import InputError, OutputError
+from swinfuse.fusing import fuse_batch, fuse_pair
 
 ASSETS = Path(__file__).parent / "assets"
 rng = np.random.default_rng(0)
@@ -330,9 +330,9 @@ def test_batch_over_the_real_assets(tmp_path):
 
 
 def test_a_real_checkpoint_through_the_library(tmp_path):
-    from swinfuse_cli.model.checkpoint import load_checkpoint, save_checkpoint
-    from swinfuse_cli.model.config import FusionConfig, TextEncoderSpec
-    from swinfuse_cli.model.network import SwinFuse
+    from swinfuse.model.checkpoint import load_checkpoint, save_checkpoint
+    from swinfuse.model.config import FusionConfig, TextEncoderSpec
+    from swinfuse.model.network import SwinFuse
 
     torch.manual_seed(0)
     config = FusionConfig.smoke(use_checkpoint=False, text_dim=16,  # upscale 2, pixelshuffledirect

@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from swinfuse_cli import metrics
-from swinfuse_cli.errors import InputError
+from swinfuse import metrics
+from swinfuse.errors import InputError
 
 H, W = 48, 64
 

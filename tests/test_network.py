@@ -3,9 +3,9 @@ import dataclasses
 import pytest
 import torch
 
-from swinfuse_cli.errors import ConfigError, ShapeError
-from swinfuse_cli.model.config import FusionConfig
-from swinfuse_cli.model.network import SwinFuse, count_parameters
+from swinfuse.errors import ConfigError, ShapeError
+from swinfuse.model.config import FusionConfig
+from swinfuse.model.network import SwinFuse, count_parameters
 
 
 def _pair(B=1, H=16, W=16, C=1):
@@ -67,7 +67,7 @@ def test_cross_attention_reads_the_other_modality(tiny_model):
 
 def test_shift_mask_matters():
     # With the mask, a shifted window on a 2x2-window map keeps wrapped regions apart; without it, not.
-    from swinfuse_cli.model.blocks import SwinBlock
+    from swinfuse.model.blocks import SwinBlock
 
     torch.manual_seed(0)
     blk = SwinBlock(4, 1, 4, 2, 1.0, True, None, 0, 0, 0).eval()

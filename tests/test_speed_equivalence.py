@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from swinfuse_cli.model.config import FusionConfig
-from swinfuse_cli.model.network import SwinFuse
-from swinfuse_cli.model.window import shift_mask, window_partition
+from swinfuse.model.config import FusionConfig
+from swinfuse.model.network import SwinFuse
+from swinfuse.model.window import shift_mask, window_partition
 
 REFERENCE = Path(__file__).parent / "assets" / "reference_forward.safetensors"
 
@@ -76,8 +76,8 @@ def _plain_attention(attn, x, shift_ws=None):
 
 @pytest.mark.parametrize("B", [1, 3])
 def test_window_attention_matches_a_plain_implementation(B):
-    from swinfuse_cli.model.attention import WindowAttention
-    from swinfuse_cli.model.window import masked_windows
+    from swinfuse.model.attention import WindowAttention
+    from swinfuse.model.window import masked_windows
 
     torch.manual_seed(0)
     attn = WindowAttention(8, 4, 2).eval()
@@ -92,7 +92,7 @@ def test_window_attention_matches_a_plain_implementation(B):
 
 
 def test_only_the_last_row_and_column_of_windows_are_masked():
-    from swinfuse_cli.model.window import masked_windows
+    from swinfuse.model.window import masked_windows
 
     idx, mask = masked_windows(16, 24, 4, 2, torch.device("cpu"))  # 4 x 6 windows
     assert sorted(idx.tolist()) == [5, 11, 17, 18, 19, 20, 21, 22, 23]
@@ -101,7 +101,7 @@ def test_only_the_last_row_and_column_of_windows_are_masked():
 
 @pytest.mark.parametrize("band_tokens", [1, 60])  # one window-row per band; a few rows per band
 def test_banded_inference_matches_the_frozen_reference(band_tokens, monkeypatch):
-    from swinfuse_cli.model import blocks
+    from swinfuse.model import blocks
 
     model, t = _reference_model()
     monkeypatch.setattr(blocks, "BAND_TOKENS", band_tokens)
@@ -112,7 +112,7 @@ def test_banded_inference_matches_the_frozen_reference(band_tokens, monkeypatch)
 @pytest.mark.parametrize("shift", [0, 2])
 @pytest.mark.parametrize("cross", [False, True])
 def test_banded_block_equals_the_whole_map(shift, cross, monkeypatch):
-    from swinfuse_cli.model import blocks
+    from swinfuse.model import blocks
 
     torch.manual_seed(0)
     blk = blocks.SwinBlock(8, 2, 4, shift, 2.0, True, None, 0, 0, 0, cross=cross).eval()
@@ -129,7 +129,7 @@ def test_banded_block_equals_the_whole_map(shift, cross, monkeypatch):
 def test_cpu_window_attention_equals_sdpa(heads, head_dim, windows, per_window):
     """attend_cpu (chunks of windows, head by head) against torch's SDPA: chunk edges (130 = 2 x 64 + 2),
     several heads, and a bias per window (the shift-masked windows) as well as one broadcast over windows."""
-    from swinfuse_cli.model.attention import attend_cpu
+    from swinfuse.model.attention import attend_cpu
 
     torch.manual_seed(0)
     q, k, v = (torch.randn(windows, heads, 64, head_dim) for _ in range(3))

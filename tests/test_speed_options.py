@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from swinfuse_cli import api
-from swinfuse_cli.cli import app, main
+from swinfuse import api
+from swinfuse.cli import app, main
 
 runner = CliRunner()
 ASSETS = Path(__file__).parent / "assets"
@@ -92,8 +92,8 @@ def test_compile_compiles_the_image_path_layer_norms(tiny_checkpoint):
     import torch
     from torch import nn
 
-    from swinfuse_cli.model.checkpoint import load_checkpoint
-    from swinfuse_cli.model.network import compile_layer_norms
+    from swinfuse.model.checkpoint import load_checkpoint
+    from swinfuse.model.network import compile_layer_norms
 
     eager, _ = load_checkpoint(tiny_checkpoint)
     compiled, _ = load_checkpoint(tiny_checkpoint)

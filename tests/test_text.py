@@ -3,9 +3,9 @@ import warnings
 import pytest
 import torch
 
-from swinfuse_cli.errors import ConfigError, TextEncoderError
-from swinfuse_cli.model.config import TextEncoderSpec
-from swinfuse_cli.model.text import ClipTextEncoder, CompactTextEncoder
+from swinfuse.errors import ConfigError, TextEncoderError
+from swinfuse.model.config import TextEncoderSpec
+from swinfuse.model.text import ClipTextEncoder, CompactTextEncoder
 
 
 def test_compact_encoder_gives_one_vector_per_prompt():

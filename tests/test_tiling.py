@@ -7,12 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from swinfuse_cli import tiling
+from swinfuse import tiling
 
 
 def _model(upscale=1, upsampler=""):
-    from swinfuse_cli.model.config import FusionConfig, TextEncoderSpec
-    from swinfuse_cli.model.network import SwinFuse
+    from swinfuse.model.config import FusionConfig, TextEncoderSpec
+    from swinfuse.model.network import SwinFuse
 
     cfg = FusionConfig.smoke(upscale=upscale, upsampler=upsampler, use_checkpoint=False, text_dim=16,
                              text=TextEncoderSpec(width=16, layers=1, heads=2, context_length=16))
@@ -119,8 +119,8 @@ def test_out_of_memory_retries_with_smaller_tiles():
 def _deep_model():
     """The shipped model's depths (2 Ex, 2 Fusion, 2 + 2 Re blocks) at window 4, random weights: its edge effects
     reach further than the smoke model's, so it tells a sufficient overlap from an insufficient one."""
-    from swinfuse_cli.model.config import FusionConfig, TextEncoderSpec
-    from swinfuse_cli.model.network import SwinFuse
+    from swinfuse.model.config import FusionConfig, TextEncoderSpec
+    from swinfuse.model.network import SwinFuse
 
     cfg = FusionConfig.smoke(upscale=1, upsampler="", use_checkpoint=False, text_dim=16, ex_depths=(2,),
                              fusion_depths=(2,), re_depths=(2, 2), re_num_heads=(1, 1),
@@ -151,7 +151,7 @@ def test_every_accepted_tile_size_blends_without_seams(tile):
     (24, 100, "--tile-overlap 100 does not fit --tile 24: at most 20"),
 ])
 def test_tiles_that_cannot_blend_are_refused_in_one_line(tile, overlap, message):
-    from swinfuse_cli.errors import ConfigError
+    from swinfuse.errors import ConfigError
 
     model = _model()
     ir, vis = _pair(40, 56)

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from swinfuse_cli.training import degrade as D
-from swinfuse_cli.training import prompts as P
-from swinfuse_cli.training.losses import WEIGHTS, fusion_loss, sobel_magnitude, ssim
+from swinfuse.training import degrade as D
+from swinfuse.training import prompts as P
+from swinfuse.training.losses import WEIGHTS, fusion_loss, sobel_magnitude, ssim
 
 
 def _scene(h: int = 32, w: int = 32, seed: int = 0) -> torch.Tensor:
@@ -131,7 +131,7 @@ def pair_dir(tmp_path):
 
 
 def _args(data, out, **kw):
-    from swinfuse_cli.training.trainer import TrainArgs
+    from swinfuse.training.trainer import TrainArgs
 
     base = dict(data=data if isinstance(data, tuple) else str(data), out=str(out), preset="smoke", steps=4, batch_size=2, crop=16, val_count=2,
                 val_every=0, val_crop=16, warmup=1, log_every=1, progress=False, threads=1, command="test")
@@ -139,15 +139,15 @@ def _args(data, out, **kw):
 
 
 def test_split_keeps_last_stems_for_validation(pair_dir):
-    from swinfuse_cli.training.trainer import split_pairs
+    from swinfuse.training.trainer import split_pairs
 
     train, val = split_pairs(pair_dir, 2)
     assert [s for s, _, _ in train] == ["p0", "p1", "p2", "p3"] and [s for s, _, _ in val] == ["p4", "p5"]
 
 
 def test_train_writes_checkpoint_with_provenance_and_log(pair_dir, tmp_path):
-    from swinfuse_cli.model.checkpoint import load_checkpoint
-    from swinfuse_cli.training.trainer import train
+    from swinfuse.model.checkpoint import load_checkpoint
+    from swinfuse.training.trainer import train
 
     result = train(_args(pair_dir, tmp_path / "run", val_every=2))
     assert result.finished and result.step == 4 and np.isfinite(result.val_loss)
@@ -164,7 +164,7 @@ def test_train_writes_checkpoint_with_provenance_and_log(pair_dir, tmp_path):
 
 
 def test_resume_continues_exactly(pair_dir, tmp_path):
-    from swinfuse_cli.training.trainer import train
+    from swinfuse.training.trainer import train
 
     train(_args(pair_dir, tmp_path / "straight"))
     train(_args(pair_dir, tmp_path / "split", stop_after=2))
@@ -180,8 +180,8 @@ def test_resume_continues_exactly(pair_dir, tmp_path):
 
 
 def test_resume_refuses_changed_settings(pair_dir, tmp_path):
-    from swinfuse_cli.errors import CheckpointError
-    from swinfuse_cli.training.trainer import train
+    from swinfuse.errors import CheckpointError
+    from swinfuse.training.trainer import train
 
     train(_args(pair_dir, tmp_path / "run", stop_after=1))
     with pytest.raises(CheckpointError, match="crop=16"):
@@ -189,8 +189,8 @@ def test_resume_refuses_changed_settings(pair_dir, tmp_path):
 
 
 def test_init_warm_starts_from_a_checkpoint_and_records_it(pair_dir, tmp_path):
-    from swinfuse_cli.model.checkpoint import load_checkpoint
-    from swinfuse_cli.training.trainer import train
+    from swinfuse.model.checkpoint import load_checkpoint
+    from swinfuse.training.trainer import train
 
     train(_args(pair_dir, tmp_path / "first"))
     first = tmp_path / "first" / "model.safetensors"
@@ -213,8 +213,8 @@ def test_resuming_a_warm_started_run_needs_no_init_file(pair_dir, tmp_path):
     may be moved away and the run still resumes, and the final checkpoint records the same start."""
     import shutil
 
-    from swinfuse_cli.model.checkpoint import load_checkpoint
-    from swinfuse_cli.training.trainer import train
+    from swinfuse.model.checkpoint import load_checkpoint
+    from swinfuse.training.trainer import train
 
     train(_args(pair_dir, tmp_path / "first"))
     first = tmp_path / "init.safetensors"
@@ -229,8 +229,8 @@ def test_resuming_a_warm_started_run_needs_no_init_file(pair_dir, tmp_path):
 
 
 def test_init_refuses_another_architecture_and_resume_refuses_other_loss_weights(pair_dir, tmp_path):
-    from swinfuse_cli.errors import CheckpointError
-    from swinfuse_cli.training.trainer import train
+    from swinfuse.errors import CheckpointError
+    from swinfuse.training.trainer import train
 
     train(_args(pair_dir, tmp_path / "smoke"))
     with pytest.raises(CheckpointError, match="different model than preset 'default'"):
@@ -243,9 +243,9 @@ def test_init_refuses_another_architecture_and_resume_refuses_other_loss_weights
 def test_init_converts_a_head_count_change(pair_dir, tmp_path, monkeypatch):
     import dataclasses
 
-    from swinfuse_cli.model.checkpoint import load_checkpoint
-    from swinfuse_cli.model.config import FusionConfig
-    from swinfuse_cli.training.trainer import train
+    from swinfuse.model.checkpoint import load_checkpoint
+    from swinfuse.model.config import FusionConfig
+    from swinfuse.training.trainer import train
 
     smoke = FusionConfig.smoke
     train(_args(pair_dir, tmp_path / "two"))  # smoke preset: one head everywhere
@@ -268,7 +268,7 @@ def test_train_command_runs(pair_dir, tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from swinfuse_cli.train_cmd import register
+    from swinfuse.train_cmd import register
 
     app = typer.Typer()
     register(app)
@@ -286,18 +286,18 @@ def test_train_command_runs(pair_dir, tmp_path):
 
 
 def test_recorded_command_names_swinfuse_for_python_dash_m(monkeypatch):
-    from swinfuse_cli.training.trainer import invocation
+    from swinfuse.training.trainer import invocation
 
-    monkeypatch.setattr(sys, "argv", ["/x/swinfuse_cli/__main__.py", "train", "--out", "a b"])
+    monkeypatch.setattr(sys, "argv", ["/x/swinfuse/__main__.py", "train", "--out", "a b"])
     assert invocation() == "swinfuse train --out 'a b'"
     monkeypatch.setattr(sys, "argv", ["/venv/bin/swinfuse", "train"])
     assert invocation() == "swinfuse train"
 
 
 def test_recorded_command_for_the_stand_alone_train_module(monkeypatch):
-    from swinfuse_cli.training.trainer import invocation
+    from swinfuse.training.trainer import invocation
 
-    monkeypatch.setattr(sys, "argv", ["/x/swinfuse_cli/train_cmd.py", "--steps", "5"])
+    monkeypatch.setattr(sys, "argv", ["/x/swinfuse/train_cmd.py", "--steps", "5"])
     assert invocation() == "swinfuse train --steps 5"
 
 
@@ -305,7 +305,7 @@ def test_train_command_rejects_bad_loss_weights(tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from swinfuse_cli.train_cmd import register
+    from swinfuse.train_cmd import register
 
     app = typer.Typer()
     register(app)
@@ -329,7 +329,7 @@ def _free_port() -> int:
 def test_torchrun_two_cpu_processes(pair_dir, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-           "--master-port", str(_free_port()), "-m", "swinfuse_cli.train_cmd",
+           "--master-port", str(_free_port()), "-m", "swinfuse.train_cmd",
            "--data", str(pair_dir), "--out", str(out), "--preset", "smoke", "--steps", "3", "--batch-size", "4",
            "--crop", "16", "--val-count", "2", "--val-crop", "16", "--warmup", "1", "--val-every", "2",
            "--device", "cpu", "--threads", "1", "--no-progress"]
@@ -345,8 +345,8 @@ def test_torchrun_two_cpu_processes(pair_dir, tmp_path):
 @pytest.mark.parametrize("bad", [(10.0, 20.0), (10.0, -1.0, 20.0), (10.0, float("inf"), 20.0), ("10", "x", "20")])
 def test_train_from_python_rejects_bad_loss_weights(pair_dir, tmp_path, bad):
     """TrainArgs from Python gets the CLI's check: one ConfigError before the run folder is made."""
-    from swinfuse_cli.errors import ConfigError
-    from swinfuse_cli.training.trainer import train
+    from swinfuse.errors import ConfigError
+    from swinfuse.training.trainer import train
 
     with pytest.raises(ConfigError, match="loss weights must be 3 non-negative numbers"):
         train(_args(pair_dir, tmp_path / "run", loss_weights=bad))
@@ -367,8 +367,8 @@ def _copy_dir(src: Path, dst: Path, scale: float = 1.0) -> Path:
 
 
 def test_data_spec_parses_weights_and_refuses_bad_ones():
-    from swinfuse_cli.errors import InputError
-    from swinfuse_cli.training.sampling import DataSpec, as_specs
+    from swinfuse.errors import InputError
+    from swinfuse.training.sampling import DataSpec, as_specs
 
     assert DataSpec.parse("a/b") == DataSpec("a/b", 1.0)
     assert DataSpec.parse("a/b:0.5") == DataSpec("a/b", 0.5)
@@ -381,7 +381,7 @@ def test_data_spec_parses_weights_and_refuses_bad_ones():
 
 
 def test_folders_are_drawn_by_weight():
-    from swinfuse_cli.training.sampling import WeightedPairs
+    from swinfuse.training.sampling import WeightedPairs
 
     a, b = [(torch.zeros(1, 4, 4), torch.zeros(1, 4, 4))] * 10, [(torch.ones(1, 4, 4), torch.ones(1, 4, 4))]
     pool = WeightedPairs([a, b], [1.0, 3.0])  # one pair in b, but b is drawn 3 times as often as all of a
@@ -391,7 +391,7 @@ def test_folders_are_drawn_by_weight():
 
 
 def test_random_crop_rescales_and_jitters_each_modality_alone():
-    from swinfuse_cli.training.sampling import Augment, random_crop
+    from swinfuse.training.sampling import Augment, random_crop
 
     ir, vis = _scene(64, 64, seed=1), _scene(64, 64, seed=2)
     plain = random_crop(ir, vis, 16, np.random.default_rng(5), Augment())
@@ -420,8 +420,8 @@ def test_signed_gradient_target_wants_the_polarity_of_the_stronger_edge():
 
 
 def test_train_on_several_folders_validates_other_cameras(pair_dir, tmp_path):
-    from swinfuse_cli.model.checkpoint import load_checkpoint
-    from swinfuse_cli.training.trainer import train
+    from swinfuse.model.checkpoint import load_checkpoint
+    from swinfuse.training.trainer import train
 
     second = _copy_dir(pair_dir, tmp_path / "second", scale=0.75)
     other = _copy_dir(pair_dir, tmp_path / "other_camera")
@@ -436,8 +436,8 @@ def test_train_on_several_folders_validates_other_cameras(pair_dir, tmp_path):
 
 
 def test_train_refuses_an_existing_run_without_resume_or_overwrite(pair_dir, tmp_path):
-    from swinfuse_cli.errors import InputError
-    from swinfuse_cli.training.trainer import train
+    from swinfuse.errors import InputError
+    from swinfuse.training.trainer import train
 
     train(_args(pair_dir, tmp_path / "run", steps=1))
     before = (tmp_path / "run" / "trainer_state.pt").read_bytes()
@@ -452,7 +452,7 @@ def test_train_refuses_an_existing_run_without_resume_or_overwrite(pair_dir, tmp
 def test_train_command_needs_data(tmp_path):
     from typer.testing import CliRunner
 
-    from swinfuse_cli.cli import app
+    from swinfuse.cli import app
 
     result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run")])
     assert result.exit_code == 1 and "--data" in result.output and not (tmp_path / "run").exists()

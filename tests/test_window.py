@@ -1,6 +1,6 @@
 import torch
 
-from swinfuse_cli.model.window import relative_position_index, shift_mask, window_partition, window_reverse
+from swinfuse.model.window import relative_position_index, shift_mask, window_partition, window_reverse
 
 
 def test_partition_reverse_round_trip():
@@ -35,7 +35,7 @@ def test_shift_mask_separates_wrapped_regions():
 
 
 def test_roll_rows_cuts_and_restores_the_rolled_map():
-    from swinfuse_cli.model.window import roll_rows, unroll_rows_
+    from swinfuse.model.window import roll_rows, unroll_rows_
 
     x = torch.randn(2, 12, 16, 3)
     rolled = torch.roll(x, shifts=(-2, -2), dims=(1, 2))

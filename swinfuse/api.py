@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from swinfuse_cli.errors import CheckpointError, ConfigError
+from swinfuse.errors import CheckpointError, ConfigError
 
 DEFAULT_WEIGHTS_NAME = "swinfuse-default.safetensors"
 
@@ -36,7 +36,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def build_config(preset: str = "smoke", overrides: dict | None = None):
-    from swinfuse_cli.model.config import FusionConfig
+    from swinfuse.model.config import FusionConfig
 
     return FusionConfig.preset(preset, **{k: v for k, v in (overrides or {}).items() if v is not None})
 
@@ -45,8 +45,8 @@ def load_model(*, weights: str | Path | None, preset: str | None = None, overrid
                device, require_weights: bool = False):
     """-> (model, meta, source). With weights: the checkpoint. Without: a preset with random weights, unless
     the caller fuses images (require_weights), where random weights would be meaningless."""
-    from swinfuse_cli.model.checkpoint import load_checkpoint
-    from swinfuse_cli.model.network import SwinFuse
+    from swinfuse.model.checkpoint import load_checkpoint
+    from swinfuse.model.network import SwinFuse
 
     if weights is None and require_weights:
         weights = default_weights_path()
@@ -65,7 +65,7 @@ def load_model(*, weights: str | Path | None, preset: str | None = None, overrid
 def profile_model(*, preset: str = "smoke", overrides: dict | None = None, weights: str | Path | None = None,
                   sizes: list[str] = ("64",), batch: int = 1, warmup: int = 2, repetitions: int = 10,
                   prompt: str = "", device: str = "auto", precision: str = "fp32", threads: int | None = None):
-    from swinfuse_cli import devices, profiling
+    from swinfuse import devices, profiling
 
     dev = devices.resolve_device(device)
     dtype = devices.resolve_dtype(precision, dev)
@@ -81,7 +81,7 @@ def profile_model(*, preset: str = "smoke", overrides: dict | None = None, weigh
 
 def summarize_model(*, preset: str = "smoke", overrides: dict | None = None, weights: str | Path | None = None,
                     size: str = "64", prompt: str = "", depth: int = 3, device: str = "auto"):
-    from swinfuse_cli import devices, summary
+    from swinfuse import devices, summary
 
     dev = devices.resolve_device(device)
     if depth < 1:
@@ -94,7 +94,7 @@ def summarize_model(*, preset: str = "smoke", overrides: dict | None = None, wei
 def _for_speed(model, dtype, compile: bool):
     """The model in the asked precision (cast whole: bf16 on CPU halves the memory traffic as well), with its
     LayerNorms under torch.compile when asked (opt-in: the first forward compiles; see compile_layer_norms)."""
-    from swinfuse_cli.model.network import compile_layer_norms
+    from swinfuse.model.network import compile_layer_norms
 
     model = model.to(dtype=dtype)
     if compile:
@@ -108,7 +108,7 @@ def fuse_pair(*, ir: str | Path, vis: str | Path, prompts: list[str], output: st
               tile: int = 0, tile_overlap: int | None = None, precision: str = "fp32", compile: bool = False):
     import time
 
-    from swinfuse_cli import devices, fusing
+    from swinfuse import devices, fusing
 
     dev = devices.resolve_device(device)
     dtype = devices.resolve_dtype(precision, dev)
@@ -134,7 +134,7 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str =
                gray: bool = False, bit_depth: int | None = None, threads: int | None = None, progress=None,
                metrics: bool = False, tile: int = 0, tile_overlap: int | None = None, precision: str = "fp32",
                compile: bool = False):
-    from swinfuse_cli import devices, fusing
+    from swinfuse import devices, fusing
 
     dev = devices.resolve_device(device)
     dtype = devices.resolve_dtype(precision, dev)
@@ -153,7 +153,7 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str =
 
 def score_batch(report) -> dict:
     """The field's metrics for every fused output of a batch (written now or earlier) against its sources."""
-    from swinfuse_cli import metrics
+    from swinfuse import metrics
 
     jobs = [(r.rel, r.output, r.ir, r.vis) for r in report.records if r.status in ("written", "skipped")]
     records = metrics.evaluate_triples(jobs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from swinfuse_cli.errors import DeviceError
+from swinfuse.errors import DeviceError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 

@@ -39,11 +39,11 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from swinfuse_cli.errors import CheckpointError, ConfigError, InputError, SwinfuseError
-from swinfuse_cli.training.degrade import KIND_NAMES, degrade, degrade_fixed
-from swinfuse_cli.training.losses import GRADIENT_TARGETS, WEIGHTS, fusion_loss
-from swinfuse_cli.training.prompts import HELD_OUT, canonical_prompt, sample_prompt
-from swinfuse_cli.training.sampling import Augment, WeightedPairs, as_specs, folder_pairs, load_pairs, random_crop
+from swinfuse.errors import CheckpointError, ConfigError, InputError, SwinfuseError
+from swinfuse.training.degrade import KIND_NAMES, degrade, degrade_fixed
+from swinfuse.training.losses import GRADIENT_TARGETS, WEIGHTS, fusion_loss
+from swinfuse.training.prompts import HELD_OUT, canonical_prompt, sample_prompt
+from swinfuse.training.sampling import Augment, WeightedPairs, as_specs, folder_pairs, load_pairs, random_crop
 
 STATE_FORMAT = 1
 
@@ -180,7 +180,7 @@ def _warm_start(model: nn.Module, args: TrainArgs, config) -> dict:
     about where it started. The architecture must match the preset's except for the number of attention
     heads: a head count change keeps every weight's shape but the relative-position bias tables, which
     start from the mean of the old heads' tables (an approximate start, not an equivalent model)."""
-    from swinfuse_cli.model.checkpoint import load_checkpoint
+    from swinfuse.model.checkpoint import load_checkpoint
 
     source, meta = load_checkpoint(args.init)
     theirs, ours = dataclasses.asdict(source.config), dataclasses.asdict(config)
@@ -274,7 +274,7 @@ def _set_rng_state(state: dict) -> None:
 def _atomic_torch_save(obj, path: Path) -> None:
     import io
 
-    from swinfuse_cli.data.io import write_bytes_atomic
+    from swinfuse.data.io import write_bytes_atomic
 
     buffer = io.BytesIO()
     torch.save(obj, buffer)
@@ -294,9 +294,9 @@ def _git_commit() -> str:
 
 
 def invocation() -> str:
-    """The command line as a user would retype it: `python -m swinfuse_cli train ...` (and torchrun's
-    `-m swinfuse_cli`) run `__main__.py`, which is the `swinfuse` command; `python -m
-    swinfuse_cli.train_cmd ...` is `swinfuse train ...`."""
+    """The command line as a user would retype it: `python -m swinfuse train ...` (and torchrun's
+    `-m swinfuse`) run `__main__.py`, which is the `swinfuse` command; `python -m
+    swinfuse.train_cmd ...` is `swinfuse train ...`."""
     name = Path(sys.argv[0]).name
     head = {"__main__.py": ["swinfuse"], "train_cmd.py": ["swinfuse", "train"]}.get(name, [name])
     return shlex.join(head + sys.argv[1:])
@@ -364,9 +364,9 @@ def _normalised(args: TrainArgs) -> TrainArgs:
 
 
 def train(args: TrainArgs) -> TrainResult:
-    from swinfuse_cli.model.checkpoint import save_checkpoint
-    from swinfuse_cli.model.config import FusionConfig
-    from swinfuse_cli.model.network import SwinFuse
+    from swinfuse.model.checkpoint import save_checkpoint
+    from swinfuse.model.config import FusionConfig
+    from swinfuse.model.network import SwinFuse
 
     weights = check_loss_weights(args.loss_weights)  # before anything is created
     args = _normalised(args)

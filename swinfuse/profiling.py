@@ -165,7 +165,7 @@ def profile_model(model, *, source: str, sizes: list[tuple[int, int]], batch: in
                   repetitions: int = 10, prompt: str = "", device, dtype, threads: int) -> ProfileReport:
     import dataclasses
 
-    from swinfuse_cli.model.network import count_parameters
+    from swinfuse.model.network import count_parameters
 
     model = model.to(device=device, dtype=dtype).eval()
     report = ProfileReport(source=source, config=dataclasses.asdict(model.config), device=str(device),

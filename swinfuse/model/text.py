@@ -16,8 +16,8 @@ import warnings
 import torch
 from torch import nn
 
-from swinfuse_cli.errors import TextEncoderError
-from swinfuse_cli.model.config import TextEncoderSpec
+from swinfuse.errors import TextEncoderError
+from swinfuse.model.config import TextEncoderSpec
 
 VOCAB_SIZE = 49408  # open_clip's BPE vocabulary
 

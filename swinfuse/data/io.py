@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from swinfuse_cli.errors import InputError, OutputError
+from swinfuse.errors import InputError, OutputError
 
 READ_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 SIXTEEN_BIT_EXTENSIONS = (".png", ".tif", ".tiff")  # the writable formats that store 16-bit samples

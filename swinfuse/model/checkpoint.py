@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from swinfuse_cli.errors import CheckpointError, ConfigError, SwinfuseError
-from swinfuse_cli.model.config import FusionConfig, TextEncoderSpec
+from swinfuse.errors import CheckpointError, ConfigError, SwinfuseError
+from swinfuse.model.config import FusionConfig, TextEncoderSpec
 
 FORMAT = "swinfuse"
 FORMAT_VERSION = "1"
@@ -89,7 +89,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     """-> (model in eval mode on `device`, meta dict with config, provenance, sha256, path)."""
     from safetensors.torch import load_file
 
-    from swinfuse_cli.model.network import SwinFuse
+    from swinfuse.model.network import SwinFuse
 
     path = Path(path)
     meta = read_metadata(path)

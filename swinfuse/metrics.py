@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from swinfuse_cli.errors import InputError
+from swinfuse.errors import InputError
 
 METRIC_NAMES = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "Nabf")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")

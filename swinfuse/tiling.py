@@ -187,7 +187,7 @@ def _ceil_to(n: int, multiple: int) -> int:
 def check_tiling(tile: int | None, overlap: int | None, window: int) -> None:
     """Refuse, in one line, a tile or overlap that cannot be blended without seams (see MIN_OVERLAP_WINDOWS)
     or an overlap that does not fit its tile. tile None: whole frame; 0: automatic; overlap None: default."""
-    from swinfuse_cli.errors import ConfigError
+    from swinfuse.errors import ConfigError
 
     if tile is not None and tile < 0:
         raise ConfigError(f"--tile must be >= 0 (0: automatic), got {tile}")
@@ -225,7 +225,7 @@ def fuse_frame(model, ir: torch.Tensor, vis: torch.Tensor, text, *, tile: int | 
     budget); N: tiles of N pixels (rounded down to the window, at least min_tile). overlap None: the default
     (four windows). Tiled frames get a note with the tile and overlap used. Out of
     memory: retry with half-size tiles, down to min_tile."""
-    from swinfuse_cli.errors import DeviceError
+    from swinfuse.errors import DeviceError
 
     device, dtype = _model_device_dtype(model)
     cfg = model.config

@@ -1,7 +1,7 @@
 """`swinfuse evaluate FUSED SOURCES`: the field's fusion metrics per image and their mean.
 
 The numbers follow the CDDFuse evaluator (Zhaozixiang1228/MMIF-CDDFuse, utils/Evaluator.py); the
-metrics themselves live in `swinfuse_cli.metrics`. numpy and cv2 are imported inside the functions, so
+metrics themselves live in `swinfuse.metrics`. numpy and cv2 are imported inside the functions, so
 registering the command keeps `swinfuse --help` instant.
 
     swinfuse evaluate runs/fused ../data/roadscene              # sources laid out as ir/ + vis/
@@ -39,8 +39,8 @@ class EvaluateReport:
 
 
 def _fused_images(fused: Path) -> dict[str, Path]:
-    from swinfuse_cli.errors import InputError
-    from swinfuse_cli.metrics import IMAGE_EXTENSIONS
+    from swinfuse.errors import InputError
+    from swinfuse.metrics import IMAGE_EXTENSIONS
 
     if not fused.exists():
         raise InputError(f"{fused}: no such file or folder")
@@ -58,7 +58,7 @@ def _write_csv(path: Path, report: EvaluateReport) -> None:
     import csv
     import io
 
-    from swinfuse_cli.data.io import write_bytes_atomic
+    from swinfuse.data.io import write_bytes_atomic
 
     text = io.StringIO(newline="")
     writer = csv.writer(text)
@@ -77,9 +77,9 @@ def evaluate_images(*, fused: str | Path, sources: str | Path | None = None, ir_
     case); or give ir_dir and vis_dir. workers: metric processes (0: one per CPU, 1: this process).
     on_done(done, total, record) follows progress. Raises InputError when nothing can be scored.
     """
-    from swinfuse_cli.data.pairs import find_pairs
-    from swinfuse_cli.errors import InputError
-    from swinfuse_cli.metrics import METRIC_NAMES, evaluate_triples, mean_record
+    from swinfuse.data.pairs import find_pairs
+    from swinfuse.errors import InputError
+    from swinfuse.metrics import METRIC_NAMES, evaluate_triples, mean_record
 
     fused = Path(fused)
     images = _fused_images(fused)
@@ -127,7 +127,7 @@ def _json_ready(value):
 
 def _tables(report: EvaluateReport):
     """The per-image table, split into column groups where the console is too narrow for all ten metrics."""
-    from swinfuse_cli.render import wide_tables
+    from swinfuse.render import wide_tables
 
     def values(record: dict) -> list[str]:
         return [f"{record[m]:.4f}" for m in report.metrics]
@@ -162,8 +162,8 @@ def evaluate_command(
 
     from rich.markup import escape
 
-    from swinfuse_cli import render
-    from swinfuse_cli.errors import SwinfuseError
+    from swinfuse import render
+    from swinfuse.errors import SwinfuseError
 
     # The bar starts with the first finished image, so input errors are the only thing on stderr.
     bar = Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),

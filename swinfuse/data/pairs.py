@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from swinfuse_cli.data.io import READ_EXTENSIONS
-from swinfuse_cli.errors import InputError
+from swinfuse.data.io import READ_EXTENSIONS
+from swinfuse.errors import InputError
 
 # (infrared folder, visible folder), lower case; the first present under the root wins.
 LAYOUTS = (("ir", "vis"), ("ir", "vi"), ("infrared", "visible"), ("ir", "vi_y"))

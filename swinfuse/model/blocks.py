@@ -14,8 +14,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from timm.layers import DropPath, Mlp
 
-from swinfuse_cli.model.attention import WindowAttention
-from swinfuse_cli.model.window import (band_masked_windows, masked_windows, roll_rows, unroll_rows_,
+from swinfuse.model.attention import WindowAttention
+from swinfuse.model.window import (band_masked_windows, masked_windows, roll_rows, unroll_rows_,
                                        window_partition, window_reverse)
 
 BAND_TOKENS = 32768  # per band in inference: ~2 MB per map at 16 channels, in cache

@@ -17,12 +17,12 @@ import torch.nn.functional as F
 from torch import nn
 from timm.layers import trunc_normal_
 
-from swinfuse_cli.errors import ShapeError
-from swinfuse_cli.model.blocks import CRSTB, RSTB
-from swinfuse_cli.model.config import FusionConfig
-from swinfuse_cli.model.film import FiLM
-from swinfuse_cli.model.heads import build_head
-from swinfuse_cli.model.text import build_text_encoder
+from swinfuse.errors import ShapeError
+from swinfuse.model.blocks import CRSTB, RSTB
+from swinfuse.model.config import FusionConfig
+from swinfuse.model.film import FiLM
+from swinfuse.model.heads import build_head
+from swinfuse.model.text import build_text_encoder
 
 
 def _drop_path_rates(rate: float, depths: tuple[int, ...]) -> list[list[float]]:

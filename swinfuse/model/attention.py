@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from timm.layers import trunc_normal_
 
-from swinfuse_cli.model.window import relative_position_index
+from swinfuse.model.window import relative_position_index
 
 CHUNK_WINDOWS = 64  # windows per score matrix in CPU inference: 64 x (64 x 64) floats = 1 MB, in L2
 

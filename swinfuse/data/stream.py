@@ -16,7 +16,7 @@ from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 import numpy as np
 
-from swinfuse_cli.data.io import write_image_atomic
+from swinfuse.data.io import write_image_atomic
 
 T = TypeVar("T")
 _DONE = object()

@@ -7,7 +7,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
-from swinfuse_cli.errors import ConfigError
+from swinfuse.errors import ConfigError
 
 UPSAMPLERS = ("", "pixelshuffle", "pixelshuffledirect", "nearest+conv")
 UPSCALES = (1, 2, 3, 4, 8)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from swinfuse_cli.errors import InputError, OutputError, ShapeError
+from swinfuse.errors import InputError, OutputError, ShapeError
 
 
 @dataclass
@@ -102,7 +102,7 @@ class BatchReport:
     peak_gpu_mb: float | None
     manifest: Path
     records: list[PairRecord]
-    metrics: dict | None = None  # with --metrics: per-pair records and their mean (swinfuse_cli.metrics)
+    metrics: dict | None = None  # with --metrics: per-pair records and their mean (swinfuse.metrics)
 
     def to_dict(self) -> dict:
         return _jsonable(dataclasses.asdict(self))
@@ -182,7 +182,7 @@ class _LoadedPair:
 
 def _read_pair(ir_path: Path, vis_path: Path, resize: bool) -> _LoadedPair:
     """Read one pair and match the infrared's size to the visible's."""
-    from swinfuse_cli.data.io import read_infrared, read_visible
+    from swinfuse.data.io import read_infrared, read_visible
     ir = read_infrared(ir_path)
     visible = read_visible(vis_path)
     ir_shape = tuple(ir.shape)
@@ -205,13 +205,13 @@ def _fuse_y(model, ir_t, vis_t, text, upscale: int, tile: int | None = None, ove
             notes: list[str] | None = None):
     """Forward one prompt: ir_t, vis_t (1, 1, H, W) on the CPU, text (1, D) -> fused Y (H*upscale, W*upscale)
     float32. tile None: the whole frame; 0: whole unless it exceeds the memory budget; N: N-pixel tiles
-    (swinfuse_cli.tiling, which also retries smaller tiles on out-of-memory and adds its notes)."""
+    (swinfuse.tiling, which also retries smaller tiles on out-of-memory and adds its notes)."""
     _, _, h, w = ir_t.shape
     if tile is None:
         p = next(model.parameters())  # the model's device and precision
         out = model(ir_t.to(p.device, p.dtype), vis_t.to(p.device, p.dtype), text)  # (1, 1, H*up, W*up)
     else:
-        from swinfuse_cli.tiling import fuse_frame
+        from swinfuse.tiling import fuse_frame
         frame = fuse_frame(model, ir_t, vis_t, text, tile=tile, overlap=overlap)
         out = frame.image  # (1, 1, H*up, W*up) float32 on the CPU
         if notes is not None:
@@ -225,7 +225,7 @@ def _fuse_y(model, ir_t, vis_t, text, upscale: int, tile: int | None = None, ove
 def _check_tiling(model, tile: int | None, overlap: int | None) -> None:
     """A tile or overlap that cannot blend is one error before any work, not one failure per pair."""
     if tile is not None:
-        from swinfuse_cli.tiling import check_tiling
+        from swinfuse.tiling import check_tiling
         check_tiling(tile, overlap, model.config.window_size)
 
 
@@ -255,7 +255,7 @@ def output_paths(stem: str, prompts: list[str], output: Path | None) -> list[Pat
 
 def _check_output(path: Path, bit_depth: int | None) -> None:
     """Reject an output path that cannot be written as asked, before any work is done."""
-    from swinfuse_cli.data.io import READ_EXTENSIONS, output_bit_depth
+    from swinfuse.data.io import READ_EXTENSIONS, output_bit_depth
     if path.is_dir():
         raise OutputError(f"{path}: is an existing directory, expected an output file path")
     if path.suffix.lower() not in READ_EXTENSIONS:
@@ -293,7 +293,7 @@ def _make_sheet(ir, visible, fused_ys: list, prompts: list[str], gray: bool):
     """infrared | visible | one fused result per prompt, each captioned, as one 8-bit BGR image."""
     import cv2
     import numpy as np
-    from swinfuse_cli.data.io import compose_output, quantize
+    from swinfuse.data.io import compose_output, quantize
     h, w = fused_ys[0].shape
 
     def bgr(image):
@@ -353,7 +353,7 @@ def fuse_pair(*, ir_path: str | Path, vis_path: str | Path, prompts: list[str], 
     arguments, when the caller checked and read the pair before loading the model.
     """
     import torch
-    from swinfuse_cli.data.io import compose_output, output_bit_depth, write_image_atomic
+    from swinfuse.data.io import compose_output, output_bit_depth, write_image_atomic
 
     device = torch.device(device)
     weights = weights or meta.get("path")
@@ -411,7 +411,7 @@ def _versions() -> dict[str, str]:
     import numpy
     import torch
 
-    from swinfuse_cli import __version__
+    from swinfuse import __version__
     return {"swinfuse": __version__, "torch": torch.__version__, "opencv": cv2.__version__,
             "numpy": numpy.__version__, "python": platform.python_version()}
 
@@ -420,7 +420,7 @@ def _write_manifest(path: Path, report: BatchReport, meta: dict, weights, settin
     """A small JSON record of what produced the outputs beside them, so runs can be traced and compared."""
     from datetime import datetime, timezone
 
-    from swinfuse_cli.data.io import write_bytes_atomic
+    from swinfuse.data.io import write_bytes_atomic
     config = meta.get("config")
     manifest = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -464,10 +464,10 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, 
     one folder don't overwrite each other's) is written beside the outputs.
     """
     import torch
-    from swinfuse_cli.data.io import compose_output, output_bit_depth, stale_temporaries
-    from swinfuse_cli.data.pairs import find_pairs, parse_shard
-    from swinfuse_cli.data.pairs import shard as take_shard
-    from swinfuse_cli.data.stream import AsyncWriter, error_line, prefetch
+    from swinfuse.data.io import compose_output, output_bit_depth, stale_temporaries
+    from swinfuse.data.pairs import find_pairs, parse_shard
+    from swinfuse.data.pairs import shard as take_shard
+    from swinfuse.data.stream import AsyncWriter, error_line, prefetch
 
     device = torch.device(device)
     output_dir = Path(output_dir)

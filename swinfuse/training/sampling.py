@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from swinfuse_cli.errors import InputError
+from swinfuse.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def as_specs(data) -> list[DataSpec]:
 
 def folder_pairs(root: str | Path) -> list[tuple[str, Path, Path]]:
     """Matched (stem, ir_path, vis_path) of a folder, sorted by stem; unmatched files are reported."""
-    from swinfuse_cli.data.pairs import find_pairs
+    from swinfuse.data.pairs import find_pairs
 
     root = Path(root)
     if not root.is_dir():
@@ -80,7 +80,7 @@ def folder_pairs(root: str | Path) -> list[tuple[str, Path, Path]]:
 
 def load_pairs(pairs) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Read every pair once, as `fuse` reads it: (infrared, visible Y) as (1, H, W) float32 in [0, 1]."""
-    from swinfuse_cli.data.io import read_infrared, read_visible
+    from swinfuse.data.io import read_infrared, read_visible
 
     out = []
     for stem, ir_path, vis_path in pairs:

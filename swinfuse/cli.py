@@ -15,8 +15,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from swinfuse_cli import __version__, api
-from swinfuse_cli.errors import SwinfuseError
+from swinfuse import __version__, api
+from swinfuse.errors import SwinfuseError
 
 app = typer.Typer(help="Text-guided infrared-visible image fusion (SwinFusion encoders + Text-IF prompts).",
                   context_settings={"help_option_names": ["-h", "--help"]}, no_args_is_help=True,
@@ -51,7 +51,7 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 
 def _render(data, tables_fn, as_json: bool) -> None:
-    from swinfuse_cli import render
+    from swinfuse import render
 
     payload = render.to_jsonable(data.to_dict() if hasattr(data, "to_dict") else data)
     if as_json:
@@ -62,7 +62,7 @@ def _render(data, tables_fn, as_json: bool) -> None:
 
 # -- config options: one per FusionConfig field, generated so the CLI never drifts from the config -----------
 def _config_fields():
-    from swinfuse_cli.model.config import FusionConfig
+    from swinfuse.model.config import FusionConfig
 
     return [f for f in dataclasses.fields(FusionConfig) if f.name != "text"]
 
@@ -93,7 +93,7 @@ def _config_parameters() -> list[inspect.Parameter]:
 
 
 def _overrides(values: dict) -> dict:
-    from swinfuse_cli.errors import ConfigError
+    from swinfuse.errors import ConfigError
 
     out = {}
     for f in _config_fields():
@@ -137,7 +137,7 @@ def profile(
 ):
     """Build a model (preset + overrides, or --weights), run random inputs and report shape check, params,
     FLOPs, memory and latency (mean, median, p95, min, FPS)."""
-    from swinfuse_cli import render
+    from swinfuse import render
 
     size_list = [s for s in sizes.split(",") if s.strip()] if sizes else [size]
     report = api.profile_model(preset=preset, overrides=_overrides(config), weights=weights, sizes=size_list,
@@ -159,7 +159,7 @@ def summary(
     **config,
 ):
     """Layer table from a real forward pass on two images and a prompt (module, type, output shape, params)."""
-    from swinfuse_cli import render
+    from swinfuse import render
 
     report = api.summarize_model(preset=preset, overrides=_overrides(config), weights=weights, size=size,
                                  prompt=prompt, depth=depth, device=device)
@@ -190,7 +190,7 @@ def fuse(
     json_out: JsonOpt = False,
 ):
     """Fuse one infrared/visible pair under a prompt and write the result."""
-    from swinfuse_cli import render
+    from swinfuse import render
 
     result = api.fuse_pair(ir=ir, vis=vis, prompts=list(prompt or [""]), output=output, weights=weights,
                            device=device, resize=resize, gray=gray, bit_depth=bit_depth, sheet=sheet, threads=threads,
@@ -231,7 +231,7 @@ def batch(
     Exit code 0 when every pair is written or skipped, 1 when any failed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from swinfuse_cli import render
+    from swinfuse import render
 
     import time
 
@@ -267,11 +267,11 @@ def batch(
 
 
 def _register_optional_commands() -> None:
-    from swinfuse_cli import train_cmd
+    from swinfuse import train_cmd
 
     train_cmd.register(app)
     try:
-        from swinfuse_cli import evaluate_cmd
+        from swinfuse import evaluate_cmd
     except ImportError:  # written in parallel; absent until it lands
         return
     evaluate_cmd.register(app)

@@ -1,8 +1,8 @@
-"""`swinfuse train`: the Typer command over `swinfuse_cli.training.trainer.train`. torch is imported inside
+"""`swinfuse train`: the Typer command over `swinfuse.training.trainer.train`. torch is imported inside
 the command, so registering it keeps `swinfuse --help` instant.
 
     swinfuse train --out runs/default --steps 3000
-    torchrun --nproc-per-node 2 -m swinfuse_cli train --out runs/ddp      # same command, N processes
+    torchrun --nproc-per-node 2 -m swinfuse train --out runs/ddp      # same command, N processes
 """
 
 from __future__ import annotations
@@ -57,8 +57,8 @@ def train_command(
 ) -> None:
     """Train the fusion network with degraded inputs and prompts naming the degradation (Text-IF's recipe,
     SwinFusion's loss). Resumable; single process, or unchanged under torchrun."""
-    from swinfuse_cli.errors import SwinfuseError
-    from swinfuse_cli.training.trainer import TrainArgs, check_loss_weights, invocation, train
+    from swinfuse.errors import SwinfuseError
+    from swinfuse.training.trainer import TrainArgs, check_loss_weights, invocation, train
 
     try:
         weights = tuple(check_loss_weights(loss_weights.split(",")).values())
@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
 
 
 def main() -> None:
-    """Stand-alone entry: `python -m swinfuse_cli.train_cmd ...` (or `torchrun -m swinfuse_cli.train_cmd ...`)."""
+    """Stand-alone entry: `python -m swinfuse.train_cmd ...` (or `torchrun -m swinfuse.train_cmd ...`)."""
     typer.run(train_command)
 
 

@@ -1,0 +1,49 @@
+"""swinfuse: text-guided infrared-visible image fusion (SwinFusion encoders + Text-IF prompt modulation).
+
+The public face, loaded lazily (importing `swinfuse` imports no torch; `swinfuse --help` stays instant):
+
+    import swinfuse
+    fused = swinfuse.fuse(ir, vis, "the visible image is in extremely low light")  # arrays or tensors
+    model, meta = swinfuse.load_checkpoint("weights/swinfuse-default.safetensors")
+
+`fuse_pair`, `fuse_batch`, `profile`, `summarize`, `evaluate` and `train` are the library functions behind
+the six commands; `SwinFuse` and `FusionConfig` the network and its configuration.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_PUBLIC = {
+    "SwinFuse": ("swinfuse.model.network", "SwinFuse"),
+    "FusionConfig": ("swinfuse.model.config", "FusionConfig"),
+    "TextEncoderSpec": ("swinfuse.model.config", "TextEncoderSpec"),
+    "load_checkpoint": ("swinfuse.model.checkpoint", "load_checkpoint"),
+    "save_checkpoint": ("swinfuse.model.checkpoint", "save_checkpoint"),
+    "fuse": ("swinfuse.arrays", "fuse"),
+    "fuse_pair": ("swinfuse.api", "fuse_pair"),
+    "fuse_batch": ("swinfuse.api", "fuse_batch"),
+    "profile": ("swinfuse.api", "profile_model"),
+    "summarize": ("swinfuse.api", "summarize_model"),
+    "evaluate": ("swinfuse.metrics", "evaluate_folder"),
+    "train": ("swinfuse.training.trainer", "train"),
+    "TrainArgs": ("swinfuse.training.trainer", "TrainArgs"),
+    "SwinfuseError": ("swinfuse.errors", "SwinfuseError"),
+}
+
+__all__ = ["__version__", *_PUBLIC]
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        module, attr = _PUBLIC[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value  # once
+        return value
+    raise AttributeError(f"module 'swinfuse' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

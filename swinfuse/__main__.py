@@ -1,0 +1,3 @@
+from swinfuse.cli import main
+
+main()

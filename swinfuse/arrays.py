@@ -1,0 +1,121 @@
+"""Fuse images held in memory: two numpy arrays or two tensors and a prompt in, one image out, no files.
+
+Colour in, colour out, as the CLI does: the visible image is split into BT.601 Y, Cr, Cb, the network fuses
+Y with the infrared, and Cr/Cb are put back; a gray visible gives a gray result.
+
+- numpy: (H, W) gray or (H, W, 3) colour, channel-last, uint8, uint16 or float in [0, 1]; the result has the
+  visible's dtype and layout. Colour channels are RGB unless `channel_order="bgr"` (cv2's order).
+- torch: (H, W), (1, H, W) or (3, H, W), channel-first, float in [0, 1] (or uint8); the result is a float
+  tensor in [0, 1] with the visible's layout (times the model's upscale), on the CPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from swinfuse.errors import InputError
+
+_MODELS: dict[tuple[str, str], tuple[object, dict]] = {}
+
+
+def _unit_numpy(image, role: str):
+    """numpy array -> (float32 array in [0, 1], bit depth it came in: 8, 16 or 0 for float)."""
+    import numpy as np
+
+    a = np.asarray(image)
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 255.0, 8
+    if a.dtype == np.uint16:
+        return a.astype(np.float32) / 65535.0, 16
+    if np.issubdtype(a.dtype, np.floating):
+        if a.size and not np.isfinite(a).all():
+            raise InputError(f"{role} array holds NaN or infinite values")
+        return np.clip(a.astype(np.float32), 0.0, 1.0), 0
+    raise InputError(f"{role} array has dtype {a.dtype}: expected uint8, uint16 or float in [0, 1]")
+
+
+def _channel_last(image, role: str, is_tensor: bool):
+    """-> (array (H, W) or (H, W, 3) float32, layout tag to restore)."""
+    import numpy as np
+
+    if is_tensor:
+        t = image.detach().cpu()
+        if t.dtype == __import__("torch").uint8:
+            t = t.float() / 255.0
+        a = t.float().numpy()
+        if a.ndim == 3 and a.shape[0] in (1, 3):
+            return (a[0] if a.shape[0] == 1 else np.moveaxis(a, 0, -1)), f"chw{a.shape[0]}"
+        if a.ndim == 2:
+            return a, "hw"
+        raise InputError(f"{role} tensor has shape {tuple(t.shape)}: expected (H, W), (1, H, W) or (3, H, W)")
+    a = np.asarray(image)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3):
+        return a, "hw" if a.ndim == 2 else "hwc"
+    raise InputError(f"{role} array has shape {a.shape}: expected (H, W) or (H, W, 3)")
+
+
+def _model(weights, device: str):
+    from swinfuse import api, devices
+
+    dev = devices.resolve_device(device)
+    path = Path(weights) if weights is not None else api.default_weights_path()
+    key = (str(path.resolve()), str(dev))
+    if key not in _MODELS:
+        model, meta, _ = api.load_model(weights=path, device=dev, require_weights=True)
+        _MODELS[key] = (model.eval(), meta)
+    return _MODELS[key][0]
+
+
+def fuse(ir, vis, prompt: str = "", *, model=None, weights: str | Path | None = None, device: str = "auto",
+         channel_order: str = "rgb"):
+    """Fuse an infrared and a visible image held in memory; returns the fused image (see the module doc).
+
+    `model`: a loaded SwinFuse (else the checkpoint `weights`, else the shipped default, loaded once and
+    kept for later calls)."""
+    import numpy as np
+    import torch
+
+    from swinfuse.data.io import VisibleImage, bgr_to_ycrcb, compose_output
+
+    if channel_order not in ("rgb", "bgr"):
+        raise InputError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
+    is_tensor = isinstance(vis, torch.Tensor)
+    if isinstance(ir, torch.Tensor) != is_tensor:
+        raise InputError("infrared and visible must both be numpy arrays or both be tensors")
+    ir_a, _ = _channel_last(ir, "infrared", is_tensor)
+    vis_a, layout = _channel_last(vis, "visible", is_tensor)
+    ir_a, _ = _unit_numpy(ir_a, "infrared")
+    vis_a, depth = _unit_numpy(vis_a, "visible")
+    if ir_a.ndim == 3:  # a colour infrared (false colour or 3-channel gray): its luminance
+        ir_a = bgr_to_ycrcb(ir_a if channel_order == "bgr" else ir_a[:, :, ::-1])[:, :, 0]
+    if ir_a.shape != vis_a.shape[:2]:
+        raise InputError(f"sizes differ: infrared is {ir_a.shape[0]}×{ir_a.shape[1]}, visible "
+                         f"{vis_a.shape[0]}×{vis_a.shape[1]} (H×W)")
+    if vis_a.ndim == 3:
+        bgr = vis_a if channel_order == "bgr" else vis_a[:, :, ::-1]
+        ycrcb = bgr_to_ycrcb(np.ascontiguousarray(bgr))
+        visible = VisibleImage(*(np.ascontiguousarray(ycrcb[:, :, c]) for c in range(3)), bit_depth=16,
+                               had_alpha=False)
+    else:
+        visible = VisibleImage(vis_a, None, None, bit_depth=16, had_alpha=False)
+    net = model if model is not None else _model(weights, device)
+    p = next(net.parameters())
+    with torch.inference_mode():
+        out = net(torch.from_numpy(np.ascontiguousarray(ir_a))[None, None].to(p.device, p.dtype),
+                  torch.from_numpy(visible.y)[None, None].to(p.device, p.dtype), prompt)
+    y = out[0, 0].float().clamp(0, 1).cpu().numpy()
+    fused = compose_output(y, visible).astype(np.float32) / 65535.0  # (H, W) or (H, W, 3) BGR
+    if fused.ndim == 3 and channel_order == "rgb":
+        fused = np.ascontiguousarray(fused[:, :, ::-1])
+    if is_tensor:
+        t = torch.from_numpy(np.ascontiguousarray(fused))
+        if layout == "chw3":
+            return t.permute(2, 0, 1).contiguous()
+        return t[None] if layout == "chw1" else t
+    if depth == 8:
+        return np.rint(fused * 255).astype(np.uint8)
+    if depth == 16:
+        return np.rint(fused * 65535).astype(np.uint16)
+    return fused

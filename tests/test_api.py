@@ -1,0 +1,101 @@
+"""The library face: `import swinfuse` (lazy), the `swinfuse_cli` alias, fusing arrays and tensors in memory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_swinfuse_loads_no_torch():
+    code = "import sys, swinfuse; assert 'torch' not in sys.modules; swinfuse.SwinFuse; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"  # loaded when a name that needs it is first used, not before
+
+
+def test_old_import_name_is_the_same_module():
+    import swinfuse.model.network as new
+    import swinfuse_cli.model.network as old
+    from swinfuse_cli.training.trainer import train
+
+    assert old is new and train.__module__ == "swinfuse.training.trainer"
+
+
+def test_public_names_resolve():
+    import swinfuse
+
+    for name in swinfuse.__all__:
+        assert getattr(swinfuse, name) is not None, name
+
+
+def _perturb_film(model):
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "film" in name:
+                p.copy_(0.5 * torch.randn(p.shape, generator=g))
+    return model
+
+
+def test_fuse_arrays_colour_in_colour_out_and_the_prompt_matters(tiny_model):
+    import swinfuse
+
+    model = _perturb_film(tiny_model)
+    rng = np.random.default_rng(0)
+    ir = rng.integers(0, 255, (24, 40), dtype=np.uint8)
+    vis = rng.integers(0, 255, (24, 40, 3), dtype=np.uint8)
+    a = swinfuse.fuse(ir, vis, "the visible image is hazy", model=model)
+    b = swinfuse.fuse(ir, vis, "stripe noise in the infrared image", model=model)
+    assert a.shape == (24, 40, 3) and a.dtype == np.uint8
+    assert np.abs(a.astype(int) - b.astype(int)).max() > 0  # two prompts, two fusions
+    gray = swinfuse.fuse(ir, vis[:, :, 0], model=model)
+    assert gray.shape == (24, 40) and gray.dtype == np.uint8
+    # chroma comes from the visible: a colour channel order swap moves the result's channels with it
+    rgb = swinfuse.fuse(ir, vis, model=model)
+    bgr = swinfuse.fuse(ir, vis[:, :, ::-1], model=model, channel_order="bgr")
+    assert np.abs(rgb.astype(int) - bgr[:, :, ::-1].astype(int)).max() <= 1
+
+
+def test_fuse_tensors_keep_their_layout(tiny_model):
+    import torch
+
+    import swinfuse
+
+    out = swinfuse.fuse(torch.rand(1, 16, 24), torch.rand(3, 16, 24), model=tiny_model)
+    assert isinstance(out, torch.Tensor) and out.shape == (3, 16, 24) and 0 <= float(out.min()) <= float(out.max()) <= 1
+    assert swinfuse.fuse(torch.rand(16, 24), torch.rand(16, 24), model=tiny_model).shape == (16, 24)
+
+
+def test_fuse_refuses_mismatched_inputs(tiny_model):
+    import torch
+
+    import swinfuse
+    from swinfuse.errors import InputError
+
+    with pytest.raises(InputError, match="sizes differ"):
+        swinfuse.fuse(np.zeros((8, 8), np.uint8), np.zeros((8, 9), np.uint8), model=tiny_model)
+    with pytest.raises(InputError, match="both"):
+        swinfuse.fuse(np.zeros((8, 8), np.uint8), torch.zeros(8, 8), model=tiny_model)
+    with pytest.raises(InputError, match="dtype"):
+        swinfuse.fuse(np.zeros((8, 8), np.int32), np.zeros((8, 8), np.int32), model=tiny_model)
+
+
+def test_shipped_checkpoint_loads_and_responds_to_the_prompt():
+    import swinfuse
+
+    weights = ROOT / "weights" / "swinfuse-default.safetensors"
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:48, 0:64]
+    vis = (0.5 + 0.3 * np.sin(x / 5.0)).astype(np.float32)
+    ir = np.clip(0.3 + 0.4 * (np.hypot(y - 24, x - 32) < 10) + 0.05 * rng.standard_normal((48, 64)), 0, 1).astype(np.float32)
+    neutral = swinfuse.fuse(ir, vis, "", weights=weights, device="cpu")
+    dark = swinfuse.fuse(ir, vis, "the visible image is in extremely low light", weights=weights, device="cpu")
+    assert neutral.shape == (48, 64) and neutral.dtype == np.float32
+    assert np.abs(neutral - dark).mean() > 1e-3
