@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from swinfuse.errors import InputError, OutputError, ShapeError
+from swinfuse.jsonable import to_jsonable
 
 
 @dataclass
@@ -61,7 +62,7 @@ class FuseResult:
         return self.weights_sha256[:12] if self.weights_sha256 else None
 
     def to_dict(self) -> dict:
-        return _jsonable({**dataclasses.asdict(self), "weights_short_hash": self.weights_short_hash})
+        return to_jsonable({**dataclasses.asdict(self), "weights_short_hash": self.weights_short_hash})
 
 
 @dataclass
@@ -105,18 +106,7 @@ class BatchReport:
     metrics: dict | None = None  # with --metrics: per-pair records and their mean (swinfuse.metrics)
 
     def to_dict(self) -> dict:
-        return _jsonable(dataclasses.asdict(self))
-
-
-def _jsonable(value: Any) -> Any:
-    """Paths -> str, tuples -> lists, recursively, so json.dumps takes the result."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
+        return to_jsonable(dataclasses.asdict(self))
 
 
 # --- measuring ------------------------------------------------------------------------------------
@@ -434,7 +424,7 @@ def _write_manifest(path: Path, report: BatchReport, meta: dict, weights, settin
                                                      "failed", "mean_latency_ms", "throughput_pairs_per_s")},
         "failed": [{"rel": r.rel, "reason": r.reason} for r in report.records if r.status == "failed"],
     }
-    write_bytes_atomic(path, (json.dumps(_jsonable(manifest), indent=2) + "\n").encode())
+    write_bytes_atomic(path, (json.dumps(to_jsonable(manifest), indent=2, allow_nan=False) + "\n").encode())
 
 
 def _check_not_an_input_folder(output_dir: Path, *inputs: Path) -> None:

@@ -3,34 +3,25 @@ Progress, notes and warnings go to stderr. Table and JSON are drawn from the sam
 
 from __future__ import annotations
 
-import dataclasses
-import json
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from swinfuse import jsonable
 
 stdout = Console(soft_wrap=False)
 stderr = Console(stderr=True)
 
 
 def to_jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return to_jsonable(dataclasses.asdict(value))
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, float):
-        return round(value, 6)
-    return value
+    """The JSON form of a result, as every command prints it: `swinfuse.jsonable.to_jsonable` with floats
+    rounded to 6 decimals (NaN/inf become null)."""
+    return jsonable.to_jsonable(value, digits=6)
 
 
-def emit_json(data: Any) -> None:
-    print(json.dumps(to_jsonable(data), indent=2))
+def emit_json(data: Any, *, digits: int | None = 6) -> None:
+    print(jsonable.dumps(data, digits=digits))
 
 
 def fmt(value: Any) -> str:

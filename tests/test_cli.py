@@ -406,3 +406,47 @@ def test_threads_zero_is_torch_default_and_negative_is_refused():
     assert devices.set_threads(0) == devices.set_threads(None) == torch.get_num_threads()
     with pytest.raises(DeviceError, match=r"^--threads must be a positive count, or 0 for torch's default; got -3$"):
         devices.set_threads(-3)
+
+
+def _strict_json(text: str):
+    """json.loads that refuses NaN and Infinity, as any JSON parser but Python's does."""
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_batch_metrics_json_of_flat_sources_is_strict_json(tiny_checkpoint, tmp_path):
+    """Black sources leave Qabf and SCD undefined (0/0): they are null in the JSON, never NaN."""
+    import cv2
+    import numpy as np
+
+    for sub in ("ir", "vis"):
+        (tmp_path / "d" / sub).mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "d" / "ir" / "0.png"), np.zeros((48, 64), np.uint8))
+    cv2.imwrite(str(tmp_path / "d" / "vis" / "0.png"), np.zeros((48, 64, 3), np.uint8))
+    result = runner.invoke(app, ["batch", str(tmp_path / "d"), "-o", str(tmp_path / "o"), "--metrics", "--json",
+                                 "--weights", str(tiny_checkpoint)])
+    assert result.exit_code == 0, result.output
+    scores = _strict_json(result.stdout)["metrics"]
+    assert scores["images"][0]["Qabf"] is None and scores["mean"]["Qabf"] is None
+    assert scores["images"][0]["SCD"] is None and scores["images"][0]["EN"] is not None
+
+
+def test_evaluate_json_of_flat_sources_is_strict_json(tmp_path, monkeypatch, capsys):
+    import cv2
+    import numpy as np
+
+    from swinfuse.cli import main
+
+    for sub in ("src/ir", "src/vis", "fused"):
+        (tmp_path / sub).mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "src/ir/0.png"), np.zeros((48, 64), np.uint8))
+    cv2.imwrite(str(tmp_path / "src/vis/0.png"), np.zeros((48, 64), np.uint8))
+    cv2.imwrite(str(tmp_path / "fused/0.png"), np.full((48, 64), 115, np.uint8))
+    monkeypatch.setattr("sys.argv", ["swinfuse", "evaluate", str(tmp_path / "fused"), str(tmp_path / "src"),
+                                     "--json", "--workers", "1"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code in (0, None)
+    data = _strict_json(capsys.readouterr().out)
+    assert data["images"][0]["Qabf"] is None and data["mean"]["SCD"] is None
