@@ -18,6 +18,9 @@ numpy/scipy implementation of the same numbers (`benchmarks/compare_evaluator.py
   the two sources;
 - Nabf: not in the CDDFuse evaluator; B. K. Shreyamsha Kumar's modified fusion-artifacts measure as in his
   MATLAB `objective_fusion_perform_fn.m` (the NABF output), on the same 0..255 scale.
+
+Those are the `cddfuse` convention, the default. CONVENTIONS holds the others: evaluators disagree on MI's
+unit (nats or bits), on summing or averaging MI, VIF and SSIM over the two sources, and on SSIM's data range.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import math
 import os
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -36,6 +40,54 @@ from swinfuse.errors import InputError
 
 METRIC_NAMES = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "Nabf")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+# Direction of each metric: +1 higher is better, -1 lower is better (Nabf counts artifacts).
+DIRECTIONS = {name: (-1 if name == "Nabf" else 1) for name in METRIC_NAMES}
+
+
+@dataclass(frozen=True)
+class Convention:
+    """How an evaluator reports the metrics that depend on a convention; every other metric is the same.
+
+    mi_unit: 'nats' (natural log, sklearn's mutual_info_score) or 'bits' (log2).
+    combine: 'sum' or 'mean' of MI, VIF and SSIM over the two sources (infrared, visible).
+    ssim_data_range: L in SSIM's C1 = (0.01 L)^2, C2 = (0.03 L)^2; 2 is scikit-image 0.19's implicit range
+    for float images (-1..1), 255 the range of the 0..255 values actually scored.
+    """
+
+    name: str
+    mi_unit: str
+    combine: str
+    ssim_data_range: float
+    description: str
+
+
+CONVENTIONS = {c.name: c for c in (
+    Convention("cddfuse", "nats", "sum", 2.0,
+               "CDDFuse's utils/Evaluator.py (Zhaozixiang1228/MMIF-CDDFuse) with scikit-image 0.19: MI in nats "
+               "(sklearn mutual_info_score), MI, VIF and SSIM summed over the two sources, SSIM with no "
+               "data_range on float images, i.e. range 2 (perfect copy of both sources: SSIM 2)."),
+    Convention("cddfuse-255", "nats", "sum", 255.0,
+               "As cddfuse, but SSIM with data_range=255, the range of the 0..255 values scored: what the same "
+               "evaluator gives when data_range=255 is passed, as newer scikit-image requires for float images. "
+               "Only SSIM changes (slightly, in flat regions)."),
+    Convention("mean-bits", "bits", "mean", 255.0,
+               "Descriptive, not one evaluator's: MI in bits (log2, as Tang's MATLAB Evaluation-for-Image-Fusion "
+               "computes it), MI, VIF and SSIM the mean of the two sources (half the cddfuse sums; SSIM of a "
+               "perfect copy is 1), SSIM with data range 255."),
+)}
+DEFAULT_CONVENTION = "cddfuse"
+
+
+def get_convention(convention: "str | Convention | None") -> Convention:
+    """A Convention from its name (None: the default); InputError naming the known ones otherwise."""
+    if isinstance(convention, Convention):
+        return convention
+    name = convention or DEFAULT_CONVENTION
+    if name not in CONVENTIONS:
+        raise InputError(f"unknown convention {name!r}; choose one of {', '.join(CONVENTIONS)}")
+    return CONVENTIONS[name]
+
 
 # VIF's four-scale pyramid: 17-tap window at scale 1, then filter-and-halve with 9, 5, 3 taps. The last
 # scale still has a window to fill only when each side is at least 41 px (the reference crashes below).
@@ -102,8 +154,9 @@ def average_gradient(img: np.ndarray) -> float:
 # ---------------------------------------------------------------- metrics against one source
 
 
-def mutual_information(a: np.ndarray, b: np.ndarray) -> float:
-    """Mutual information in nats between the distinct values of a and b (sklearn's mutual_info_score)."""
+def mutual_information(a: np.ndarray, b: np.ndarray, *, bits: bool = False) -> float:
+    """Mutual information between the distinct values of a and b: in nats (sklearn's mutual_info_score), or
+    in bits (the same divided by ln 2)."""
     _, ia = np.unique(a.ravel(), return_inverse=True)
     _, ib = np.unique(b.ravel(), return_inverse=True)
     ia, ib = ia.ravel().astype(np.int64), ib.ravel().astype(np.int64)
@@ -116,7 +169,8 @@ def mutual_information(a: np.ndarray, b: np.ndarray) -> float:
     pa = np.bincount(ia, minlength=na)[cells // nb] / n
     pb = np.bincount(ib, minlength=nb)[cells % nb] / n
     pab = joint / n
-    return float(max((pab * (np.log(pab) - np.log(pa) - np.log(pb))).sum(), 0.0))
+    nats = float(max((pab * (np.log(pab) - np.log(pa) - np.log(pb))).sum(), 0.0))
+    return nats / math.log(2) if bits else nats
 
 
 def _gauss_1d(n: int) -> np.ndarray:
@@ -167,14 +221,15 @@ def vif(ref: np.ndarray, dist: np.ndarray) -> float:
     return float(num / den)
 
 
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """SSIM as skimage 0.19's structural_similarity(a, b) on float32 images with no data_range.
+def ssim(a: np.ndarray, b: np.ndarray, *, data_range: float = 2.0) -> float:
+    """SSIM as skimage 0.19's structural_similarity(a, b, data_range=data_range) on float32 images.
 
-    Its float default range is -1..1, so data_range = 2 and C1, C2 are tiny next to 0..255 values. The
-    arithmetic stays in float32, as there: in flat regions the result depends on float32 rounding.
+    With no data_range its float default range is -1..1, so data_range = 2 (the default here) and C1, C2 are
+    tiny next to 0..255 values. The arithmetic stays in float32, as there: in flat regions the result depends
+    on float32 rounding.
     """
     a, b = a.astype(np.float32), b.astype(np.float32)
-    c1, c2 = (0.01 * 2.0) ** 2, (0.03 * 2.0) ** 2
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     cov_norm = 49 / 48  # sample covariance over the 7x7 window
 
     def mean7(x):
@@ -271,12 +326,15 @@ def nabf(f: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
 # ---------------------------------------------------------------- all metrics, one image or a folder
 
 
-def compute_metrics(fused: np.ndarray, ir: np.ndarray, vis: np.ndarray) -> dict[str, float]:
-    """All METRIC_NAMES for one fused image and its sources; MI, VIF and SSIM are summed over ir and vis.
+def compute_metrics(fused: np.ndarray, ir: np.ndarray, vis: np.ndarray,
+                    convention: str | Convention | None = None) -> dict[str, float]:
+    """All METRIC_NAMES for one fused image and its sources; MI, VIF and SSIM are summed over ir and vis
+    (or averaged, and MI in bits, as the convention says; default: cddfuse).
 
     Arrays are (H, W) gray (or (H, W, 3) BGR) on 0..255 of any dtype but uint16; they become float32
     gray as the evaluator's reader makes them. Sizes must match and each side be at least MIN_SIDE.
     """
+    conv = get_convention(convention)
     f, a, b = _as_gray(fused, "fused"), _as_gray(ir, "infrared"), _as_gray(vis, "visible")
     for name, x in (("infrared", a), ("visible", b)):
         if x.shape != f.shape:
@@ -285,55 +343,83 @@ def compute_metrics(fused: np.ndarray, ir: np.ndarray, vis: np.ndarray) -> dict[
     if min(f.shape) < MIN_SIDE:
         raise InputError(f"image is {f.shape[1]}x{f.shape[0]}; VIF's four scales need at least "
                          f"{MIN_SIDE}x{MIN_SIDE} pixels")
+    both = (lambda x, y: x + y) if conv.combine == "sum" else (lambda x, y: (x + y) / 2)
+    bits = conv.mi_unit == "bits"
     return {
         "EN": entropy(f),
         "SD": std_dev(f),
         "SF": spatial_frequency(f),
         "AG": average_gradient(f),
-        "MI": mutual_information(f, a) + mutual_information(f, b),
+        "MI": both(mutual_information(f, a, bits=bits), mutual_information(f, b, bits=bits)),
         "SCD": scd(f, a, b),
-        "VIF": vif(a, f) + vif(b, f),
+        "VIF": both(vif(a, f), vif(b, f)),
         "Qabf": qabf(f, a, b),
-        "SSIM": ssim(f, a) + ssim(f, b),
+        "SSIM": both(ssim(f, a, data_range=conv.ssim_data_range), ssim(f, b, data_range=conv.ssim_data_range)),
         "Nabf": nabf(f, a, b),
     }
 
 
-def evaluate_files(name: str, fused: str | Path, ir: str | Path, vis: str | Path) -> dict:
+def evaluate_files(name: str, fused: str | Path, ir: str | Path, vis: str | Path,
+                   convention: str | Convention | None = None) -> dict:
     """One record {'name': name, 'EN': ..., ...} from three image files (read as the evaluator reads)."""
-    return {"name": name, **compute_metrics(read_gray(fused), read_gray(ir), read_gray(vis))}
+    return {"name": name, **compute_metrics(read_gray(fused), read_gray(ir), read_gray(vis), convention)}
 
 
-def _evaluate_job(job: tuple[str, str, str, str]) -> dict:
-    """Worker body: a record, or {'name', 'error'} so one bad image does not stop the others."""
+def _evaluate_image(job: tuple) -> dict:
+    """Worker body for one image: (name, ir, vis, ((method, fused), ...), convention name) ->
+    {'name', 'records': {method: record}}. The sources are read once for every method; a record that failed
+    carries 'error' instead of metrics, so one bad image does not stop the others."""
+    name, ir, vis, fused, convention = job
     try:
-        return evaluate_files(*job)
+        a, b = read_gray(ir), read_gray(vis)
     except InputError as exc:
-        return {"name": job[0], "error": str(exc)}
+        return {"name": name, "records": {method: {"name": name, "error": str(exc)} for method, _ in fused}}
+    records = {}
+    for method, path in fused:
+        try:
+            records[method] = {"name": name, **compute_metrics(read_gray(path), a, b, convention)}
+        except InputError as exc:
+            records[method] = {"name": name, "error": str(exc)}
+    return {"name": name, "records": records}
+
+
+def evaluate_images(jobs: Sequence[tuple], *, convention: str | Convention | None = None, workers: int = 0,
+                    on_done: Callable[[dict], None] | None = None) -> list[dict]:
+    """Score many methods on many images: jobs are (name, ir, vis, ((method, fused), ...)); returns
+    {'name', 'records': {method: record}} per job, in input order, computed in `workers` processes (0: one
+    per CPU, at most one per image; 1: this process). Each image's sources are read once for all methods.
+    on_done is called with each result as it arrives."""
+    conv = get_convention(convention).name  # a name travels to the workers, and unknown names fail here
+    jobs = [(str(n), str(ir), str(vis), tuple((str(m), str(p)) for m, p in fused), conv)
+            for n, ir, vis, fused in jobs]
+    workers = min(workers or os.cpu_count() or 1, max(len(jobs), 1))
+    results = []
+    if workers <= 1:
+        for job in jobs:
+            results.append(_evaluate_image(job))
+            if on_done:
+                on_done(results[-1])
+        return results
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for result in pool.map(_evaluate_image, jobs):  # map keeps the input order
+            results.append(result)
+            if on_done:
+                on_done(result)
+    return results
 
 
 def evaluate_triples(jobs: Sequence[tuple[str, str | Path, str | Path, str | Path]], *, workers: int = 0,
-                     on_done: Callable[[dict], None] | None = None) -> list[dict]:
+                     on_done: Callable[[dict], None] | None = None,
+                     convention: str | Convention | None = None) -> list[dict]:
     """Records for (name, fused, ir, vis) file triples, in input order, computed in `workers` processes.
 
     workers=0 uses one process per CPU (at most one per image); workers=1 stays in this process. A record
     that failed carries 'error' instead of metrics. on_done is called as each record arrives.
     """
-    jobs = [tuple(map(str, job)) for job in jobs]
-    workers = min(workers or os.cpu_count() or 1, max(len(jobs), 1))
-    records = []
-    if workers <= 1:
-        for job in jobs:
-            records.append(_evaluate_job(job))
-            if on_done:
-                on_done(records[-1])
-        return records
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        for record in pool.map(_evaluate_job, jobs):  # map keeps the input order
-            records.append(record)
-            if on_done:
-                on_done(record)
-    return records
+    image_jobs = [(name, ir, vis, (("", fused),)) for name, fused, ir, vis in jobs]
+    done = (lambda result: on_done(result["records"][""])) if on_done else None
+    return [r["records"][""] for r in evaluate_images(image_jobs, convention=convention, workers=workers,
+                                                      on_done=done)]
 
 
 def mean_record(records: Iterable[dict]) -> dict[str, float]:
