@@ -52,7 +52,7 @@ def train_command(
                                                    "(SwinFusion's are 10,20,20). Validation loss always uses "
                                                    "10,20,20 so runs compare.")] = "10,20,20",
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
-    threads: Annotated[int, typer.Option(help="torch CPU threads per process (0: torch's default).")] = 0,
+    threads: Annotated[int, typer.Option(min=0, help="torch CPU threads per process (0: torch's default).")] = 0,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
 ) -> None:
     """Train the fusion network with degraded inputs and prompts naming the degradation (Text-IF's recipe,
@@ -81,11 +81,33 @@ def train_command(
     except SwinfuseError as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(code=1) from None
+    except KeyboardInterrupt:
+        if os.environ.get("RANK", "0") == "0":
+            typer.echo(f"interrupted: {_last_saved(out)}; continue with the same command and --resume", err=True)
+        raise typer.Exit(code=130) from None
+    if os.environ.get("RANK", "0") == "0" and result.trained_steps == 0:
+        typer.echo(f"nothing to do: {out} is already at step {result.step}/{result.steps} "
+                   f"({'finished' if result.finished else 'its --stop-after'}) -> {result.checkpoint}", err=True)
+        return
     if os.environ.get("RANK", "0") == "0":
         state = "finished" if result.finished else "stopped (continue with --resume)"
         val = "n/a" if result.val_loss is None else f"{result.val_loss:.4f}"
         typer.echo(f"{state} at step {result.step}/{result.steps}, val loss {val}, "
                    f"{result.steps_per_s:.2f} steps/s -> {result.checkpoint}", err=True)
+
+
+def _last_saved(out: Path) -> str:
+    """What an interrupted run left: the step of its last saved state, read from the state file."""
+    state = out / "trainer_state.pt"
+    if not state.exists():
+        return f"nothing saved yet in {out} (a state is written every --val-every steps)"
+    try:
+        import torch
+
+        step = torch.load(state, map_location="cpu", weights_only=True)["step"]
+    except Exception:  # a damaged file: say where it is, not why torch could not read it
+        return f"the last saved state is {state}"
+    return f"the last saved state is step {step} in {out} (written every --val-every steps)"
 
 
 def register(app: typer.Typer) -> None:

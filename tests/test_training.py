@@ -456,3 +456,34 @@ def test_train_command_needs_data(tmp_path):
 
     result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run")])
     assert result.exit_code == 1 and "--data" in result.output and not (tmp_path / "run").exists()
+
+
+def test_train_command_resuming_a_finished_run_says_so(pair_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from swinfuse.cli import app
+
+    run = tmp_path / "run"
+    argv = ["train", "--data", str(pair_dir), "--out", str(run), "--preset", "smoke", "--steps", "2", "--batch-size", "2",
+            "--crop", "16", "--val-count", "2", "--val-every", "0", "--val-crop", "16", "--warmup", "1",
+            "--threads", "1", "--no-progress"]
+    assert CliRunner().invoke(app, argv).exit_code == 0
+    before = (run / "model.safetensors").read_bytes()
+    again = CliRunner().invoke(app, argv + ["--resume"])
+    assert again.exit_code == 0 and "nothing to do" in again.output and "nan" not in again.output
+    assert (run / "model.safetensors").read_bytes() == before
+    assert CliRunner().invoke(app, argv[:-3] + ["--threads", "-3", "--no-progress"]).exit_code == 2
+
+
+def test_train_command_interrupted_says_what_was_saved(pair_dir, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from swinfuse.cli import app
+    from swinfuse.training import trainer
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "train", interrupted)
+    result = CliRunner().invoke(app, ["train", "--data", str(pair_dir), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 130 and "nothing saved yet" in result.output and "--resume" in result.output

@@ -95,6 +95,7 @@ class TrainResult:
     val_loss: float | None
     steps_per_s: float
     checkpoint: str
+    trained_steps: int = -1  # steps this call ran (0: the run was already at its end); -1: not counted
 
 
 # ---- data -----------------------------------------------------------------------------------------
@@ -502,6 +503,9 @@ def train(args: TrainArgs) -> TrainResult:
             log({"type": "val", "step": step, **record})
 
         end = min(args.steps, args.stop_after) if args.stop_after > 0 else args.steps
+        if state is not None and step >= end:  # nothing to do: no validation, no rewritten checkpoint
+            return TrainResult(run_dir=str(run_dir), step=step, steps=args.steps, finished=step >= args.steps,
+                               val_loss=last_val, steps_per_s=0.0, checkpoint=str(model_path), trained_steps=0)
         t_start = time.perf_counter()
         t_rate, steps_at_rate, rate, done_steps, t_log, steps_at_log = t_start, step, 0.0, 0, t_start, step
         running: dict[str, float] = {}
@@ -550,7 +554,7 @@ def train(args: TrainArgs) -> TrainResult:
         elapsed = time.perf_counter() - t_start
         return TrainResult(run_dir=str(run_dir), step=step, steps=args.steps, finished=step >= args.steps,
                            val_loss=last_val, steps_per_s=done_steps / elapsed if elapsed > 0 else 0.0,
-                           checkpoint=str(model_path))
+                           checkpoint=str(model_path), trained_steps=done_steps)
     finally:
         if owns_pg and dist.is_initialized():
             dist.destroy_process_group()
