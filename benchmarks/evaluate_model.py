@@ -163,6 +163,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json-out", default=None)
     ap.add_argument("--figures", default=None, help="folder for the README pictures")
+    ap.add_argument("--figure-kind", default="vis_low_light", help="degradation shown in the prompt figure")
     ap.add_argument("--ship", default=None, help="write the checkpoint here with these results added to its "
                                                  "provenance (how weights/ gets its default model)")
     args = ap.parse_args(argv)
@@ -222,7 +223,7 @@ def main(argv=None) -> int:
     methods = [*tags, *BASELINES, *(PEERS if peer else ())]
 
     jobs, started, model_seconds = [], time.perf_counter(), {t: 0.0 for t in tags}
-    roadscene_sources = []
+    roadscene_sources, figure_pairs = [], []
     # 1. clean pairs of every set
     for set_name, pairs in sets:
         for stem, ir_path, vis_path in pairs:
@@ -230,6 +231,8 @@ def main(argv=None) -> int:
             y = vis.y
             if set_name == ROADSCENE:
                 roadscene_sources.append((stem, ir, y))
+            elif args.figures and not figure_pairs:  # the README's picture: a camera never trained on
+                figure_pairs.append((set_name, stem, ir, vis))
             ir255, y255 = ir * 255.0, y * 255.0
             src = (_u8(ir255), _u8(y255))
             for tag in tags:
@@ -382,7 +385,7 @@ def main(argv=None) -> int:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(report, indent=1))
     if args.figures and roadscene_sources:
-        _figures(Path(args.figures), roadscene_sources, fuse, neutral)
+        _figures(Path(args.figures), roadscene_sources, figure_pairs, fuse, neutral, args.figure_kind)
     if args.ship and args.degraded_pairs > 0 and ROADSCENE in report["sets"]:
         from swinfuse.model.checkpoint import save_checkpoint
 
@@ -404,32 +407,45 @@ def main(argv=None) -> int:
     return 0
 
 
-def _figures(folder: Path, sources, fuse, neutral: str) -> None:
-    """README pictures: infrared | visible | fused for a validation pair; a degraded pair, neutral vs matching."""
+def _figures(folder: Path, sources, colour_pairs, fuse, neutral: str, kind: str) -> None:
+    """README pictures: infrared | visible | fused, in colour, for the first pair of the first
+    out-of-distribution set (else a RoadScene validation pair); and a degraded RoadScene validation pair
+    fused with the neutral and with the matching prompt."""
     import cv2
     import torch
 
+    from swinfuse.data.io import compose_output
     from swinfuse.training.degrade import degrade_fixed
     from swinfuse.training.prompts import canonical_prompt
 
     folder.mkdir(parents=True, exist_ok=True)
 
-    def tile(img01: np.ndarray, caption: str) -> np.ndarray:
-        t = cv2.cvtColor(_u8(img01 * 255.0 if img01.max() <= 1.0 else img01), cv2.COLOR_GRAY2BGR)
+    def tile(img: np.ndarray, caption: str) -> np.ndarray:
+        t = img if img.ndim == 3 else cv2.cvtColor(_u8(img * 255.0 if img.max() <= 1.0 else img), cv2.COLOR_GRAY2BGR)
+        t = t.copy()
         cv2.rectangle(t, (0, 0), (t.shape[1], 22), (0, 0, 0), -1)
         cv2.putText(t, caption, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
         return t
 
-    stem, ir, y = sources[0]
-    row = [tile(ir, "infrared"), tile(y, "visible (Y)"), tile(fuse(ir, y, neutral) / 255.0, "swinfuse")]
+    if colour_pairs:
+        set_name, stem, ir, vis = colour_pairs[0]
+        visible = compose_output(vis.y, vis, bit_depth=8)
+        fused = compose_output(fuse(ir, vis.y, neutral) / 255.0, vis, bit_depth=8)
+        row = [tile(ir, "infrared"), tile(visible, "visible"), tile(fused, "swinfuse")]
+    else:
+        set_name, (stem, ir, y) = ROADSCENE, sources[0]
+        row = [tile(ir, "infrared"), tile(y, "visible (Y)"), tile(fuse(ir, y, neutral) / 255.0, "swinfuse")]
     cv2.imwrite(str(folder / "fused_example.png"), np.hstack(row))
-    kind = "vis_overexposure"
+    print(f"fused_example.png from {set_name} pair {stem}")
+    if not sources:
+        return
+    stem, ir, y = sources[0]
     d_ir, d_y = degrade_fixed(kind, torch.from_numpy(ir)[None], torch.from_numpy(y)[None], seed=0)
     d_ir, d_y = d_ir[0].numpy(), d_y[0].numpy()
-    row = [tile(d_y, "visible, overexposed"), tile(fuse(d_ir, d_y, neutral) / 255.0, f"prompt: '{neutral}'"),
+    row = [tile(d_y, f"visible, {kind}"), tile(fuse(d_ir, d_y, neutral) / 255.0, f"prompt: '{neutral}'"),
            tile(fuse(d_ir, d_y, canonical_prompt(kind)) / 255.0, f"prompt: '{canonical_prompt(kind)}'")]
     cv2.imwrite(str(folder / "prompt_effect.png"), np.hstack(row))
-    print(f"figures from validation pair {stem} in {folder}")
+    print(f"prompt_effect.png from {ROADSCENE} pair {stem}, {kind}")
 
 
 if __name__ == "__main__":
