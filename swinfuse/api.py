@@ -159,3 +159,15 @@ def score_batch(report) -> dict:
     records = metrics.evaluate_triples(jobs)
     scored = [r for r in records if "error" not in r]
     return {"images": records, "mean": metrics.mean_record(scored) if scored else None}
+
+
+def evaluate(*, methods, sources: str | Path | None = None, ir_dir: str | Path | None = None,
+             vis_dir: str | Path | None = None, convention: str | None = None, all_images: bool = False,
+             rank: bool = False, workers: int = 0, csv: str | Path | None = None, on_done=None):
+    """`swinfuse evaluate`: score one or several methods' fused images against the same source pairs and
+    return an EvaluationReport (see swinfuse.evaluation.evaluate for the arguments)."""
+    from swinfuse import evaluation
+
+    return evaluation.evaluate(methods=methods, sources=sources, ir_dir=ir_dir, vis_dir=vis_dir,
+                               convention=convention, all_images=all_images, rank=rank, workers=workers, csv=csv,
+                               on_done=on_done)

@@ -63,10 +63,12 @@ class Convention:
 
 
 CONVENTIONS = {c.name: c for c in (
-    Convention("cddfuse", "nats", "sum", 2.0,
-               "CDDFuse's utils/Evaluator.py (Zhaozixiang1228/MMIF-CDDFuse) with scikit-image 0.19: MI in nats "
-               "(sklearn mutual_info_score), MI, VIF and SSIM summed over the two sources, SSIM with no "
-               "data_range on float images, i.e. range 2 (perfect copy of both sources: SSIM 2)."),
+    Convention("cddfuse", "nats", "sum", 2.0,  # the text `evaluate --json` has always carried
+               "Images are read as the CDDFuse evaluator reads them (cv2, BGR->gray, rounded) and scored as "
+               "gray float values on 0..255. MI, VIF and SSIM are summed over the two sources (infrared and "
+               "visible), so SSIM of a perfect copy of both is 2. EN in bits, MI in nats (sklearn), SSIM as "
+               "scikit-image 0.19 computes it for float images (data_range 2, 7x7 window), Qabf with "
+               "CDDFuse's Sobel and constants, Nabf as Kumar's modified fusion-artifacts measure."),
     Convention("cddfuse-255", "nats", "sum", 255.0,
                "As cddfuse, but SSIM with data_range=255, the range of the 0..255 values scored: what the same "
                "evaluator gives when data_range=255 is passed, as newer scikit-image requires for float images. "

@@ -51,7 +51,10 @@ def wide_tables(title: str, label: str, columns: list[str], rows: list[tuple[str
     repeated in each) where one would be wider than `width` (default: stdout's): rich squeezes a table to the
     console and cuts its numbers ("7.5…"), so the columns are grouped to fit instead. footer rows come after a
     rule, in bold."""
-    from rich.cells import cell_len
+    from rich.text import Text
+
+    def cell_len(text: str) -> int:  # cells may carry rich markup ([bold]); measure what is shown
+        return Text.from_markup(text).cell_len
 
     width = width or stdout.width
     every = [*rows, *footer]
@@ -174,6 +177,42 @@ def batch_tables(report: dict) -> list[Table]:
             t.add_row(side, str(p))
         tables.append(t)
     return tables
+
+
+def evaluate_tables(report) -> list[Table]:
+    """`swinfuse evaluate`. One method: its per-image table and mean, split into column groups where the
+    console is too narrow for all ten metrics. Several: one row per method, mean ± std, best in bold."""
+    from rich.markup import escape
+
+    from swinfuse.evaluation import ARROWS
+
+    def values(record: dict) -> list[str]:
+        return [f"{record[m]:.4f}" for m in report.metrics]
+
+    if len(report.methods) == 1:
+        m = report.methods[0]
+        return wide_tables(f"swinfuse evaluate: {escape(str(m.fused))}", "image", list(report.metrics),
+                           [(escape(row["name"]), values(row)) for row in m.images],
+                           footer=[(f"mean ({m.count})", values(m.mean))])
+    ranked = any(m.rank is not None for m in report.methods)
+    best_rank = min((m.rank for m in report.methods if m.rank is not None), default=None)
+    columns = ["images", *(f"{k} {ARROWS[report.directions[k]]}" for k in report.metrics),
+               *(["rank ↓"] if ranked else [])]
+    rows = []
+    for m in report.methods:
+        cells = [str(m.count)]
+        for k in report.metrics:
+            mean = "-" if m.mean[k] != m.mean[k] else f"{m.mean[k]:.4f}"
+            cells.append(f"[bold green]{mean}*[/]" if m.name in report.best[k] else mean)
+        if ranked:
+            r = "-" if m.rank is None else f"{m.rank:.2f}"
+            cells.append(f"[bold green]{r}*[/]" if m.rank is not None and m.rank == best_rank else r)
+        rows.append((escape(m.name), cells))
+    stds = [(f"± std {escape(m.name)}", ["", *(("-" if m.std[k] != m.std[k] else f"{m.std[k]:.4f}")
+                                              for k in report.metrics), *([""] if ranked else [])])
+            for m in report.methods]
+    return wide_tables(f"swinfuse evaluate, convention {report.convention} (best: bold, *)", "method", columns,
+                       rows, footer=stds)
 
 
 def show(tables: list[Table]) -> None:

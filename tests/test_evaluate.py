@@ -1,5 +1,6 @@
-"""`evaluate_images` and the `evaluate` command on a tiny local Typer app: pairing by stem, layouts, CSV,
---json on stdout only, and the exact one-line errors."""
+"""`api.evaluate` and the `evaluate` command: pairing by stem, layouts, CSV, --json on stdout only, the exact
+one-line errors and exit codes; several methods in one table (best marked, missing images, Markdown and
+LaTeX parsed back, ranks); and each named convention on a hand-computable case."""
 
 from __future__ import annotations
 
@@ -12,9 +13,15 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from swinfuse import evaluate_cmd
+from swinfuse import api, evaluate_cmd
 from swinfuse.errors import InputError
 from swinfuse.metrics import METRIC_NAMES
+
+
+def evaluate_images(*, fused, sources=None, ir_dir=None, vis_dir=None, workers=1, csv=None):
+    """One method, as `swinfuse evaluate FUSED SOURCES` scores it."""
+    return api.evaluate(methods=[("fused", fused)], sources=sources, ir_dir=ir_dir, vis_dir=vis_dir,
+                        workers=workers, csv=csv).methods[0]
 
 H, W = 48, 64  # VIF needs at least 41 px a side
 
@@ -41,7 +48,8 @@ def dataset(tmp_path):
 
 def test_evaluate_images_matches_by_stem_and_reports_the_rest(dataset):
     out_csv = dataset / "scores.csv"
-    report = evaluate_cmd.evaluate_images(fused=dataset / "fused", sources=dataset / "src", workers=1, csv=out_csv)
+    report = evaluate_images(fused=dataset / "fused", sources=dataset / "src", workers=1, csv=out_csv)
+    assert report.count == 2
     assert [r["name"] for r in report.images] == ["a", "b"]
     assert report.unmatched == ["extra"] and report.missing == ["c"] and report.failed == []
     assert report.mean["EN"] == pytest.approx((report.images[0]["EN"] + report.images[1]["EN"]) / 2)
@@ -54,13 +62,13 @@ def test_evaluate_images_matches_by_stem_and_reports_the_rest(dataset):
 def test_one_fused_file_and_a_case_insensitive_layout(dataset):
     (dataset / "src/ir").rename(dataset / "src/Infrared")
     (dataset / "src/vis").rename(dataset / "src/VISIBLE")
-    report = evaluate_cmd.evaluate_images(fused=dataset / "fused/b.png", sources=dataset / "src", workers=1)
+    report = evaluate_images(fused=dataset / "fused/b.png", sources=dataset / "src", workers=1)
     assert [r["name"] for r in report.images] == ["b"] and report.missing == []
 
 
 def test_explicit_folders_give_the_same_numbers(dataset):
-    by_layout = evaluate_cmd.evaluate_images(fused=dataset / "fused", sources=dataset / "src", workers=1)
-    by_dirs = evaluate_cmd.evaluate_images(fused=dataset / "fused", ir_dir=dataset / "src/ir",
+    by_layout = evaluate_images(fused=dataset / "fused", sources=dataset / "src", workers=1)
+    by_dirs = evaluate_images(fused=dataset / "fused", ir_dir=dataset / "src/ir",
                                            vis_dir=dataset / "src/vis", workers=2)
     assert by_dirs.images == by_layout.images
 
@@ -68,12 +76,12 @@ def test_explicit_folders_give_the_same_numbers(dataset):
 def test_size_mismatch_names_both_sizes(dataset):
     cv2.imwrite(str(dataset / "fused/a.png"), _image(5, (H, W + 8)))
     with pytest.raises(InputError, match=r"^a: fused image is 72x48 but infrared is 64x48"):
-        evaluate_cmd.evaluate_images(fused=dataset / "fused/a.png", sources=dataset / "src", workers=1)
+        evaluate_images(fused=dataset / "fused/a.png", sources=dataset / "src", workers=1)
 
 
 def test_no_matching_names(dataset):
     with pytest.raises(InputError, match="no fused image has the name of a source pair"):
-        evaluate_cmd.evaluate_images(fused=dataset / "fused/extra.png", sources=dataset / "src", workers=1)
+        evaluate_images(fused=dataset / "fused/extra.png", sources=dataset / "src", workers=1)
 
 
 def _app() -> typer.Typer:
@@ -107,15 +115,24 @@ def test_cli_table_and_help_state_the_conventions(dataset):
         assert phrase in help_text
 
 
-def test_cli_missing_folder_is_one_error_line(tmp_path):
+def _main(monkeypatch, capsys, args):
+    """The real entry point: usage errors exit 2, library errors print one `Error:` line and exit 1."""
+    from swinfuse.cli import main
+
+    monkeypatch.setattr("sys.argv", ["swinfuse", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return exit_info.value.code, capsys.readouterr()
+
+
+def test_cli_missing_folder_is_one_error_line(tmp_path, monkeypatch, capsys):
     (tmp_path / "fused").mkdir()
     cv2.imwrite(str(tmp_path / "fused/a.png"), _image(0))
     missing = tmp_path / "nope"
-    result = CliRunner().invoke(_app(), ["evaluate", str(tmp_path / "fused"), str(missing)])
-    assert result.exit_code == 1
-    assert result.stderr == f"Error: {missing}: no such folder\n"
-    result = CliRunner().invoke(_app(), ["evaluate", str(missing), str(tmp_path)])
-    assert result.stderr == f"Error: {missing}: no such file or folder\n"
+    code, out = _main(monkeypatch, capsys, ["evaluate", tmp_path / "fused", missing])
+    assert code == 1 and out.err == f"Error: {missing}: no such folder\n" and out.out == ""
+    code, out = _main(monkeypatch, capsys, ["evaluate", missing, tmp_path])
+    assert code == 1 and out.err == f"Error: {missing}: no such file or folder\n"
 
 
 def test_cli_table_in_80_columns_cuts_no_number(tmp_path):
