@@ -41,27 +41,22 @@ def summarize_model(model, *, source: str, size: tuple[int, int] = (64, 64), pro
     stats = torchinfo.summary(model, input_data=[ir, vis], text=prompt, depth=depth, verbose=0, device=device,
                               mode="eval", col_names=("output_size", "num_params"))
     report = SummaryReport(source=source, input_shape=list(ir.shape), prompt=prompt, depth=depth)
-    # Name rows by where a module lives, not by who called it (the decoder calls the FiLM layers).
+    # One row per module, named by where it lives. torchinfo marks a container "recursive" when the calls of
+    # its children interleave with another container's (the decoder's FiLM and Re stages alternate), so its
+    # flag is not used: a module's first row is kept, any later one dropped.
     names = {id(m): name for name, m in model.named_modules()}
+    seen = set()
     for info in stats.summary_list:
         name = names.get(id(info.module), info.var_name)
         level = name.count(".") + 1 if name else 0
-        if info.is_recursive or level > depth:
+        if id(info.module) in seen or level > depth:
             continue
+        seen.add(id(info.module))
         own = sum(p.numel() for p in info.module.parameters(recurse=False))
         if level == depth:  # collapsed: the row stands for its whole subtree
             own = info.num_params
         report.layers.append(LayerRow(name=name or "(model)", type=info.class_name, depth=level,
                                       output_shape=list(info.output_size), params=info.num_params, own_params=own))
-    # Containers whose children are called directly (the FiLM list) never run as a module, so torchinfo
-    # does not list them: add them, so the own-params column still adds up to the total.
-    listed = {row.name for row in report.layers}
-    for name, module in model.named_modules():
-        level = name.count(".") + 1
-        if name and level <= depth and name not in listed:
-            own = sum(p.numel() for p in module.parameters(recurse=level == depth))
-            report.layers.append(LayerRow(name=name, type=type(module).__name__, depth=level, output_shape=[],
-                                          params=sum(p.numel() for p in module.parameters()), own_params=own))
     report.layers.sort(key=lambda row: _order(row.name, names))
     report.total_params = sum(p.numel() for p in model.parameters())
     report.trainable_params = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -120,3 +121,125 @@ def test_save_is_atomic(tiny_model, tmp_path, monkeypatch):
         save_checkpoint(tiny_model, target)
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
+
+
+# ---- checkpoints of the older layout: the network owned the FiLM layers (`film.N.*`) -----------------------
+
+SHIPPED = Path(__file__).resolve().parents[1] / "weights" / "swinfuse-default.safetensors"
+# Computed with the code before the decoder owned the FiLM layers (commit 4147a80), one thread: the first 16
+# hex digits of the SHA-256 of the float32 output bytes, and the output's sum, for the input of
+# _shipped_input() and each prompt.
+SHIPPED_REFERENCE = {
+    "visible image is in extremely low light": ("8875931ebb612d1c", 507.9630369544029),
+    "stripe noise in the infrared image": ("cfd4cff9ed3710d5", 301.37019143998623),
+}
+
+
+def _shipped_input():
+    g = torch.Generator().manual_seed(12)
+    return torch.rand(1, 1, 20, 28, generator=g), torch.rand(1, 1, 20, 28, generator=g)
+
+
+def _old_name(key: str) -> str:
+    return key.removeprefix("decoder.") if key.startswith("decoder.film") else key
+
+
+def _as_old_layout(path, out):
+    """Rewrite a checkpoint with the key names the older code wrote (film.N.* at the top)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    state = {_old_name(k): v for k, v in state.items()}
+    save_file(state, str(out), metadata=meta)
+    return out
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="the shipped checkpoint is not in this checkout")
+def test_shipped_checkpoint_of_the_older_layout_loads_with_identical_outputs():
+    import hashlib
+
+    from safetensors import safe_open
+
+    with safe_open(str(SHIPPED), framework="pt") as f:
+        keys = list(f.keys())
+    assert any(k.startswith("film.") for k in keys) and not any(k.startswith("decoder.film.") for k in keys)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model, _ = load_checkpoint(SHIPPED)
+        assert len(model.decoder.film) == len(model.config.re_depths)
+        ir, vis = _shipped_input()
+        outputs = {}
+        with torch.inference_mode():
+            for prompt, (digest, total) in SHIPPED_REFERENCE.items():
+                out = model(ir, vis, prompt)
+                assert out.double().sum().item() == pytest.approx(total, rel=1e-6)
+                assert hashlib.sha256(out.numpy().tobytes()).hexdigest()[:16] == digest
+                outputs[prompt] = out
+    finally:
+        torch.set_num_threads(threads)
+    a, b = outputs.values()
+    assert (a - b).abs().max() > 1e-2  # the shipped model responds to the prompt
+
+
+def test_older_layout_checkpoint_loads_and_saves_in_the_new_layout(tiny_model, tiny_checkpoint, tmp_path):
+    from safetensors import safe_open
+
+    for film in tiny_model.decoder.film:  # non-zero FiLM, so a FiLM weight left out would show
+        torch.nn.init.normal_(film.to_film[-1].weight, std=0.5)
+    new = save_checkpoint(tiny_model, tmp_path / "new.safetensors")
+    old = _as_old_layout(new, tmp_path / "old.safetensors")
+    with safe_open(str(old), framework="pt") as f:
+        assert any(k.startswith("film.0.") for k in f.keys())
+    loaded, _ = load_checkpoint(old)
+    ir, vis = torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(ir, vis, "haze"), tiny_model(ir, vis, "haze"), rtol=0, atol=0)
+    again = save_checkpoint(loaded, tmp_path / "again.safetensors")
+    with safe_open(str(again), framework="pt") as f:
+        assert not any(k.startswith("film.") for k in f.keys())
+
+
+def test_older_layout_state_dict_loads_into_the_model(tiny_model, tiny_config):
+    # A training state saved by the older code holds model.state_dict() with film.N.* keys (resume).
+    from swinfuse.model.checkpoint import remap_state_dict
+    from swinfuse.model.network import SwinFuse
+
+    state = tiny_model.state_dict()
+    old = type(state)((_old_name(k), v) for k, v in state.items())
+    old._metadata = type(state._metadata)((_old_name(k), v) for k, v in state._metadata.items())
+    assert "film.0.to_film.2.weight" in old
+    remapped = remap_state_dict(old)
+    assert list(remapped) == list(state) and remapped._metadata.keys() == state._metadata.keys()
+    assert remap_state_dict(state) is state
+    other = SwinFuse(tiny_config)
+    other.load_state_dict(old)  # strict
+    for key, value in other.state_dict().items():
+        assert torch.equal(value, state[key]), key
+
+
+def test_parameter_order_is_the_older_layouts(tiny_config):
+    # An optimizer state pairs its entries with parameters by position: the order must not move.
+    from swinfuse.model.network import SwinFuse
+
+    names = [n for n, _ in SwinFuse(tiny_config).named_parameters()]
+    film = [i for i, n in enumerate(names) if n.startswith("decoder.film.")]
+    assert film == list(range(film[0], film[0] + len(film)))
+    assert names[film[0] - 1].startswith("text_encoder.") and names[film[-1] + 1].startswith("decoder.layers.")
+
+
+@pytest.mark.skipif(not SHIPPED.exists(), reason="the shipped checkpoint is not in this checkout")
+def test_warm_start_from_an_older_layout_checkpoint():
+    from swinfuse.model.config import FusionConfig
+    from swinfuse.model.network import SwinFuse
+    from swinfuse.training.trainer import TrainArgs, _warm_start
+
+    config = FusionConfig.preset("default", img_size=32)
+    model = SwinFuse(config)
+    record = _warm_start(model, TrainArgs(init=str(SHIPPED), preset="default"), config)
+    assert record["path"] == str(SHIPPED)
+    source, _ = load_checkpoint(SHIPPED)
+    for key, value in source.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key

@@ -43,11 +43,11 @@ def test_every_parameter_gets_a_gradient(tiny_config):
     ir, vis = _pair(2, 12, 12)
     # FiLM's last layer starts at zero (identity modulation), so only it gets a gradient at first.
     model(ir, vis, ["a prompt", "another prompt"]).square().mean().backward()
-    assert all(film.to_film[-1].weight.grad.abs().sum() > 0 for film in model.film)
+    assert all(film.to_film[-1].weight.grad.abs().sum() > 0 for film in model.decoder.film)
     assert model.text_encoder.transformer.text_projection.grad.abs().sum() == 0
     # Once it has moved, every parameter (text encoder included) is reached.
     model.zero_grad()
-    for film in model.film:
+    for film in model.decoder.film:
         torch.nn.init.normal_(film.to_film[-1].weight, std=0.1)
     model(ir, vis, ["a prompt", "another prompt"]).square().mean().backward()
     unreached = [n for n, p in model.named_parameters() if p.grad is None or (p.grad == 0).all()]
@@ -82,7 +82,7 @@ def test_shift_mask_matters():
 
 
 def test_prompt_changes_output(tiny_model):
-    for film in tiny_model.film:  # FiLM starts as the identity; give it weights so prompts matter
+    for film in tiny_model.decoder.film:  # FiLM starts as the identity; give it weights so prompts matter
         torch.nn.init.normal_(film.to_film[-1].weight, std=0.5)
     ir, vis = _pair(1, 16, 16)
     with torch.inference_mode():
@@ -159,3 +159,28 @@ def test_config_json_round_trip():
 def test_parameter_parts_add_up(tiny_model):
     counts = count_parameters(tiny_model)
     assert counts["total"] == sum(v for k, v in counts.items() if k != "total")
+
+
+def test_film_layers_are_the_decoders_and_reported_apart(tiny_model):
+    counts = count_parameters(tiny_model)
+    film = sum(p.numel() for p in tiny_model.decoder.film.parameters())
+    assert not hasattr(tiny_model, "film") and len(tiny_model.decoder.film) == len(tiny_model.config.re_depths)
+    assert counts["FiLM"] == film > 0
+    assert counts["decoder/head"] == sum(p.numel() for p in tiny_model.decoder.parameters()) - film
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+def test_summary_rows_add_up_with_interleaved_film_and_re_stages(depth):
+    # Two Re stages: the decoder calls film.0, layers.0, film.1, layers.1, which torchinfo flags as recursion.
+    from swinfuse.summary import summarize_model
+
+    model = SwinFuse(FusionConfig.preset("default"))
+    report = summarize_model(model, source="test", size=(16, 16), depth=depth, device=torch.device("cpu"))
+    names = [row.name for row in report.layers]
+    assert len(names) == len(set(names))
+    assert sum(row.own_params for row in report.layers) == report.total_params
+    assert not any(n == "film" or n.startswith("film.") for n in names)
+    if depth >= 2:
+        assert {"decoder.film", "decoder.layers"} <= set(names)
+    if depth >= 3:
+        assert {"decoder.film.0", "decoder.film.1", "decoder.layers.1"} <= set(names)

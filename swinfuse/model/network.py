@@ -93,11 +93,14 @@ class CrossFusion(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Re stages (each after its FiLM), norm, conv with a residual to the fused feature, head."""
+    """Re stages (each after its FiLM by the prompt), norm, conv with a residual to the fused feature, head."""
 
     def __init__(self, cfg: FusionConfig):
         super().__init__()
         C = cfg.embed_dim
+        # Built first, so the random draws and the parameter order (an optimizer state's) are the ones of the
+        # network that owned them before (checkpoint.remap_state_dict reads its `film.*` keys).
+        self.film = nn.ModuleList(FiLM(cfg.text_dim, C) for _ in cfg.re_depths)
         rates = _drop_path_rates(cfg.drop_path_rate, cfg.re_depths)
         self.layers = nn.ModuleList(RSTB(C, d, h, drop_path=r, **_stage_kwargs(cfg))
                                     for d, h, r in zip(cfg.re_depths, cfg.re_num_heads, rates))
@@ -105,10 +108,10 @@ class Decoder(nn.Module):
         self.conv_after_body = nn.Conv2d(C, C, 3, 1, 1)
         self.head = build_head(cfg.upsampler, C, cfg.in_chans, cfg.upscale)
 
-    def forward(self, fused: torch.Tensor, films: nn.ModuleList, text: torch.Tensor) -> torch.Tensor:
+    def forward(self, fused: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """fused: (B, C, Hp, Wp); text: (B, D) -> (B, in_chans, Hp * upscale, Wp * upscale)."""
         x = fused.permute(0, 2, 3, 1)  # (B, Hp, Wp, C)
-        for film, layer in zip(films, self.layers):
+        for film, layer in zip(self.film, self.layers):
             x = layer(film(x, text))
         x = self.norm(x).permute(0, 3, 1, 2)  # (B, C, Hp, Wp)
         return self.head(self.conv_after_body(x).add_(fused))
@@ -122,11 +125,10 @@ class SwinFuse(nn.Module):
         self.encoder_vis = Encoder(config)
         self.fusion = CrossFusion(config)
         self.text_encoder = build_text_encoder(config.text, config.text_dim)
-        self.film = nn.ModuleList(FiLM(config.text_dim, config.embed_dim) for _ in config.re_depths)
         self.decoder = Decoder(config)
         self._prompt_cache: dict[str, torch.Tensor] = {}
         for name, module in self.named_modules():
-            if isinstance(module, nn.Linear) and not name.startswith(("text_encoder", "film")):
+            if isinstance(module, nn.Linear) and not name.startswith(("text_encoder", "decoder.film")):
                 trunc_normal_(module.weight, std=0.02)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
@@ -149,8 +151,11 @@ class SwinFuse(nn.Module):
         return super().train(mode)
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """As nn.Module's, also for a state of the older layout (a training state, or a warm start's)."""
+        from swinfuse.model.checkpoint import remap_state_dict
+
         self._prompt_cache.clear()
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        return super().load_state_dict(remap_state_dict(state_dict), strict=strict, assign=assign)
 
     def _text(self, text, B: int) -> torch.Tensor:
         """Accept a prompt string, a list of B strings, or a (B, D) / (1, D) tensor; return (B, D)."""
@@ -189,7 +194,7 @@ class SwinFuse(nn.Module):
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)  # (2B, in, Hp, Wp)
         ir_x, vis_x = x.chunk(2, dim=0)
         fused = self.fusion(self.encoder_ir(ir_x), self.encoder_vis(vis_x))  # (B, C, Hp, Wp)
-        out = self.decoder(fused, self.film, text)  # (B, in, Hp*up, Wp*up)
+        out = self.decoder(fused, text)  # (B, in, Hp*up, Wp*up)
         up = cfg.upscale
         return out[..., :H * up, :W * up] / cfg.img_range  # (B, in, H*up, W*up)
 
@@ -222,7 +227,8 @@ def build_model(config: FusionConfig) -> SwinFuse:
 def count_parameters(model: nn.Module) -> dict[str, int]:
     """Parameters per part, as `profile` reports them."""
     parts = {"infrared encoder": model.encoder_ir, "visible encoder": model.encoder_vis, "fusion": model.fusion,
-             "text encoder": model.text_encoder, "FiLM": model.film, "decoder/head": model.decoder}
+             "text encoder": model.text_encoder, "FiLM": model.decoder.film, "decoder/head": model.decoder}
     counts = {name: sum(p.numel() for p in m.parameters()) for name, m in parts.items()}
+    counts["decoder/head"] -= counts["FiLM"]  # the decoder owns the FiLM layers; reported apart, as before
     counts["total"] = sum(p.numel() for p in model.parameters())
     return counts
