@@ -157,3 +157,205 @@ def test_cli_table_in_80_columns_cuts_no_number(tmp_path):
         for name in METRIC_NAMES:
             assert f"{record[name]:.4f}" in out.stdout
     assert "FLIR_video_01425" in out.stdout
+
+
+# -- several methods in one table ------------------------------------------------------------------------
+@pytest.fixture
+def two_methods(dataset):
+    """sharp/ = fused/ (a, b: the mean of the sources); blur/ = the same, heavily blurred, for a, b and c.
+    Blurring lowers SF and AG, so sharp is best there; sharp lacks c."""
+    (dataset / "blur").mkdir()
+    for stem in "abc":
+        ir = cv2.imread(str(dataset / "src/ir" / f"{stem}.png"), 0).astype(int)
+        vis = cv2.imread(str(dataset / "src/vis" / f"{stem}.png"), 0).astype(int)
+        mean = ((ir + vis) // 2).astype(np.uint8)
+        cv2.imwrite(str(dataset / "blur" / f"{stem}.png"), cv2.GaussianBlur(mean, (0, 0), 3.0))
+    (dataset / "fused/extra.png").unlink()
+    (dataset / "fused").rename(dataset / "sharp")
+    return dataset
+
+
+def _compare(root, *extra):
+    return ["evaluate", root / "src", "--method", f"sharp={root / 'sharp'}", "--method", f"blur={root / 'blur'}",
+            "--workers", "1", *extra]
+
+
+def test_two_methods_best_marked_on_shared_images_with_a_warning(two_methods, monkeypatch, capsys):
+    code, out = _main(monkeypatch, capsys, _compare(two_methods, "--json"))
+    assert code in (0, None), out.err
+    data = json.loads(out.out)
+    assert data["convention"] == "cddfuse" and data["shared_only"] is True
+    methods = {m["name"]: m for m in data["methods"]}
+    assert methods["sharp"]["count"] == methods["blur"]["count"] == 2  # c only in blur: left out
+    assert [r["name"] for r in methods["blur"]["images"]] == ["a", "b"]
+    assert methods["sharp"]["mean"]["SF"] > methods["blur"]["mean"]["SF"]
+    assert data["best"]["SF"] == ["sharp"] and data["best"]["AG"] == ["sharp"]
+    assert data["directions"]["Nabf"] == "lower" and data["directions"]["SF"] == "higher"
+    err = " ".join(out.err.split())
+    assert "sharp lacks 1 of the 3 images: c" in err and "scored on the 2 images all methods share" in err
+
+    # The same images scored alone give the same numbers: one method's path and several methods' agree.
+    alone = evaluate_images(fused=two_methods / "sharp", sources=two_methods / "src")
+    assert alone.mean == pytest.approx(methods["sharp"]["mean"])
+
+    code, out = _main(monkeypatch, capsys, _compare(two_methods, "--json", "--all-images"))
+    counts = {m["name"]: m["count"] for m in json.loads(out.out)["methods"]}
+    assert counts == {"sharp": 2, "blur": 3}
+
+
+def test_several_fused_folders_are_named_by_their_folder_and_the_table_marks_the_best(two_methods, monkeypatch,
+                                                                                       capsys):
+    monkeypatch.setattr("swinfuse.render.stdout.width", 200)
+    code, out = _main(monkeypatch, capsys, ["evaluate", two_methods / "sharp", two_methods / "blur",
+                                            two_methods / "src", "--workers", "2", "--rank"])
+    assert code in (0, None), out.err
+    lines = {line.split("│")[1].strip(): line for line in out.out.splitlines() if line.startswith("│")}
+    assert set(lines) >= {"sharp", "blur"}
+    sf = [cell.strip() for cell in lines["sharp"].split("│")][5]  # method, images, EN, SD, SF
+    assert sf.endswith("*") and "*" not in lines["blur"].split("│")[5]
+    assert "SF ↑" in out.out and "Nabf ↓" in out.out and "rank ↓" in out.out
+
+
+def _markdown_rows(text: str) -> tuple[list[str], dict[str, list[str]]]:
+    table = [line for line in text.splitlines() if line.startswith("|")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in table]
+    return cells[0], {row[0]: row for row in cells[2:]}
+
+
+def test_markdown_parses_back_to_the_json_numbers(two_methods, monkeypatch, capsys):
+    _, out = _main(monkeypatch, capsys, _compare(two_methods, "--json", "--rank"))
+    full = json.loads(out.out)
+    data = {m["name"]: m for m in full["methods"]}
+    code, out = _main(monkeypatch, capsys, _compare(two_methods, "--format", "markdown", "--rank"))
+    assert code in (0, None)
+    head, rows = _markdown_rows(out.out)
+    assert head[:3] == ["Method", "Images", "EN ↑"] and "Nabf ↓" in head and head[-1] == "Mean rank ↓"
+    for name, row in rows.items():
+        assert int(row[1]) == data[name]["count"]
+        for metric, cell in zip(METRIC_NAMES, row[2:]):
+            mean, std = cell.replace("**", "").split(" ± ")
+            assert float(mean) == pytest.approx(data[name]["mean"][metric], abs=1e-4)
+            assert float(std) == pytest.approx(data[name]["std"][metric], abs=1e-4)
+            assert cell.startswith("**") == (name in full["best"][metric])
+        assert float(row[-1].strip("*")) == pytest.approx(data[name]["rank"], abs=1e-2)
+    assert rows["sharp"][head.index("SF ↑")].startswith("**")
+    assert not rows["blur"][head.index("SF ↑")].startswith("**")
+    assert "Convention: cddfuse" in out.out and "↓ lower is better" in out.out
+    # Ranks: each metric hands out 1 and 2 between the two methods, so the mean ranks add up to 3.
+    assert data["sharp"]["rank"] + data["blur"]["rank"] == pytest.approx(3.0)
+
+
+def test_latex_parses_back(two_methods, monkeypatch, capsys):
+    code, out = _main(monkeypatch, capsys, _compare(two_methods, "--format", "latex"))
+    assert code in (0, None)
+    lines = out.out.splitlines()
+    assert lines[0].startswith("% swinfuse evaluate:") and r"\begin{tabular}" in out.out
+    body = lines[lines.index(r"\midrule") + 1:lines.index(r"\bottomrule")]
+    head = lines[lines.index(r"\toprule") + 1].removesuffix(r" \\").split(" & ")
+    assert head[2] == r"EN $\uparrow$" and head[-1] == r"Nabf $\downarrow$"
+    rows = {cells[0]: cells for cells in (line.removesuffix(r" \\").split(" & ") for line in body)}
+    assert set(rows) == {"sharp", "blur"} and rows["sharp"][1] == "2"
+    sf = head.index(r"SF $\uparrow$")
+    assert rows["sharp"][sf].startswith(r"\textbf{") and not rows["blur"][sf].startswith(r"\textbf{")
+    data = {m["name"]: m for m in json.loads(_main(monkeypatch, capsys, _compare(two_methods, "--json"))[1].out)["methods"]}
+    for name, row in rows.items():
+        for metric, cell in zip(METRIC_NAMES, row[2:]):
+            mean, std = cell.split(r" $\pm$ ")
+            assert float(mean.removeprefix(r"\textbf{").removesuffix("}")) == pytest.approx(
+                data[name]["mean"][metric], abs=1e-4)
+            assert float(std) == pytest.approx(data[name]["std"][metric], abs=1e-4)
+
+
+def test_latex_escapes_method_names(two_methods):
+    report = api.evaluate(methods={"ours_v2 & 50%": two_methods / "sharp", "blur": two_methods / "blur"},
+                          sources=two_methods / "src", workers=1)
+    assert r"ours\_v2 \& 50\%" in report.to_latex()
+
+
+def test_csv_format_has_mean_and_std_per_metric(two_methods, monkeypatch, capsys):
+    code, out = _main(monkeypatch, capsys, _compare(two_methods, "--format", "csv"))
+    assert code in (0, None)
+    rows = list(csv.DictReader(out.out.splitlines()))
+    assert [r["method"] for r in rows] == ["sharp", "blur"] and rows[0]["images"] == "2"
+    assert float(rows[0]["SF"]) > float(rows[1]["SF"]) and "SF_std" in rows[0]
+
+
+# -- exit codes ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("extra,fragment", [
+    (["--format", "pdf"], "'pdf' is not one of table, markdown, latex, csv, json"),
+    (["--convention", "nope"], "'nope' is not one of cddfuse"),
+    (["--method", "no-equals-sign"], "expected NAME=FOLDER"),
+    (["--workers", "-1"], "--workers"),
+])
+def test_usage_errors_exit_2(two_methods, monkeypatch, capsys, extra, fragment):
+    code, out = _main(monkeypatch, capsys, ["evaluate", two_methods / "src", *extra])
+    assert code == 2 and fragment in " ".join(out.err.replace("│", " ").split()) and out.out == ""
+
+
+def test_runtime_errors_exit_1_in_one_line(two_methods, monkeypatch, capsys):
+    (two_methods / "other").mkdir()
+    cv2.imwrite(str(two_methods / "other/zzz.png"), _image(3))
+    code, out = _main(monkeypatch, capsys, ["evaluate", two_methods / "src", "--method", f"x={two_methods / 'other'}"])
+    assert code == 1 and out.err.startswith("Error: ") and out.err.count("\n") == 1 and out.out == ""
+    cv2.imwrite(str(two_methods / "other/c.png"), _image(3))  # other has c only, sharp has a and b
+    code, out = _main(monkeypatch, capsys, ["evaluate", two_methods / "src", "--method", f"x={two_methods / 'other'}",
+                                            "--method", f"y={two_methods / 'sharp'}"])
+    assert code == 1 and "Error: the methods have no image in common" in out.err
+
+
+def test_help_states_every_convention_and_its_source():
+    from swinfuse.metrics import CONVENTIONS
+
+    help_text = " ".join(CliRunner().invoke(_app(), ["evaluate", "--help"], env={"COLUMNS": "200"}).stdout.split())
+    for name in CONVENTIONS:
+        assert name in help_text
+    for phrase in ("MMIF-CDDFuse", "bits", "nats", "data_range=255", "mean of the two sources"):
+        assert phrase in help_text
+
+
+# -- conventions on hand-computable cases ----------------------------------------------------------------
+def test_conventions_on_a_copy_of_both_sources():
+    """F = A = B, half black and half white: MI per source is H = ln 2 nats = 1 bit, VIF and SSIM per source
+    are 1. cddfuse sums (2 ln 2, 2, 2); mean-bits averages, in bits (1, 1, 1)."""
+    import math
+
+    from swinfuse.metrics import compute_metrics
+
+    img = np.zeros((H, W), np.uint8)
+    img[:, W // 2:] = 255
+    cdd = compute_metrics(img, img, img, "cddfuse")
+    mean_bits = compute_metrics(img, img, img, "mean-bits")
+    assert cdd["MI"] == pytest.approx(2 * math.log(2)) and mean_bits["MI"] == pytest.approx(1.0)
+    assert cdd["VIF"] == pytest.approx(2.0) and mean_bits["VIF"] == pytest.approx(1.0)
+    assert cdd["SSIM"] == pytest.approx(2.0) and mean_bits["SSIM"] == pytest.approx(1.0)
+    for same in ("EN", "SD", "SF", "AG", "Qabf", "Nabf"):  # no convention touches these
+        assert cdd[same] == mean_bits[same]
+    assert cdd["EN"] == pytest.approx(1.0)
+
+
+def test_ssim_data_range_on_flat_images():
+    """Two flat images p and q: SSIM = (2pq + C1) / (p^2 + q^2 + C1), C1 = (0.01 L)^2 (the contrast term is
+    C2 / C2). L = 2 (scikit-image 0.19's float default, cddfuse) vs L = 255 (cddfuse-255)."""
+    from swinfuse.metrics import compute_metrics, ssim
+
+    p, q = 100.0, 110.0
+    a, b = np.full((H, W), p), np.full((H, W), q)
+    for data_range in (2.0, 255.0):
+        c1 = (0.01 * data_range) ** 2
+        assert ssim(a, b, data_range=data_range) == pytest.approx((2 * p * q + c1) / (p * p + q * q + c1), rel=1e-6)
+    cdd = compute_metrics(a, b, b, "cddfuse")["SSIM"]
+    wide = compute_metrics(a, b, b, "cddfuse-255")["SSIM"]
+    assert cdd == pytest.approx(2 * (22000 + 4e-4) / (22100 + 4e-4), rel=1e-6)
+    assert wide == pytest.approx(2 * (22000 + 2.55 ** 2) / (22100 + 2.55 ** 2), rel=1e-6)
+
+
+def test_the_json_names_the_convention(dataset, monkeypatch, capsys):
+    code, out = _main(monkeypatch, capsys, ["evaluate", dataset / "fused", dataset / "src", "--json", "--workers", "1",
+                                            "--convention", "mean-bits"])
+    data = json.loads(out.out)
+    assert data["convention"] == "mean-bits" and "bits" in data["conventions"]
+    default = json.loads(_main(monkeypatch, capsys, ["evaluate", dataset / "fused", dataset / "src", "--json",
+                                                     "--workers", "1"])[1].out)
+    assert default["convention"] == "cddfuse"
+    for new, old in zip(data["images"], default["images"]):
+        assert new["EN"] == old["EN"] and new["SSIM"] < old["SSIM"]  # mean of two, about half the sum
