@@ -70,7 +70,6 @@ def profile_model(*, preset: str = "smoke", overrides: dict | None = None, weigh
     dev = devices.resolve_device(device)
     dtype = devices.resolve_dtype(precision, dev)
     n_threads = devices.set_threads(threads)
-    devices.tune_cpu_allocator()
     if batch < 1 or warmup < 0 or repetitions < 1:
         raise ConfigError(f"need batch >= 1, warmup >= 0, repetitions >= 1; got {batch}, {warmup}, {repetitions}")
     model, _, source = load_model(weights=weights, preset=preset, overrides=overrides, device=dev)
@@ -113,7 +112,6 @@ def fuse_pair(*, ir: str | Path, vis: str | Path, prompts: list[str], output: st
     dev = devices.resolve_device(device)
     dtype = devices.resolve_dtype(precision, dev)
     devices.set_threads(threads)
-    devices.tune_cpu_allocator()
     # Paths and images first: a typo in a file name costs no model load (seconds).
     opened = fusing.open_pair(ir_path=ir, vis_path=vis, prompts=prompts, output=output, resize=resize,
                               bit_depth=bit_depth, sheet=sheet)
@@ -139,7 +137,6 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str =
     dev = devices.resolve_device(device)
     dtype = devices.resolve_dtype(precision, dev)
     devices.set_threads(threads)
-    devices.tune_cpu_allocator()
     model, meta, _ = load_model(weights=weights, device=dev, require_weights=True)
     model = _for_speed(model, dtype, compile)
     report = fusing.fuse_batch(root=root, output_dir=output_dir, prompt=prompt, model=model, meta=meta, device=dev,

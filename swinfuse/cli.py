@@ -281,9 +281,9 @@ _register_optional_commands()
 
 
 def main() -> None:
-    # Before torch loads: tensors of 2 MB and more get transparent huge pages (madvise), so a large frame's
-    # maps page-fault 512x less often (1024x1024 forward: 11 M -> 0.4 M faults, 30 % faster on CPU).
-    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    from swinfuse.devices import tune_process
+
+    tune_process()  # the process is the command's: huge pages (before torch loads) and the CPU allocator
     try:
         # Typer runs in standalone mode: it prints usage errors its own way and exits 2, whichever click it
         # uses (typer 0.29 vendors its own, so catching the click package's class here would miss them), and

@@ -107,3 +107,32 @@ def test_compile_compiles_the_image_path_layer_norms(tiny_checkpoint):
             ir, vis = torch.rand(1, 1, H, W), torch.rand(1, 1, H, W)
             torch.testing.assert_close(compiled(ir, vis, "a prompt"), eager.eval()(ir, vis, "a prompt"),
                                        atol=1e-5, rtol=0)
+
+
+def test_the_library_leaves_process_tuning_to_the_command(tiny_checkpoint, tmp_path, monkeypatch):
+    # mallopt and huge pages are process-wide: a notebook that imports swinfuse keeps its allocator.
+    import numpy as np
+
+    import swinfuse
+    from swinfuse import devices
+
+    calls = []
+    monkeypatch.setattr(devices, "tune_cpu_allocator", lambda: calls.append("allocator"))
+    monkeypatch.setattr(devices, "tune_process", lambda: calls.append("process"))
+    ir, vis = _pair()
+    api.profile_model(preset="smoke", sizes=["16"], warmup=0, repetitions=1, device="cpu")
+    api.fuse_pair(ir=ir, vis=vis, prompts=[""], output=tmp_path / "one.png", weights=tiny_checkpoint, device="cpu")
+    api.fuse_batch(root=ASSETS, output_dir=tmp_path / "batch", weights=tiny_checkpoint, device="cpu")
+    swinfuse.fuse(np.zeros((16, 16), np.uint8), np.zeros((16, 16), np.uint8), "", weights=tiny_checkpoint,
+                  device="cpu")
+    assert calls == []
+
+
+def test_the_command_tunes_the_process_once_before_it_runs(monkeypatch):
+    from swinfuse import cli, devices
+
+    calls = []
+    monkeypatch.setattr(devices, "tune_process", lambda: calls.append("tune"))
+    monkeypatch.setattr(cli, "app", lambda: calls.append("app"))
+    main()
+    assert calls == ["tune", "app"]
