@@ -36,7 +36,7 @@ def _parse_method(text: str) -> tuple[str, Path]:
 
 def evaluate_command(
     paths: Annotated[Optional[list[Path]], typer.Argument(
-        show_default=False, metavar="[FUSED]... [SOURCES]",
+        show_default=False, metavar="FUSED... SOURCES",
         help="FUSED SOURCES: a fused image or folder (named like the sources) and the folder of source pairs "
              "(ir/+vis/, ir/+vi/, Infrared/+Visible/ or IR/+VI_Y/, any case). Several FUSED folders compare "
              "methods, each named by its folder; with --method NAME=FOLDER give SOURCES alone. With --ir-dir "

@@ -359,3 +359,13 @@ def test_the_json_names_the_convention(dataset, monkeypatch, capsys):
     assert default["convention"] == "cddfuse"
     for new, old in zip(data["images"], default["images"]):
         assert new["EN"] == old["EN"] and new["SSIM"] < old["SSIM"]  # mean of two, about half the sum
+
+
+def test_csv_file_keeps_per_image_rows_of_every_method(two_methods, monkeypatch, capsys):
+    out_csv = two_methods / "rows.csv"
+    code, out = _main(monkeypatch, capsys, _compare(two_methods, "--csv", out_csv, "--all-images"))
+    assert code in (0, None) and f"wrote {out_csv}" in " ".join(out.err.split())
+    rows = list(csv.reader(out_csv.open()))
+    assert rows[0] == ["method", "image", *METRIC_NAMES]
+    assert [(r[0], r[1]) for r in rows[1:]] == [("sharp", "a"), ("sharp", "b"), ("sharp", "mean"),
+                                                ("blur", "a"), ("blur", "b"), ("blur", "c"), ("blur", "mean")]
