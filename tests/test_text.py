@@ -40,17 +40,80 @@ def test_clip_unknown_model_and_tag():
         ClipTextEncoder(TextEncoderSpec(kind="clip", model_name="ViT-B-32", pretrained="openai"), 64)
 
 
-def test_clip_offline_fails_at_once_with_what_to_do(monkeypatch, tmp_path):
-    import time
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    """huggingface_hub with an empty cache, online by its own constant, no network: every download attempt is
+    recorded and answered by `hub.answer` (an exception to raise, or None for a file downloaded)."""
+    import socket
+    import types
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache
-    start = time.perf_counter()
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    state = types.SimpleNamespace(calls=[], answer=None)
+
+    def download(repo_id, filename, **kwargs):
+        state.calls.append((repo_id, filename))
+        answer = state.answer(filename) if callable(state.answer) else state.answer
+        if isinstance(answer, BaseException):
+            raise answer
+        return str(tmp_path / filename)
+
+    def no_socket(*args, **kwargs):
+        raise AssertionError("swinfuse opened a socket itself")
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.setattr(socket, "create_connection", no_socket)
+    return state
+
+
+def test_clip_offline_fails_at_once_with_what_to_do(hub, monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(TextEncoderError) as err:
         ClipTextEncoder(TextEncoderSpec(kind="clip", model_name="ViT-B-32", pretrained="openai"), 512)
     message = str(err.value)
     assert "not cached" in message and "HF_HUB_OFFLINE" in message and "local weights file" in message
-    assert time.perf_counter() - start < 10  # no retry loop
+    assert str(tmp_path / "cache") in message
+    assert hub.calls == []  # offline: the hub is not asked
+
+
+def test_clip_hub_offline_is_huggingface_hubs_reading_of_the_variable(hub, monkeypatch):
+    # HF_HUB_OFFLINE=no means online to huggingface_hub; swinfuse used to read any value but 0 as offline.
+    from huggingface_hub import constants
+
+    from swinfuse.model.text import _check_available
+
+    assert not constants._is_true("no")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "no")
+    _check_available("ViT-B-32", "openai")
+    assert hub.calls == [("timm/vit_base_patch32_clip_224.openai", "open_clip_model.safetensors")]
+
+
+def test_clip_download_goes_through_huggingface_hub(hub):
+    # HF_ENDPOINT and HTTPS_PROXY are huggingface_hub's to honour: no socket of swinfuse's own.
+    from huggingface_hub.errors import EntryNotFoundError
+
+    from swinfuse.model.text import _check_available
+
+    hub.answer = lambda name: EntryNotFoundError("no such file") if name.endswith(".safetensors") else None
+    _check_available("ViT-B-32", "openai")
+    assert [name for _, name in hub.calls] == ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+
+
+def test_clip_no_network_is_huggingface_hubs_not_found_error(hub):
+    from huggingface_hub import constants
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    hub.answer = LocalEntryNotFoundError("cannot find the requested files in the disk cache")
+    with pytest.raises(TextEncoderError) as err:
+        ClipTextEncoder(TextEncoderSpec(kind="clip", model_name="ViT-B-32", pretrained="openai"), 512)
+    message = str(err.value)
+    assert "not cached" in message and constants.ENDPOINT in message and "local weights file" in message
+    assert len(hub.calls) == 1
 
 
 def test_clip_missing_local_file(tmp_path):

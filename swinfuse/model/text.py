@@ -4,13 +4,13 @@
   open_clip's BPE tokenizer, which ships inside the package, so it works offline. Trained with the fusion
   network; its weights live in the swinfuse checkpoint.
 - ClipTextEncoder: a frozen pretrained open_clip model, by name + tag or a local weights file. Nothing is
-  downloaded unless a tag is asked for and is not in the cache; with no network that fails at once.
+  downloaded unless a tag is asked for and is not in the cache; with no network (or HF_HUB_OFFLINE) that
+  fails at once, saying what to do.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import warnings
 
 import torch
@@ -85,7 +85,10 @@ class ClipTextEncoder(nn.Module):
 
 
 def _check_available(model_name: str, pretrained: str) -> None:
-    """Fail at once, with what to do, when a tag is neither cached nor downloadable."""
+    """Fail at once, with what to do, when a tag is neither cached nor downloadable; download it otherwise.
+
+    The hub is asked through huggingface_hub itself, so HF_ENDPOINT, HTTPS_PROXY and HF_HUB_OFFLINE (as
+    huggingface_hub parses it: "1", "yes", "true", "on") mean what they mean to every other hub client."""
     import open_clip
 
     if not pretrained or os.path.isfile(pretrained):
@@ -95,35 +98,52 @@ def _check_available(model_name: str, pretrained: str) -> None:
     tags = open_clip.list_pretrained_tags_by_model(model_name)
     if pretrained not in tags:
         raise TextEncoderError(f"unknown pretrained tag {pretrained!r} for {model_name}; valid tags: {', '.join(tags)}")
-    cfg = open_clip.get_pretrained_cfg(model_name, pretrained)
-    if _cached(cfg):
-        return
-    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
-    if offline or not _reachable("huggingface.co"):
-        from huggingface_hub.constants import HF_HUB_CACHE
+    repo, names = _hub_files(open_clip.get_pretrained_cfg(model_name, pretrained))
+    if not repo or _cached(repo, names):
+        return  # no hub entry: open_clip downloads from the tag's URL itself
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, OfflineModeIsEnabled,
+                                        RepositoryNotFoundError)
 
-        raise TextEncoderError(
-            f"CLIP weights {model_name}/{pretrained} are not cached and cannot be downloaded "
-            f"({'HF_HUB_OFFLINE is set' if offline else 'no network'}); pass a local weights file as the "
-            f"pretrained value, or download once with network into the cache ({HF_HUB_CACHE})")
+    def not_cached(why: str) -> TextEncoderError:
+        return TextEncoderError(
+            f"CLIP weights {model_name}/{pretrained} are not cached and cannot be downloaded ({why}); pass a "
+            f"local weights file as the pretrained value, or download once with network into the cache "
+            f"({constants.HF_HUB_CACHE})")
+
+    if constants.HF_HUB_OFFLINE:
+        raise not_cached("HF_HUB_OFFLINE is set")
+    for name in names:
+        try:
+            hf_hub_download(repo, name)  # into the cache, where open_clip finds it
+            return
+        except (LocalEntryNotFoundError, OfflineModeIsEnabled) as exc:  # not cached, and the hub unreachable
+            raise not_cached(f"{constants.ENDPOINT} cannot be reached: {str(exc).splitlines()[0]}") from None
+        except EntryNotFoundError:
+            continue  # the repository has the other file name
+        except RepositoryNotFoundError:
+            raise TextEncoderError(f"CLIP weights {model_name}/{pretrained}: repository {repo} is not on "
+                                   f"{constants.ENDPOINT} (or needs a login)") from None
+    raise TextEncoderError(f"CLIP weights {model_name}/{pretrained}: none of {', '.join(names)} is in {repo} "
+                           f"on {constants.ENDPOINT}")
 
 
-def _cached(cfg: dict) -> bool:
-    repo = (cfg.get("hf_hub") or "").strip("/")
-    if not repo:
-        return False
+def _hub_files(cfg: dict) -> tuple[str, list[str]]:
+    """A pretrained config's hub repository and the file names open_clip looks for there, safetensors first
+    (open_clip.pretrained.download_pretrained's rule: 'org/name/' or 'org/name/file.bin')."""
+    repo, filename = os.path.split(cfg.get("hf_hub") or "")
+    filename = filename or "open_clip_pytorch_model.bin"
+    if filename == "open_clip_pytorch_model.bin":
+        return repo, ["open_clip_model.safetensors", filename]
+    if filename.endswith((".bin", ".pth")):
+        return repo, [os.path.splitext(filename)[0] + ".safetensors", filename]
+    return repo, [filename]
+
+
+def _cached(repo: str, names: list[str]) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
-    return any(isinstance(try_to_load_from_cache(repo, name), str)
-               for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"))
-
-
-def _reachable(host: str, timeout: float = 2.0) -> bool:
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
+    return any(isinstance(try_to_load_from_cache(repo, name), str) for name in names)
 
 
 def build_text_encoder(spec: TextEncoderSpec, text_dim: int) -> nn.Module:
