@@ -27,7 +27,7 @@ _PUBLIC = {
     "fuse_batch": ("swinfuse.api", "fuse_batch"),
     "profile": ("swinfuse.api", "profile_model"),
     "summarize": ("swinfuse.api", "summarize_model"),
-    "evaluate": ("swinfuse.metrics", "evaluate_folder"),
+    "evaluate": ("swinfuse.api", "evaluate"),
     "train": ("swinfuse.training.trainer", "train"),
     "TrainArgs": ("swinfuse.training.trainer", "TrainArgs"),
     "SwinfuseError": ("swinfuse.errors", "SwinfuseError"),
