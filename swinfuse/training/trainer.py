@@ -313,14 +313,12 @@ def _setup_distributed(device_arg: str) -> tuple[int, int, torch.device, bool]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device_arg == "cuda" or (device_arg == "auto" and torch.cuda.is_available())
-    if device_arg not in ("auto", "cpu", "cuda") and not device_arg.startswith("cuda:"):
-        raise SwinfuseError(f"device must be auto, cpu or cuda, got {device_arg!r}")
-    if device_arg.startswith("cuda"):
-        use_cuda = True
-        if not torch.cuda.is_available():
-            raise SwinfuseError("--device cuda was asked for but CUDA is not available")
-    device = torch.device(f"cuda:{local_rank}" if use_cuda and world > 1 else ("cuda" if use_cuda else "cpu"))
+    from swinfuse.devices import resolve_device
+
+    device = resolve_device(device_arg)  # every command's rule and DeviceError
+    use_cuda = device.type == "cuda"
+    if use_cuda and world > 1:
+        device = torch.device(f"cuda:{local_rank}")  # torchrun: one GPU per process
     if use_cuda and device.index is not None:
         torch.cuda.set_device(device)
     initialised = False
