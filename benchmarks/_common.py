@@ -20,7 +20,7 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as `swinfuse` sets it (cli
 import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_WEIGHTS = ROOT / "weights" / "swinfuse-default.safetensors"
+DEFAULT_WEIGHTS = ROOT / "swinfuse" / "weights" / "swinfuse-default.safetensors"
 EXAMPLES = ROOT / "examples"
 
 

@@ -4,7 +4,8 @@ The public face, loaded lazily (importing `swinfuse` imports no torch; `swinfuse
 
     import swinfuse
     fused = swinfuse.fuse(ir, vis, "the visible image is in extremely low light")  # arrays or tensors
-    model, meta = swinfuse.load_checkpoint("weights/swinfuse-default.safetensors")
+    from swinfuse.api import default_weights_path
+    model, meta = swinfuse.load_checkpoint(default_weights_path())  # the shipped checkpoint
 
 `fuse_pair`, `fuse_batch`, `profile`, `summarize`, `evaluate` and `train` are the library functions behind
 the six commands; `SwinFuse` and `FusionConfig` the network and its configuration.

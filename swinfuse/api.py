@@ -15,11 +15,13 @@ DEFAULT_WEIGHTS_NAME = "swinfuse-default.safetensors"
 
 
 def default_weights_path() -> Path:
-    """$SWINFUSE_WEIGHTS, else the checkpoint shipped in the repository's weights/ folder."""
+    """The checkpoint used when no --weights is given: $SWINFUSE_WEIGHTS if set, else the one shipped inside
+    the package (swinfuse/weights/, package data, so a wheel carries it; the repository's weights/ folder
+    links to that same file)."""
     env = os.environ.get("SWINFUSE_WEIGHTS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "weights" / DEFAULT_WEIGHTS_NAME
+    return Path(__file__).resolve().parent / "weights" / DEFAULT_WEIGHTS_NAME
 
 
 def parse_size(text: str) -> tuple[int, int]:

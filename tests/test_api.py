@@ -90,7 +90,7 @@ def test_fuse_refuses_mismatched_inputs(tiny_model):
 def test_shipped_checkpoint_loads_and_responds_to_the_prompt():
     import swinfuse
 
-    weights = ROOT / "weights" / "swinfuse-default.safetensors"
+    weights = ROOT / "swinfuse" / "weights" / "swinfuse-default.safetensors"
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:48, 0:64]
     vis = (0.5 + 0.3 * np.sin(x / 5.0)).astype(np.float32)

@@ -125,7 +125,7 @@ def test_save_is_atomic(tiny_model, tmp_path, monkeypatch):
 
 # ---- checkpoints of the older layout: the network owned the FiLM layers (`film.N.*`) -----------------------
 
-SHIPPED = Path(__file__).resolve().parents[1] / "weights" / "swinfuse-default.safetensors"
+SHIPPED = Path(__file__).resolve().parents[1] / "swinfuse" / "weights" / "swinfuse-default.safetensors"
 # Computed with the code before the decoder owned the FiLM layers (commit 4147a80), one thread: the first 16
 # hex digits of the SHA-256 of the float32 output bytes, and the output's sum, for the input of
 # _shipped_input() and each prompt.

@@ -67,10 +67,13 @@ def _persisted_state(model) -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(model, path: str | os.PathLike, provenance: dict | None = None) -> Path:
-    """Write model weights + config + provenance atomically (temporary file, then rename)."""
+    """Write model weights + config + provenance atomically (temporary file, then rename). A symlink is
+    written through (weights/swinfuse-default.safetensors links to the package's copy), not replaced."""
     from safetensors.torch import save_file
 
     path = Path(path)
+    if path.is_symlink():
+        path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": model.config.to_json(),
                 "provenance": json.dumps(provenance or {}, sort_keys=True, default=str)}
