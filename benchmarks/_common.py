@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmark scripts: the model under test, the machine, timing, memory, matmul peak.
+"""Shared pieces of the benchmark scripts: the model under test, the machine, timing, matmul peak; memory and
+sync come from swinfuse.memory.
 
 Each script prints what it measured and its table; run them from the repository root, e.g.
 `python benchmarks/bench_scaling.py --threads 2`. Timings warm up first and take the median.
@@ -9,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -18,6 +18,8 @@ from pathlib import Path
 
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as `swinfuse` sets it (cli.main), before torch loads
 import torch  # noqa: E402
+
+from swinfuse.memory import peak_allocated_mb, peak_rss_mb, rss_mb, sync  # noqa: E402,F401 (the scripts' names)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WEIGHTS = ROOT / "swinfuse" / "weights" / "swinfuse-default.safetensors"
@@ -69,11 +71,6 @@ def machine() -> str:
             f"python {platform.python_version()}{gpu}")
 
 
-def sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-
-
 def time_ms(fn, device="cpu", warmup: int = 1, repetitions: int = 3) -> float:
     """Median wall time of fn() in milliseconds, after warm-up calls."""
     for _ in range(warmup):
@@ -94,38 +91,6 @@ def matmul_gflops(device="cpu", n: int = 2048, dtype=torch.float32, repetitions:
     b = torch.randn(n, n, device=device, dtype=dtype)
     ms = time_ms(lambda: a @ b, device, warmup=2, repetitions=repetitions)
     return 2 * n ** 3 / (ms * 1e-3) / 1e9
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (Linux ru_maxrss is in KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def peak_allocated_mb(fn) -> float:
-    """Peak of the memory torch's allocator hands out while fn() runs, above what was live before: the CPU
-    counterpart of CUDA's max_memory_allocated (tensors and ops' own scratch, every c10 allocation the
-    profiler sees), without what the C allocator keeps around (fragmentation, freed pages not returned).
-    From torch.profiler's allocation events (profile_memory=True) summed in time order."""
-    from torch._C._profiler import _EventType
-
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
-    while stack:
-        e = stack.pop()
-        stack.extend(e.children)
-        if e.tag == _EventType.Allocation:
-            events.append((e.start_time_ns, e.extra_fields.alloc_size))
-    live = peak = 0
-    for _, size in sorted(events):
-        live += size
-        peak = max(peak, live)
-    return peak / 2 ** 20
-
-
-def rss_mb() -> float:
-    import psutil
-    return psutil.Process().memory_info().rss / 2 ** 20
 
 
 def inputs(H: int, W: int, device="cpu", B: int = 1, seed: int = 0):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any, Callable
 
 from swinfuse.errors import InputError, OutputError, ShapeError
 from swinfuse.jsonable import to_jsonable
+from swinfuse.memory import gpu_peak_mb, peak_rss_mb, reset_gpu_peak, sync
 
 
 @dataclass
@@ -109,42 +109,10 @@ class BatchReport:
         return to_jsonable(dataclasses.asdict(self))
 
 
-# --- measuring ------------------------------------------------------------------------------------
-
-def _peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB."""
-    try:
-        import resource
-    except ImportError:  # Windows: psutil reports the peak working set there
-        import psutil
-        info = psutil.Process().memory_info()
-        return getattr(info, "peak_wset", info.rss) / 2**20
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return peak / (2**20 if sys.platform == "darwin" else 2**10)
-
-
-def _reset_gpu_peak(device) -> None:
-    import torch
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def _gpu_peak_mb(device) -> float | None:
-    import torch
-    return torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-
-
-def _sync(device) -> None:
-    # CUDA kernels run asynchronously; without this the forward time would land in the next stage.
-    import torch
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 # --- one pair, step by step ------------------------------------------------------------------------
 
 def _size_text(array) -> str:
-    return f"{array.shape[1]}x{array.shape[0]}"
+    return f"{array.shape[0]}×{array.shape[1]}"  # H×W, as the tables
 
 
 def _match_size(ir, visible, ir_path: Path, vis_path: Path, resize: bool) -> tuple[Any, list[str]]:
@@ -155,11 +123,11 @@ def _match_size(ir, visible, ir_path: Path, vis_path: Path, resize: bool) -> tup
         return ir, []
     if not resize:
         raise InputError(f"sizes differ: infrared {ir_path} is {_size_text(ir)}, visible {vis_path} is "
-                         f"{_size_text(visible.y)} (width x height); --resize resizes the infrared to the visible")
+                         f"{_size_text(visible.y)} (H×W); --resize resizes the infrared to the visible")
     h, w = visible.y.shape
     shrinking = ir.shape[0] * ir.shape[1] > h * w
     resized = cv2.resize(ir, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
-    return np.clip(resized, 0.0, 1.0), [f"infrared resized from {_size_text(ir)} to {w}x{h}"]
+    return np.clip(resized, 0.0, 1.0), [f"infrared resized from {_size_text(ir)} to {h}×{w}"]
 
 
 @dataclass
@@ -208,7 +176,7 @@ def _fuse_y(model, ir_t, vis_t, text, upscale: int, tile: int | None = None, ove
             notes.extend(n for n in frame.notes if n not in notes)
     expected = (1, 1, h * upscale, w * upscale)
     if tuple(out.shape) != expected:
-        raise ShapeError(f"the model returned shape {tuple(out.shape)} for a {w}x{h} input, expected {expected}")
+        raise ShapeError(f"the model returned shape {tuple(out.shape)} for a {h}×{w} input, expected {expected}")
     return out[0, 0].float().clamp_(0.0, 1.0).cpu().numpy()
 
 
@@ -355,7 +323,7 @@ def fuse_pair(*, ir_path: str | Path, vis_path: str | Path, prompts: list[str], 
     ir, visible, notes = pair.ir, pair.visible, pair.notes
     _check_tiling(model, tile, tile_overlap)
     upscale = _upscale(model)
-    _reset_gpu_peak(device)
+    reset_gpu_peak(device)
     loaded = time.perf_counter()
 
     depths = [output_bit_depth(p, bit_depth, visible.bit_depth) for p in paths]
@@ -364,7 +332,7 @@ def fuse_pair(*, ir_path: str | Path, vis_path: str | Path, prompts: list[str], 
     with torch.inference_mode():
         text = model.encode_prompts(prompts).to(device)  # (N, D)
         ir_t, vis_t = _to_tensor(ir, "cpu"), _to_tensor(visible.y, "cpu")  # _fuse_y moves them (or tiles)
-        _sync(device)
+        sync(device)
         prepared = time.perf_counter()
         fused_ys = [_fuse_y(model, ir_t, vis_t, text[k:k + 1], upscale, tile, tile_overlap, notes)
                     for k in range(len(prompts))]
@@ -388,7 +356,7 @@ def fuse_pair(*, ir_path: str | Path, vis_path: str | Path, prompts: list[str], 
         latency_ms={"load": opened.load_ms, "preprocess": (prepared - loaded) * 1e3,
                     "forward": (forwarded - prepared) * 1e3, "write": (written - forwarded) * 1e3,
                     "total": opened.load_ms + (written - loaded) * 1e3},
-        peak_rss_mb=_peak_rss_mb(), peak_gpu_mb=_gpu_peak_mb(device), notes=notes,
+        peak_rss_mb=peak_rss_mb(), peak_gpu_mb=gpu_peak_mb(device), notes=notes,
     )
 
 
@@ -480,7 +448,7 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, 
     for stale in stale_temporaries(output_dir / f"{pair.rel}{ext}" for pair in selected):
         stale.unlink(missing_ok=True)
     upscale = _upscale(model)
-    _reset_gpu_peak(device)
+    reset_gpu_peak(device)
     total = len(selected)
     records: list[PairRecord | None] = [None] * total
     done = 0
@@ -554,7 +522,7 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, 
         unmatched_ir=found.unmatched_ir, unmatched_vis=found.unmatched_vis, duplicates=found.duplicates,
         mean_latency_ms=sum(r.latency_ms for r in written) / len(written) if written else None,
         throughput_pairs_per_s=len(written) / wall if written and wall > 0 else None,
-        wall_s=wall, peak_rss_mb=_peak_rss_mb(), peak_gpu_mb=_gpu_peak_mb(device),
+        wall_s=wall, peak_rss_mb=peak_rss_mb(), peak_gpu_mb=gpu_peak_mb(device),
         manifest=output_dir / name, records=records,
     )
     settings = {"root": root, "ir_dir": ir_dir, "vis_dir": vis_dir, "recursive": recursive,

@@ -39,7 +39,6 @@ from scipy import ndimage
 from swinfuse.errors import InputError
 
 METRIC_NAMES = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "Nabf")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 # Direction of each metric: +1 higher is better, -1 lower is better (Nabf counts artifacts).
 DIRECTIONS = {name: (-1 if name == "Nabf" else 1) for name in METRIC_NAMES}
@@ -340,11 +339,11 @@ def compute_metrics(fused: np.ndarray, ir: np.ndarray, vis: np.ndarray,
     f, a, b = _as_gray(fused, "fused"), _as_gray(ir, "infrared"), _as_gray(vis, "visible")
     for name, x in (("infrared", a), ("visible", b)):
         if x.shape != f.shape:
-            raise InputError(f"fused image is {f.shape[1]}x{f.shape[0]} but {name} is {x.shape[1]}x{x.shape[0]} "
-                             "(width x height); they must match")
+            raise InputError(f"fused image is {f.shape[0]}×{f.shape[1]} but {name} is {x.shape[0]}×{x.shape[1]} "
+                             "(H×W); they must match")
     if min(f.shape) < MIN_SIDE:
-        raise InputError(f"image is {f.shape[1]}x{f.shape[0]}; VIF's four scales need at least "
-                         f"{MIN_SIDE}x{MIN_SIDE} pixels")
+        raise InputError(f"image is {f.shape[0]}×{f.shape[1]} (H×W); VIF's four scales need at least "
+                         f"{MIN_SIDE}×{MIN_SIDE} pixels")
     both = (lambda x, y: x + y) if conv.combine == "sum" else (lambda x, y: (x + y) / 2)
     bits = conv.mi_unit == "bits"
     return {
@@ -433,13 +432,10 @@ def mean_record(records: Iterable[dict]) -> dict[str, float]:
 def evaluate_folder(fused_dir: str | Path, ir_dir: str | Path, vis_dir: str | Path, *,
                     workers: int = 0) -> tuple[list[dict], dict[str, float]]:
     """(per-image records, mean) for every fused image whose stem has an ir and a vis image of that stem."""
+    from swinfuse.data.pairs import index_images
+
     folders = {"fused": Path(fused_dir), "infrared": Path(ir_dir), "visible": Path(vis_dir)}
-    index = {}
-    for kind, folder in folders.items():
-        if not folder.is_dir():
-            raise InputError(f"{folder}: no such folder")
-        index[kind] = {p.stem: p for p in sorted(folder.iterdir())
-                       if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")}
+    index = {kind: index_images(folder)[0] for kind, folder in folders.items()}
     stems = sorted(index["fused"].keys() & index["infrared"].keys() & index["visible"].keys())
     if not stems:
         raise InputError(f"{folders['fused']}: no image shares its name with an image in both "

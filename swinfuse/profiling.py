@@ -7,9 +7,7 @@ background thread (and CUDA allocator peaks); FLOPs: torch.utils.flop_counter on
 from __future__ import annotations
 
 import statistics
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 
@@ -39,34 +37,6 @@ class ProfileReport:
     prompt: str
     params: dict[str, int]
     sizes: list[SizeResult] = field(default_factory=list)
-
-
-class _RssSampler:
-    """Peak resident memory of this process while a block runs, sampled every few milliseconds."""
-
-    def __init__(self, interval: float = 0.002):
-        import psutil
-
-        self._proc, self._interval, self.peak = psutil.Process(), interval, 0
-        self._stop = threading.Event()
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-            self._stop.wait(self._interval)
-
-    @contextmanager
-    def watch(self):
-        self.peak = self._proc.memory_info().rss
-        thread = threading.Thread(target=self._run, daemon=True)
-        thread.start()
-        try:
-            yield self
-        finally:
-            self._stop.set()
-            thread.join()
-            self._stop.clear()
-            self.peak = max(self.peak, self._proc.memory_info().rss)
 
 
 def _sdpa_flop(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
@@ -101,17 +71,19 @@ def time_forward(model, ir, vis, text, warmup: int, repetitions: int, device) ->
     """Milliseconds per forward over `repetitions` runs after `warmup` runs."""
     import torch
 
+    from swinfuse.memory import sync
+
     for _ in range(warmup):
         model(ir, vis, text)
     times = []
     if device.type == "cuda":
-        torch.cuda.synchronize(device)
+        sync(device)
         for _ in range(repetitions):
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
             model(ir, vis, text)
             end.record()
-            torch.cuda.synchronize(device)
+            sync(device)
             times.append(start.elapsed_time(end))
     else:
         for _ in range(repetitions):
@@ -123,32 +95,26 @@ def time_forward(model, ir, vis, text, warmup: int, repetitions: int, device) ->
 
 def profile_size(model, size: tuple[int, int], *, batch: int, warmup: int, repetitions: int, prompt: str,
                  device, dtype) -> SizeResult:
-    import psutil
     import torch
+
+    from swinfuse.memory import MB, RssSampler, gpu_memory_mb, reset_gpu_peak, rss_mb
 
     cfg = model.config
     H, W = size
     gen = torch.Generator().manual_seed(0)
     ir = torch.rand(batch, cfg.in_chans, H, W, generator=gen).to(device, dtype)
     vis = torch.rand(batch, cfg.in_chans, H, W, generator=gen).to(device, dtype)
-    proc = psutil.Process()
     with torch.inference_mode():
         text = model.encode_prompts([prompt]).to(dtype)  # one prompt for the batch, encoded once
-        rss_before = proc.memory_info().rss
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        sampler = _RssSampler()
+        rss_before = rss_mb()
+        reset_gpu_peak(device)
+        sampler = RssSampler()
         with sampler.watch():
             out = model(ir, vis, text)
             times = time_forward(model, ir, vis, text, warmup, repetitions, device)
-        rss_after = proc.memory_info().rss
+        rss_after = rss_mb()
         flops = count_flops(model, ir, vis, text)
-    gpu = None
-    if device.type == "cuda":
-        mb = 2 ** 20
-        gpu = {"allocated": torch.cuda.memory_allocated(device) / mb,
-               "reserved": torch.cuda.memory_reserved(device) / mb,
-               "peak": torch.cuda.max_memory_allocated(device) / mb}
+    gpu = gpu_memory_mb(device)
     expected = [batch, cfg.in_chans, H * cfg.upscale, W * cfg.upscale]
     mean = statistics.fmean(times)
     return SizeResult(
@@ -157,7 +123,7 @@ def profile_size(model, size: tuple[int, int], *, batch: int, warmup: int, repet
         latency_ms={"mean": mean, "median": statistics.median(times), "p95": _percentile(times, 0.95),
                     "min": min(times)},
         fps=1000.0 * batch / mean,
-        rss_mb={"before": rss_before / 2 ** 20, "after": rss_after / 2 ** 20, "peak": sampler.peak / 2 ** 20},
+        rss_mb={"before": rss_before, "after": rss_after, "peak": sampler.peak / MB},
         gpu_mb=gpu)
 
 

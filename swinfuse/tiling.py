@@ -238,8 +238,8 @@ def fuse_frame(model, ir: torch.Tensor, vis: torch.Tensor, text, *, tile: int | 
         tile = auto_tile(H, W, B, cfg, device, dtype, budget)
         if tile:
             tile = max(tile, smallest)
-            notes.append(f"frame {W}x{H} exceeds the memory budget for a whole-frame forward; fused in "
-                         f"{tile}x{tile} tiles")
+            notes.append(f"frame {H}×{W} (H×W) exceeds the memory budget for a whole-frame forward; fused in "
+                         f"{tile}×{tile} tiles")
     whole = not tile or (tile >= H and tile >= W)
     while True:
         try:
@@ -251,7 +251,7 @@ def fuse_frame(model, ir: torch.Tensor, vis: torch.Tensor, text, *, tile: int | 
             ov = _overlap_for(overlap, cfg)
             count = len(plan_tiles(H, W, tile, ov, ws))
             image = fuse_tiled(model, ir, vis, text, tile, ov, on_tile)
-            notes.append(f"fused in {count} tiles of at most {tile}x{tile} pixels, overlapping by {ov}")
+            notes.append(f"fused in {count} tiles of at most {tile}×{tile} pixels, overlapping by {ov}")
             return TiledFrame(image, tile, ov, count, notes)
         except Exception as exc:
             if not _is_oom(exc):
@@ -261,8 +261,8 @@ def fuse_frame(model, ir: torch.Tensor, vis: torch.Tensor, text, *, tile: int | 
             current = max(H, W) if whole else tile
             smaller = max(_round_to(current // 2, ws), smallest)
             if smaller >= current:
-                raise DeviceError(f"out of memory on {device} even with {current}x{current} tiles; "
+                raise DeviceError(f"out of memory on {device} even with {current}×{current} tiles; "
                                   "free memory or use --device cpu") from None
             notes.append(f"out of memory on {device} with {'the whole frame' if whole else f'{current}px tiles'}: "
-                         f"emptied the cache and retried with {smaller}x{smaller} tiles")
+                         f"emptied the cache and retried with {smaller}×{smaller} tiles")
             whole, tile = False, smaller

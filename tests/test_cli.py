@@ -368,7 +368,7 @@ def test_fuse_reports_the_tiles_used(tiny_checkpoint, tmp_path):
                                  "--weights", str(tiny_checkpoint), "--device", "cpu", "--json"])
     assert result.exit_code == 0, result.output
     notes = json.loads(result.stdout)["notes"]
-    assert any(n.startswith("fused in ") and "tiles of at most 24x24 pixels, overlapping by 16" in n for n in notes)
+    assert any(n.startswith("fused in ") and "tiles of at most 24×24 pixels, overlapping by 16" in n for n in notes)
 
 
 @pytest.mark.parametrize("command", [["fuse", "a.png", "b.png"], ["batch", "."], ["profile"]])

@@ -75,7 +75,7 @@ def test_explicit_folders_give_the_same_numbers(dataset):
 
 def test_size_mismatch_names_both_sizes(dataset):
     cv2.imwrite(str(dataset / "fused/a.png"), _image(5, (H, W + 8)))
-    with pytest.raises(InputError, match=r"^a: fused image is 72x48 but infrared is 64x48"):
+    with pytest.raises(InputError, match=r"^a: fused image is 48×72 but infrared is 48×64 \(H×W\)"):
         evaluate_images(fused=dataset / "fused/a.png", sources=dataset / "src", workers=1)
 
 

@@ -120,13 +120,13 @@ def test_mismatched_sizes_name_both_unless_resize(tmp_path):
     vis = image(tmp_path / "vis.png", rng.integers(0, 256, (16, 24, 3), dtype=np.uint8))
     with pytest.raises(InputError) as info:
         fuse(ir, vis, tmp_path)
-    assert str(info.value) == (f"sizes differ: infrared {ir} is 30x20, visible {vis} is 24x16 (width x height); "
+    assert str(info.value) == (f"sizes differ: infrared {ir} is 20×30, visible {vis} is 16×24 (H×W); "
                                "--resize resizes the infrared to the visible")
     assert not (tmp_path / "out.png").exists()
     result = fuse(ir, vis, tmp_path, resize=True)
     assert result.ir_shape == (20, 30) and result.vis_shape == (16, 24, 3)
     assert read(result.outputs[0].path).shape == (16, 24, 3)
-    assert result.notes == ["infrared resized from 30x20 to 24x16"]
+    assert result.notes == ["infrared resized from 20×30 to 16×24"]
 
 
 def test_bad_output_paths_fail_before_any_work(tmp_path):

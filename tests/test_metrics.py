@@ -92,13 +92,13 @@ def test_bgr_and_integer_inputs_are_converted_as_the_reader_does(tmp_path):
 
 
 def test_size_mismatch_names_both_sizes():
-    with pytest.raises(InputError, match=r"fused image is 64x48 but visible is 60x48"):
+    with pytest.raises(InputError, match=r"fused image is 48×64 but visible is 48×60 \(H×W\)"):
         metrics.compute_metrics(np.zeros((H, W)), np.zeros((H, W)), np.zeros((H, 60)))
 
 
 def test_too_small_and_sixteen_bit_inputs_are_refused():
     small = np.zeros((24, 32))
-    with pytest.raises(InputError, match="at least 41x41"):
+    with pytest.raises(InputError, match="at least 41×41"):
         metrics.compute_metrics(small, small, small)
     with pytest.raises(InputError, match="16-bit"):
         big = np.zeros((H, W), np.uint16)

@@ -139,7 +139,7 @@ def test_every_accepted_tile_size_blends_without_seams(tile):
         whole = model(ir, vis, text)
         frame = tiling.fuse_frame(model, ir, vis, text, tile=tile)
     assert frame.tiles > 1 and _psnr(frame.image, whole) >= 45
-    assert frame.notes == [f"fused in {frame.tiles} tiles of at most {frame.tile}x{frame.tile} pixels, "
+    assert frame.notes == [f"fused in {frame.tiles} tiles of at most {frame.tile}×{frame.tile} pixels, "
                            f"overlapping by {frame.overlap}"]
 
 
