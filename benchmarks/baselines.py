@@ -70,7 +70,9 @@ def _read_y(path: Path) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-    from swinfuse.metrics import IMAGE_EXTENSIONS, METRIC_NAMES, evaluate_triples, mean_record
+    from swinfuse.data.pairs import find_pairs
+    from swinfuse.errors import InputError
+    from swinfuse.metrics import METRIC_NAMES, evaluate_triples, mean_record
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ir-dir", type=Path, required=True)
@@ -80,29 +82,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=0, help="metric processes (0: one per CPU)")
     args = parser.parse_args(argv)
 
-    def index(folder: Path) -> dict[str, Path]:
-        return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS}
-
-    ir_files, vis_files = index(args.ir_dir), index(args.vis_dir)
-    stems = sorted(ir_files.keys() & vis_files.keys())
-    unmatched = sorted(ir_files.keys() ^ vis_files.keys())
+    try:
+        found = find_pairs(ir_dir=args.ir_dir, vis_dir=args.vis_dir)
+    except InputError as e:
+        raise SystemExit(str(e)) from None
+    unmatched = sorted(p.stem for p in found.unmatched_ir + found.unmatched_vis)
     if unmatched:
         print(f"unmatched (skipped): {', '.join(unmatched)}", file=sys.stderr)
-    if not stems:
-        raise SystemExit("no pairs with the same stem")
 
     jobs = {name: [] for name in BASELINES}
-    for stem in stems:
-        y, ir = _read_y(vis_files[stem]), _read_y(ir_files[stem])
+    for pair in found.pairs:
+        stem = pair.stem
+        y, ir = _read_y(pair.vis), _read_y(pair.ir)
         for name, fuse in BASELINES.items():
             out = args.out_dir / name / f"{stem}.png"
             out.parent.mkdir(parents=True, exist_ok=True)
             fused = fuse(y, ir, args.levels) if name == "laplacian" else fuse(y, ir)
             cv2.imwrite(str(out), np.clip(np.round(fused), 0, 255).astype(np.uint8))
             # metrics against the sources as the evaluator sees them (gray of the files)
-            jobs[name].append((stem, out, ir_files[stem], vis_files[stem]))
+            jobs[name].append((stem, out, pair.ir, pair.vis))
 
-    print(f"{len(stems)} pairs; metrics with CDDFuse's evaluator conventions (MI, VIF, SSIM summed over sources)")
+    print(f"{len(found.pairs)} pairs; metrics with CDDFuse's evaluator conventions (MI, VIF, SSIM summed over sources)")
     print("baseline   " + " ".join(f"{m:>7}" for m in METRIC_NAMES))
     for name, triples in jobs.items():
         records = evaluate_triples(triples, workers=args.workers)

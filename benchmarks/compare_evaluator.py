@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from baselines import BASELINES, _read_y  # noqa: E402
 from swinfuse import metrics  # noqa: E402
+from swinfuse.data.pairs import find_pairs  # noqa: E402
 
 
 def load_evaluator(cddfuse: Path):
@@ -95,11 +96,9 @@ def reference_metrics(ev, fi, ir, vi) -> dict[str, float]:
 
 
 def pairs_in(ir_dir: Path, vis_dir: Path, count: int) -> list[tuple[str, Path, Path]]:
-    vis = {p.stem: p for p in vis_dir.iterdir()}
-    stems = sorted(s for s in (p.stem for p in ir_dir.iterdir()) if s in vis)
-    picked = stems[:: max(1, len(stems) // count)][:count]  # spread over the set, deterministic
-    ir = {p.stem: p for p in ir_dir.iterdir()}
-    return [(s, ir[s], vis[s]) for s in picked]
+    pairs = find_pairs(ir_dir=ir_dir, vis_dir=vis_dir).pairs
+    picked = pairs[:: max(1, len(pairs) // count)][:count]  # spread over the set, deterministic
+    return [(p.stem, p.ir, p.vis) for p in picked]
 
 
 def main() -> None:

@@ -161,17 +161,16 @@ def _latex_escape(text: str) -> str:
 
 
 def _fused_images(fused: Path) -> dict[str, Path]:
+    from swinfuse.data.pairs import READ_EXTENSIONS, index_images
     from swinfuse.errors import InputError
-    from swinfuse.metrics import IMAGE_EXTENSIONS
 
     if not fused.exists():
         raise InputError(f"{fused}: no such file or folder")
     if fused.is_file():
         return {fused.stem: fused}
-    images = {p.stem: p for p in sorted(fused.iterdir())
-              if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")}
+    images, _ = index_images(fused)
     if not images:
-        raise InputError(f"{fused}: no images found (looked for {', '.join(e[1:] for e in IMAGE_EXTENSIONS)})")
+        raise InputError(f"{fused}: no images found (looked for {', '.join(e[1:] for e in READ_EXTENSIONS)})")
     return images
 
 

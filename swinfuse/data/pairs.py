@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from swinfuse.data.io import READ_EXTENSIONS
+from swinfuse.data.io import READ_EXTENSIONS  # the one list of image extensions; others import it from here
 from swinfuse.errors import InputError
 
 # (infrared folder, visible folder), lower case; the first present under the root wins.
@@ -53,8 +53,10 @@ def _find_layout(root: Path) -> tuple[Path, Path]:
                      "give the folders with --ir-dir and --vis-dir")
 
 
-def _index_images(folder: Path, recursive: bool) -> tuple[dict[str, Path], list[Path]]:
-    """Map 'subdir/stem' -> file for the images in `folder`; also return the same-stem duplicates."""
+def index_images(folder: Path, recursive: bool = False) -> tuple[dict[str, Path], list[Path]]:
+    """Map 'subdir/stem' ('stem' when not recursive) -> file for the images in `folder` (READ_EXTENSIONS,
+    any case; dot-files skipped); also return the same-stem duplicates (the first in sorted order is kept).
+    The one stem index: pairs, the evaluator's fused folders and the benchmarks' baselines all use it."""
     if not folder.is_dir():
         raise InputError(f"{folder}: no such folder")
     files = folder.rglob("*") if recursive else folder.iterdir()
@@ -92,8 +94,8 @@ def find_pairs(root: str | Path | None = None, *, ir_dir: str | Path | None = No
         where = str(root)
     else:
         raise InputError("give a folder of pairs, or --ir-dir and --vis-dir")
-    ir_index, ir_dups = _index_images(ir_dir, recursive)
-    vis_index, vis_dups = _index_images(vis_dir, recursive)
+    ir_index, ir_dups = index_images(ir_dir, recursive)
+    vis_index, vis_dups = index_images(vis_dir, recursive)
     matched = sorted(ir_index.keys() & vis_index.keys())
     pairs = [Pair(Path(key).name, ir_index[key], vis_index[key], key) for key in matched]
     if not pairs:
