@@ -131,7 +131,7 @@ NOT_AN_IMAGE = "not a readable image, or truncated (expected png, jpg, jpeg, bmp
     (_directory, "is a directory, expected an image file"),
     (_empty, "file is empty (0 bytes)"),
     (_text, NOT_AN_IMAGE),
-    (_truncated(".png"), NOT_AN_IMAGE),
+    (_truncated(".png"), "file is truncated (PNG data ends early)"),
     (_truncated(".jpg"), "file is truncated (JPEG data ends early)"),
     (_float_tiff, "unsupported sample type float32 (expected 8- or 16-bit)"),
 ])
@@ -141,6 +141,50 @@ def test_bad_input_messages(tmp_path, make, problem, reader, role):
     with pytest.raises(InputError) as info:
         reader(path)
     assert str(info.value) == f"{role} image {path}: {problem}"
+
+
+def _corrupt_png(path):
+    data = bytearray(cv2.imencode(".png", color8(32, 40))[1].tobytes())
+    start = data.find(b"IDAT") + 4
+    data[start + 2:start + 40] = b"\x00" * 38  # compressed data destroyed, chunk layout and IEND intact
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("make, problem", [
+    (_truncated(".png"), "file is truncated (PNG data ends early)"),
+    (_corrupt_png, NOT_AN_IMAGE),
+])
+def test_a_bad_png_prints_no_decoder_line(tmp_path, capfd, make, problem):
+    # libpng writes `libpng error: ...` to fd 2 and OpenCV logs `[ WARN...]` lines; our error is the only line
+    path = make(tmp_path / "x.png")
+    with pytest.raises(InputError) as info:
+        read_visible(path)
+    assert str(info.value) == f"visible image {path}: {problem}"
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+
+
+def test_the_cli_says_one_line_for_a_truncated_png(tmp_path, capfd, monkeypatch):
+    from swinfuse.cli import main
+
+    ir = image(tmp_path / "ir.png", np.zeros((32, 40), np.uint8))
+    data = image(tmp_path / "full.png", color8(32, 40)).read_bytes()
+    vis = tmp_path / "vis.png"
+    vis.write_bytes(data[: len(data) // 2])
+    monkeypatch.setattr("sys.argv", ["swinfuse", "fuse", str(ir), str(vis), "-o", str(tmp_path / "o.png")])
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 1
+    assert capfd.readouterr().err == f"Error: visible image {vis}: file is truncated (PNG data ends early)\n"
+
+
+def test_a_good_decode_keeps_what_others_write_to_stderr(tmp_path, capfd):
+    data = np.frombuffer(cv2.imencode(".png", color8())[1].tobytes(), np.uint8)
+    with io._decoder_stderr() as failed:
+        os.write(2, b"another thread's line\n")  # written while fd 2 is captured
+        failed[0] = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) is None
+    assert capfd.readouterr().err == "another thread's line\n"
 
 
 def test_unreadable_permissions_message(tmp_path, monkeypatch):

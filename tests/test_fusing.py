@@ -273,7 +273,7 @@ def test_a_failing_pair_leaves_no_file_and_the_rest_are_written(tmp_path):
     image(root / "ir" / "003.png", np.zeros((10, 10), np.uint8))  # size mismatch
     report = batch(root, tmp_path / "out")
     assert [r.status for r in report.records] == ["written", "written", "failed", "failed", "written"]
-    assert report.records[2].reason.startswith(f"visible image {root / 'vis' / '002.png'}: not a readable image")
+    assert report.records[2].reason == f"visible image {root / 'vis' / '002.png'}: file is truncated (PNG data ends early)"
     assert report.records[3].reason.startswith("sizes differ: infrared")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["000.png", "001.png", "004.png", "manifest.json"]
     manifest = json.loads(report.manifest.read_text())

@@ -8,8 +8,12 @@ the visible's Cr/Cb are carried around it unchanged. All arithmetic is float32 i
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sys
+import tempfile
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +76,57 @@ def _jpeg_is_truncated(data: bytes) -> bool:
     return last_scan < 0 or data.find(b"\xff\xd9", last_scan) < 0
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_is_truncated(data: bytes) -> bool:
+    """True when a PNG has no complete IEND chunk (its 4-byte type and 4-byte CRC) after its signature."""
+    end = data.rfind(b"IEND")
+    return end < 8 or len(data) < end + 8
+
+
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _decoder_stderr():
+    """Keep the decoders' own lines off the terminal when a file fails to decode.
+
+    libpng prints `libpng error: ...` straight to file descriptor 2 and OpenCV logs `[ WARN:0@...]` lines
+    before imdecode returns None; our InputError is the one line a user should see. OpenCV's log level is
+    lowered and fd 2 points at a temporary file for the duration of one decode; the caller sets
+    failed[0], and what was captured is written back unless the decode failed (so a successful decode, or
+    another thread writing to stderr meanwhile, loses nothing but a failed file's decoder chatter).
+    """
+    failed = [False]
+    with _STDERR_LOCK:
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no usable fd 2 (a pythonw-like process): decode as is
+            saved = None
+        try:
+            if saved is None:
+                yield failed
+                return
+            with tempfile.TemporaryFile() as capture:
+                os.dup2(capture.fileno(), 2)
+                try:
+                    yield failed
+                finally:
+                    os.dup2(saved, 2)
+                    os.close(saved)
+                    if not failed[0]:
+                        capture.seek(0)
+                        text = capture.read()
+                        if text:
+                            os.write(2, text)
+        finally:
+            cv2.utils.logging.setLogLevel(level)
+
+
 def _decode(path: Path, role: str) -> tuple[np.ndarray, int]:
     """Read a file with its original depth and channels: (H, W) or (H, W, C) array and its bit depth."""
     _check_readable(path, role)
@@ -83,9 +138,13 @@ def _decode(path: Path, role: str) -> tuple[np.ndarray, int]:
         raise InputError(f"{role} image {path}: cannot read ({e.strerror or e})") from None
     if data[:2] == b"\xff\xd8" and _jpeg_is_truncated(data):
         raise InputError(f"{role} image {path}: file is truncated (JPEG data ends early)")
+    if data[:8] == _PNG_SIGNATURE and _png_is_truncated(data):
+        raise InputError(f"{role} image {path}: file is truncated (PNG data ends early)")
     # IMREAD_UNCHANGED keeps 16-bit samples and alpha, and ignores EXIF orientation for every file alike,
     # so an infrared and a visible of one scene stay aligned.
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    with _decoder_stderr() as failed:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        failed[0] = image is None or image.size == 0
     if image is None or image.size == 0:
         raise InputError(f"{role} image {path}: not a readable image, or truncated "
                          f"(expected {', '.join(e[1:] for e in READ_EXTENSIONS)})")
