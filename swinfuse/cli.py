@@ -10,6 +10,7 @@ import dataclasses
 import inspect
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -36,6 +37,25 @@ PrecisionOpt = Annotated[str, typer.Option(help="fp32 | bf16 | fp16 (fp16: CUDA 
 CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the LayerNorms, where it measurably "
                                                              "helps (opt-in; the first forward compiles for "
                                                              "seconds; on CPU it needs a C++ compiler).")]
+
+
+def _utf8_prompts(value):
+    """A prompt must be text: bytes that are not UTF-8 reach Python as lone surrogates (\\udcff), which the
+    tokenizer would mangle and the JSON would carry as such. Refused as a usage error, naming the byte."""
+    for text in [value] if isinstance(value, str) else value or []:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            code = ord(text[exc.start])
+            what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"character U+{code:04X}"
+            raise typer.BadParameter(f"the prompt is not valid UTF-8 ({what} at position {exc.start}); "
+                                     "pass it as UTF-8 text") from None
+    return value
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings in the CLI are one line on stderr, like notes (not Python's file:line and source line)."""
+    typer.echo(f"Warning: {message}", err=True)
 
 
 def _version(value: bool):
@@ -127,7 +147,7 @@ def profile(
     batch: Annotated[int, typer.Option(help="Images per forward.")] = 1,
     warmup: Annotated[int, typer.Option(help="Untimed runs first.")] = 2,
     repetitions: Annotated[int, typer.Option(help="Timed runs.")] = 10,
-    prompt: Annotated[str, typer.Option(help="Prompt fed to the text encoder.")] = "",
+    prompt: Annotated[str, typer.Option(help="Prompt fed to the text encoder.", callback=_utf8_prompts)] = "",
     precision: Annotated[str, typer.Option(help="fp32 | bf16 | fp16 (fp16: CUDA only).")] = "fp32",
     threads: ThreadsOpt = None,
     weights: WeightsOpt = None,
@@ -152,7 +172,7 @@ def summary(
     size: Annotated[str, typer.Option(help="Input size: H or HxW.")] = "64",
     preset: Annotated[str, typer.Option(help="smoke | default | swinfusion.")] = "smoke",
     depth: Annotated[int, typer.Option(help="Module depth shown; deeper modules fold into their parent.")] = 3,
-    prompt: Annotated[str, typer.Option(help="Prompt fed to the text encoder.")] = "",
+    prompt: Annotated[str, typer.Option(help="Prompt fed to the text encoder.", callback=_utf8_prompts)] = "",
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
@@ -172,7 +192,7 @@ def fuse(
     vis: Annotated[Path, typer.Argument(help="Visible image (colour or gray).")],
     prompt: Annotated[Optional[list[str]], typer.Option("--prompt", "-p", help=(
         "What to fix, e.g. 'the visible image is in low light'. Repeat for one output per prompt. "
-        "An empty prompt means no instruction."))] = None,
+        "An empty prompt means no instruction."), callback=_utf8_prompts)] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help=(
         "Output file, or folder (an existing one, or a path without an extension) that receives "
         "<stem>_fused.png (default: here). With several prompts each name gets _p<k>-<prompt>.")) ] = None,
@@ -207,7 +227,7 @@ def batch(
     # A list, so that a second -p is refused instead of silently replacing the first.
     prompt: Annotated[Optional[list[str]], typer.Option("--prompt", "-p", help=(
         "One prompt for every pair (empty: no instruction); for another prompt, run batch again with "
-        "another -o."))] = None,
+        "another -o."), callback=_utf8_prompts)] = None,
     ir_dir: Annotated[Optional[Path], typer.Option(help="Infrared folder (instead of a layout under ROOT).")] = None,
     vis_dir: Annotated[Optional[Path], typer.Option(help="Visible folder (instead of a layout under ROOT).")] = None,
     recursive: Annotated[bool, typer.Option(help="Descend into subfolders, mirroring the tree.")] = False,
@@ -284,6 +304,7 @@ def main() -> None:
     from swinfuse.devices import tune_process
 
     tune_process()  # the process is the command's: huge pages (before torch loads) and the CPU allocator
+    warnings.showwarning = _one_line_warning
     try:
         # Typer runs in standalone mode: it prints usage errors its own way and exits 2, whichever click it
         # uses (typer 0.29 vendors its own, so catching the click package's class here would miss them), and

@@ -36,6 +36,17 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
+PROMPT_SHOWN = 60  # characters of a prompt a table shows
+
+
+def prompt_label(prompt: str, limit: int = PROMPT_SHOWN) -> str:
+    """A prompt as tables show it: quoted, and past `limit` characters cut with an ellipsis and its length
+    (a 5000-character prompt is one line, not a 160-line cell; the JSON keeps it whole)."""
+    if len(prompt) <= limit:
+        return repr(prompt)
+    return f"{prompt[:limit]!r}… ({len(prompt):,} characters)"
+
+
 def key_value_table(title: str, rows: list[tuple[str, Any]]) -> Table:
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -92,7 +103,7 @@ def profile_tables(report: dict) -> list[Table]:
         ("model", report["source"]), ("device", report["device"]), ("dtype", report["dtype"]),
         ("threads", report["threads"]), ("batch", report["batch"]),
         ("warm-up / repetitions", f"{report['warmup']} / {report['repetitions']}"),
-        ("prompt", repr(report["prompt"])),
+        ("prompt", prompt_label(report["prompt"])),
         *[(f"params: {k}", v) for k, v in params.items()]])
     # One column per input size: a sweep reads across, and the table stays narrow.
     sizes = Table(title="per input size", title_justify="left")
@@ -118,7 +129,7 @@ def profile_tables(report: dict) -> list[Table]:
 
 def summary_tables(report: dict) -> list[Table]:
     table = Table(title=f"swinfuse summary: {report['source']}, input {fmt(report['input_shape'])}, "
-                        f"prompt {report['prompt']!r}", title_justify="left")
+                        f"prompt {prompt_label(report['prompt'])}", title_justify="left")
     for col, just in (("module", "left"), ("type", "left"), ("output shape", "right"), ("params", "right"),
                       ("own params", "right")):
         table.add_column(col, justify=just)
@@ -137,7 +148,7 @@ def fuse_tables(result: dict) -> list[Table]:
     rows = [("infrared", f"{result['ir_path']}  {fmt(result['ir_shape'])}"),
             ("visible", f"{result['vis_path']}  {fmt(result['vis_shape'])}")]
     for out in result["outputs"]:
-        rows.append((f"output for {out['prompt']!r}", f"{out['path']}  {fmt(out['shape'])}  {out['bit_depth']}-bit"))
+        rows.append((f"output for {prompt_label(out['prompt'])}", f"{out['path']}  {fmt(out['shape'])}  {out['bit_depth']}-bit"))
     if result.get("sheet"):
         rows.append(("sheet", result["sheet"]))
     rows += [("weights", f"{result['weights']}  sha256:{result['weights_short_hash']}"), ("params", result["params"]),
@@ -153,7 +164,7 @@ def batch_tables(report: dict) -> list[Table]:
             ("unmatched infrared", len(report["unmatched_ir"])), ("unmatched visible", len(report["unmatched_vis"])),
             ("mean latency ms", report["mean_latency_ms"]), ("throughput pairs/s", report["throughput_pairs_per_s"]),
             ("wall s", report["wall_s"]), ("peak RSS MB", report["peak_rss_mb"]), ("peak GPU MB", report["peak_gpu_mb"]),
-            ("prompt", repr(report["prompt"])), ("shard", report["shard"]), ("output", report["output_dir"]),
+            ("prompt", prompt_label(report["prompt"])), ("shard", report["shard"]), ("output", report["output_dir"]),
             ("manifest", report["manifest"])]
     tables = [key_value_table("swinfuse batch", rows)]
     if report.get("metrics") and report["metrics"]["mean"]:

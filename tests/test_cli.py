@@ -176,7 +176,7 @@ def test_fuse_bad_inputs_give_one_line_and_write_nothing(tiny_checkpoint, tmp_pa
     out = tmp_path / "o.png"
     cases = [
         ([str(tmp_path / "missing.png"), str(vis)], "missing.png"),
-        ([str(ir), str(small)], "30x20"),
+        ([str(ir), str(small)], "20×30"),
         ([str(empty), str(vis)], "empty"),
         ([str(tmp_path), str(vis)], "directory"),
     ]
@@ -430,3 +430,53 @@ def test_evaluate_json_of_flat_sources_is_strict_json(tmp_path, monkeypatch, cap
     assert exit_info.value.code in (0, None)
     data = _strict_json(capsys.readouterr().out)
     assert data["images"][0]["Qabf"] is None and data["mean"]["SCD"] is None
+
+
+# ---- prompts a person did not mean: very long, or not UTF-8 -------------------------------------------------
+
+def test_a_long_prompt_is_one_line_in_the_table_and_one_warning(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    import warnings
+
+    from swinfuse.cli import main
+
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # main() installs its own; restore it
+    monkeypatch.setenv("COLUMNS", "80")
+    prompt = ("the visible image is dark " * 200)[:5000]
+    ir, vis = _asset_pair()
+    monkeypatch.setattr("sys.argv", ["swinfuse", "fuse", str(ir), str(vis), "-p", prompt, "--device", "cpu",
+                                     "-o", str(tmp_path / "out.png"), "--weights", str(tiny_checkpoint)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        with pytest.raises(SystemExit) as info:
+            main()
+    out, err = capsys.readouterr()
+    assert info.value.code in (0, None)
+    assert "(5,000 characters)" in out and prompt not in out
+    assert len(out.splitlines()) < 30  # was 160 lines: the prompt, folded into the table
+    warning_lines = [line for line in err.splitlines() if not line.startswith("note: ")]
+    assert len(warning_lines) == 1 and warning_lines[0].startswith("Warning: prompt has ")
+    assert "UserWarning" not in err and "forward_call" not in err
+
+
+def test_prompt_label_cuts_a_long_prompt():
+    from swinfuse.render import prompt_label
+
+    assert prompt_label("low light") == "'low light'"
+    assert prompt_label("x" * 61) == f"{'x' * 60!r}… (61 characters)"
+
+
+@pytest.mark.parametrize("command", ["fuse", "batch", "profile", "summary"])
+def test_a_prompt_that_is_not_utf8_is_a_usage_error(command, tmp_path, monkeypatch, capsys):
+    from swinfuse.cli import main
+
+    ir, vis = _asset_pair()
+    args = {"fuse": ["fuse", str(ir), str(vis), "-o", str(tmp_path / "o.png")],
+            "batch": ["batch", str(tmp_path), "-o", str(tmp_path / "out")]}.get(command, [command])
+    # bytes that are not UTF-8 reach sys.argv as lone surrogates (surrogateescape): b"dark \xff" -> "dark \udcff"
+    monkeypatch.setattr("sys.argv", ["swinfuse", *args, "--prompt", b"dark \xff night".decode("utf-8", "surrogateescape")])
+    with pytest.raises(SystemExit) as info:
+        main()
+    err = " ".join(capsys.readouterr().err.split())
+    assert info.value.code == 2
+    assert "the prompt is not valid UTF-8 (byte 0xff at position 5)" in err
+    assert not (tmp_path / "o.png").exists() and not (tmp_path / "out").exists()
