@@ -414,3 +414,29 @@ def test_async_writer_writes_and_reports_failures(tmp_path):
     by_tag = {r.tag: r for r in results}
     assert by_tag["a"].error is None and (tmp_path / "a.png").is_file()
     assert by_tag["dir"].error == f"{tmp_path}: is an existing directory, expected an output file path"
+
+
+# --- alpha and EXIF orientation: the same rule for both images ---------------------------------------------
+
+def test_infrared_alpha_is_dropped_with_a_note(tmp_path):
+    bgra = np.dstack([color8(8, 12), np.full((8, 12), 128, np.uint8)])
+    path = image(tmp_path / "ir.png", bgra)
+    notes: list[str] = []
+    ir = read_infrared(path, notes)
+    assert ir.shape == (8, 12) and notes == [f"alpha channel of {path} dropped"]
+    assert read_visible(path).had_alpha  # the visible's alpha gives the same note (data.loading)
+    notes = []
+    read_infrared(image(tmp_path / "plain.png", color8(8, 12)), notes)
+    assert notes == []
+
+
+def test_exif_orientation_is_ignored_for_both_images(tmp_path):
+    Image = pytest.importorskip("PIL.Image")
+    stored = color8(16, 24)  # H 16, W 24 as stored; orientation 6 would show it rotated, 24x16
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "rotated.jpg"
+    Image.fromarray(stored[:, :, ::-1]).save(path, exif=exif, quality=95)
+    assert cv2.imread(str(path)).shape[:2] == (24, 16)  # OpenCV's default honours the tag: the trap avoided
+    assert read_infrared(path).shape == (16, 24)
+    assert read_visible(path).y.shape == (16, 24)

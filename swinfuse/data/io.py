@@ -187,14 +187,17 @@ def _is_gray_bgr(bgr: np.ndarray) -> bool:
     return bool(np.array_equal(bgr[:, :, 0], bgr[:, :, 1]) and np.array_equal(bgr[:, :, 1], bgr[:, :, 2]))
 
 
-def read_infrared(path: str | Path) -> np.ndarray:
+def read_infrared(path: str | Path, notes: list[str] | None = None) -> np.ndarray:
     """Read an infrared image as one channel: (H, W) float32 in [0, 1].
 
     A 3-channel gray file is reduced to one channel; a true-colour one (a false-colour palette) is
-    converted to its BT.601 luminance. Alpha is dropped.
+    converted to its BT.601 luminance. Alpha is dropped, with a note added to `notes` when given (the
+    visible's alpha gets the same note from VisibleImage.had_alpha).
     """
     image, bit_depth = _decode(Path(path), "infrared")
-    image, _ = _split_alpha(image)
+    image, had_alpha = _split_alpha(image)
+    if had_alpha and notes is not None:
+        notes.append(f"alpha channel of {path} dropped")
     image = _to_unit(image, bit_depth)
     if image.ndim == 3:
         image = image[:, :, 0] if _is_gray_bgr(image) else bgr_to_ycrcb(image)[:, :, 0]
