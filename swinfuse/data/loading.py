@@ -1,0 +1,49 @@
+"""Read one infrared/visible pair for fusion: the infrared as one channel at the visible's size (resized only
+when asked, with a note), the visible split into BT.601 Y and Cr/Cb (swinfuse.data.io)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from swinfuse.errors import InputError
+
+
+def _size_text(array) -> str:
+    return f"{array.shape[0]}×{array.shape[1]}"  # H×W, as the tables
+
+
+def match_size(ir, visible, ir_path: Path, vis_path: Path, resize: bool) -> tuple[Any, list[str]]:
+    """Return the infrared at the visible's size (resized only when asked) and any note about it."""
+    import cv2
+    import numpy as np
+    if ir.shape == visible.y.shape:
+        return ir, []
+    if not resize:
+        raise InputError(f"sizes differ: infrared {ir_path} is {_size_text(ir)}, visible {vis_path} is "
+                         f"{_size_text(visible.y)} (H×W); --resize resizes the infrared to the visible")
+    h, w = visible.y.shape
+    shrinking = ir.shape[0] * ir.shape[1] > h * w
+    resized = cv2.resize(ir, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
+    return np.clip(resized, 0.0, 1.0), [f"infrared resized from {_size_text(ir)} to {h}×{w}"]
+
+
+@dataclass
+class LoadedPair:
+    ir: Any  # (H, W) float32, at the visible's size
+    visible: Any  # VisibleImage
+    ir_shape: tuple[int, ...]  # as read, before any resize
+    notes: list[str]
+
+
+def read_pair(ir_path: Path, vis_path: Path, resize: bool) -> LoadedPair:
+    """Read one pair and match the infrared's size to the visible's."""
+    from swinfuse.data.io import read_infrared, read_visible
+    ir = read_infrared(ir_path)
+    visible = read_visible(vis_path)
+    ir_shape = tuple(ir.shape)
+    ir, notes = match_size(ir, visible, ir_path, vis_path, resize)
+    if visible.had_alpha:
+        notes.append(f"alpha channel of {vis_path} dropped")
+    return LoadedPair(ir, visible, ir_shape, notes)

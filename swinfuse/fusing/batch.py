@@ -1,0 +1,163 @@
+"""A folder of pairs, fused under one prompt: streamed from disk (reads prefetched, writes in the background),
+resumable (existing outputs are skipped), shardable, one failed pair recorded and the run going on, and a
+manifest beside the outputs (swinfuse.fusing.manifest)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+from swinfuse.data.loading import read_pair
+from swinfuse.data.outputs import check_not_an_input_folder, check_output, make_output_folder, same_file
+from swinfuse.errors import OutputError
+from swinfuse.fusing.forward import check_tiling, fuse_y, model_upscale, to_tensor
+from swinfuse.fusing.manifest import manifest_name, write_manifest
+from swinfuse.fusing.results import BatchReport, PairRecord
+from swinfuse.memory import gpu_peak_mb, peak_rss_mb, reset_gpu_peak
+
+Progress = Callable[[int, int, "PairRecord | None"], None]
+
+
+def _plan(selected, output_dir: Path, ext: str, overwrite: bool):
+    """Split the shard's pairs into those settled now ((index, record): the output exists, or would overwrite
+    a source) and those to fuse ((index, pair, output)), both in order."""
+    settled, todo = [], []
+    for index, pair in enumerate(selected):
+        out = output_dir / f"{pair.rel}{ext}"
+        record = PairRecord(pair.rel, pair.ir, pair.vis, out, "skipped", "output exists")
+        if same_file(out, pair.ir) or same_file(out, pair.vis):
+            record.status, record.reason = "failed", f"{out}: output would overwrite an input image"
+        if record.status == "failed" or (out.exists() and not overwrite):
+            settled.append((index, record))
+        else:
+            todo.append((index, pair, out))
+    return settled, todo
+
+
+def _fuse_all(todo, finish: Callable[[int, PairRecord], None], *, model, text, upscale: int, resize: bool,
+              gray: bool, bit_depth: int | None, tile: int | None, tile_overlap: int | None) -> None:
+    """Read (prefetched), fuse and write (in the background) every pair of todo; finish(index, record) for
+    each as it is settled, in the order they settle."""
+    import torch
+
+    from swinfuse.data.io import compose_output, output_bit_depth
+    from swinfuse.data.stream import AsyncWriter, error_line, prefetch
+
+    in_flight: dict[int, tuple[PairRecord, float]] = {}
+
+    def finish_write(result) -> None:
+        record, elapsed_ms = in_flight.pop(result.tag)
+        record.status, record.reason = ("failed", result.error) if result.error else ("written", None)
+        record.latency_ms = elapsed_ms + result.write_ms
+        finish(result.tag, record)
+
+    with AsyncWriter() as writer:
+        for loaded in prefetch(todo, lambda job: read_pair(job[1].ir, job[1].vis, resize)):
+            index, pair, out = loaded.item
+            record = PairRecord(pair.rel, pair.ir, pair.vis, out, "failed", loaded.error, loaded.load_ms)
+            if loaded.error:
+                finish(index, record)
+                continue
+            began = time.perf_counter()
+            try:
+                visible = loaded.value.visible
+                depth = output_bit_depth(out, bit_depth, visible.bit_depth)
+                with torch.inference_mode():
+                    y = fuse_y(model, to_tensor(loaded.value.ir, "cpu"), to_tensor(visible.y, "cpu"),
+                               text, upscale, tile, tile_overlap, loaded.value.notes)
+                array = compose_output(y, visible, gray, depth)
+            except Exception as e:  # one pair's failure is recorded, the batch goes on
+                record.reason = error_line(e)
+                finish(index, record)
+                continue
+            record.notes = loaded.value.notes
+            in_flight[index] = (record, loaded.load_ms + (time.perf_counter() - began) * 1e3)
+            writer.submit(out, array, tag=index)
+            for result in writer.drain():
+                finish_write(result)
+        for result in writer.close():
+            finish_write(result)
+
+
+def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, model, meta: dict, device,
+               ir_dir: str | Path | None = None, vis_dir: str | Path | None = None, recursive: bool = False,
+               overwrite: bool = False, shard: str | tuple[int, int] | None = None, resize: bool = False,
+               gray: bool = False, bit_depth: int | None = None, ext: str = ".png",
+               weights: str | Path | None = None, tile: int | None = None, tile_overlap: int | None = None,
+               progress: Progress | None = None) -> BatchReport:
+    """Fuse every pair under `root` (or ir_dir/vis_dir) into output_dir/<rel><ext>, streaming from disk.
+
+    Existing outputs are skipped unless overwrite, so a killed run resumes where it stopped. A pair that
+    fails (unreadable, sizes differ, model error) is recorded with its one-line reason, leaves no file,
+    and the run goes on. shard 'i/n' (1-based) or (i, n) takes the i-th of n slices of the sorted pairs.
+    progress(done, total, record) is called once with record None before the first pair, then after
+    each pair. A manifest.json (manifest-shard-i-of-n.json for a shard, so concurrent shards writing to
+    one folder don't overwrite each other's) is written beside the outputs.
+    """
+    import torch
+
+    from swinfuse.data.io import stale_temporaries
+    from swinfuse.data.pairs import find_pairs, parse_shard
+    from swinfuse.data.pairs import shard as take_shard
+
+    device = torch.device(device)
+    output_dir = Path(output_dir)
+    ext = ext if ext.startswith(".") else f".{ext}"
+    check_output(output_dir / f"<stem>{ext}", bit_depth)
+    check_tiling(model, tile, tile_overlap)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise OutputError(f"{output_dir}: is a file, expected an output folder")
+    shard = parse_shard(shard) if isinstance(shard, str) else shard
+    found = find_pairs(root, ir_dir=ir_dir, vis_dir=vis_dir, recursive=recursive)
+    check_not_an_input_folder(output_dir, found.ir_dir, found.vis_dir)
+    selected = take_shard(found.pairs, *shard) if shard else found.pairs
+    make_output_folder(output_dir)
+
+    # A run killed by SIGKILL leaves its half-written temporaries (hidden, never taken for outputs): this run
+    # owns these outputs, so it removes them.
+    for stale in stale_temporaries(output_dir / f"{pair.rel}{ext}" for pair in selected):
+        stale.unlink(missing_ok=True)
+    upscale = model_upscale(model)
+    reset_gpu_peak(device)
+    total = len(selected)
+    records: list[PairRecord | None] = [None] * total
+    done = 0
+
+    def finish(index: int, record: PairRecord) -> None:
+        nonlocal done
+        records[index] = record
+        done += 1
+        if progress:
+            progress(done, total, record)
+
+    if progress:
+        progress(0, total, None)
+    settled, todo = _plan(selected, output_dir, ext, overwrite)
+    for index, record in settled:
+        finish(index, record)
+
+    start = time.perf_counter()
+    with torch.inference_mode():
+        text = model.encode_prompts([prompt]).to(device)  # (1, D), once for the whole batch
+    _fuse_all(todo, finish, model=model, text=text, upscale=upscale, resize=resize, gray=gray,
+              bit_depth=bit_depth, tile=tile, tile_overlap=tile_overlap)
+    wall = time.perf_counter() - start
+
+    written = [r for r in records if r.status == "written"]
+    report = BatchReport(
+        root=Path(root) if root is not None else None, output_dir=output_dir, prompt=prompt,
+        shard=f"{shard[0]}/{shard[1]}" if shard else None,
+        pairs_found=len(found.pairs), pairs_selected=total, written=len(written),
+        skipped=sum(r.status == "skipped" for r in records), failed=sum(r.status == "failed" for r in records),
+        unmatched_ir=found.unmatched_ir, unmatched_vis=found.unmatched_vis, duplicates=found.duplicates,
+        mean_latency_ms=sum(r.latency_ms for r in written) / len(written) if written else None,
+        throughput_pairs_per_s=len(written) / wall if written and wall > 0 else None,
+        wall_s=wall, peak_rss_mb=peak_rss_mb(), peak_gpu_mb=gpu_peak_mb(device),
+        manifest=output_dir / manifest_name(shard), records=records,
+    )
+    settings = {"root": root, "ir_dir": ir_dir, "vis_dir": vis_dir, "recursive": recursive,
+                "overwrite": overwrite, "shard": report.shard, "resize": resize, "gray": gray,
+                "bit_depth": bit_depth, "ext": ext, "device": str(device), "tile": tile, "tile_overlap": tile_overlap}
+    write_manifest(report.manifest, report, meta, weights, settings)
+    return report

@@ -1,0 +1,43 @@
+"""One forward of the model for fusing: (1, 1, H, W) infrared and visible Y in, fused Y out, whole or in tiles
+(swinfuse.tiling). Shared by the single pair (swinfuse.fusing.pair) and the batch (swinfuse.fusing.batch)."""
+
+from __future__ import annotations
+
+from swinfuse.errors import ShapeError
+
+
+def to_tensor(image, device):
+    import torch
+    return torch.from_numpy(image)[None, None].to(device)  # (H, W) -> (1, 1, H, W)
+
+
+def model_upscale(model) -> int:
+    return int(getattr(getattr(model, "config", None), "upscale", 1))
+
+
+def fuse_y(model, ir_t, vis_t, text, upscale: int, tile: int | None = None, overlap: int | None = None,
+           notes: list[str] | None = None):
+    """Forward one prompt: ir_t, vis_t (1, 1, H, W) on the CPU, text (1, D) -> fused Y (H*upscale, W*upscale)
+    float32. tile None: the whole frame; 0: whole unless it exceeds the memory budget; N: N-pixel tiles
+    (swinfuse.tiling, which also retries smaller tiles on out-of-memory and adds its notes)."""
+    _, _, h, w = ir_t.shape
+    if tile is None:
+        p = next(model.parameters())  # the model's device and precision
+        out = model(ir_t.to(p.device, p.dtype), vis_t.to(p.device, p.dtype), text)  # (1, 1, H*up, W*up)
+    else:
+        from swinfuse.tiling import fuse_frame
+        frame = fuse_frame(model, ir_t, vis_t, text, tile=tile, overlap=overlap)
+        out = frame.image  # (1, 1, H*up, W*up) float32 on the CPU
+        if notes is not None:
+            notes.extend(n for n in frame.notes if n not in notes)
+    expected = (1, 1, h * upscale, w * upscale)
+    if tuple(out.shape) != expected:
+        raise ShapeError(f"the model returned shape {tuple(out.shape)} for a {h}×{w} input, expected {expected}")
+    return out[0, 0].float().clamp_(0.0, 1.0).cpu().numpy()
+
+
+def check_tiling(model, tile: int | None, overlap: int | None) -> None:
+    """A tile or overlap that cannot blend is one error before any work, not one failure per pair."""
+    if tile is not None:
+        from swinfuse import tiling
+        tiling.check_tiling(tile, overlap, model.config.window_size)

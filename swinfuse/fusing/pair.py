@@ -1,0 +1,112 @@
+"""One infrared/visible pair, fused once per prompt: open_pair checks the outputs and reads the pair (no model
+needed), fuse_pair runs the model, writes each prompt's output (and a comparison sheet when asked) and
+returns a FuseResult with the time each step took."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from swinfuse.data.loading import LoadedPair, read_pair
+from swinfuse.data.outputs import check_not_a_source, check_output, output_paths
+from swinfuse.fusing.forward import check_tiling, fuse_y, model_upscale, to_tensor
+from swinfuse.fusing.results import FusedOutput, FuseResult
+from swinfuse.memory import gpu_peak_mb, peak_rss_mb, reset_gpu_peak, sync
+
+
+@dataclass
+class OpenedPair:
+    """What fuse_pair prepares before it needs the model: checked output paths and the pair, read."""
+
+    ir_path: Path
+    vis_path: Path
+    prompts: list[str]
+    paths: list[Path]
+    sheet: Path | None
+    pair: LoadedPair
+    load_ms: float
+
+
+def open_pair(*, ir_path: str | Path, vis_path: str | Path, prompts: list[str], output: str | Path | None,
+              resize: bool = False, bit_depth: int | None = None, sheet: str | Path | None = None) -> OpenedPair:
+    """Check every output path (writable format, never a source image) and read the pair. Model-free, so a
+    caller can do it before loading the weights: a bad path or image then costs no model load."""
+    ir_path, vis_path = Path(ir_path), Path(vis_path)
+    prompts = list(prompts) or [""]
+    paths = output_paths(vis_path.stem, prompts, Path(output) if output is not None else None)
+    sheet = Path(sheet) if sheet else None
+    # Output problems are found before any work, so a bad -o costs nothing and writes nothing.
+    for path in paths:
+        check_output(path, bit_depth)
+        check_not_a_source(path, (ir_path, vis_path))
+    if sheet:
+        check_output(sheet, None)
+        check_not_a_source(sheet, (ir_path, vis_path))
+    start = time.perf_counter()
+    pair = read_pair(ir_path, vis_path, resize)
+    return OpenedPair(ir_path, vis_path, prompts, paths, sheet, pair, (time.perf_counter() - start) * 1e3)
+
+
+def fuse_pair(*, ir_path: str | Path, vis_path: str | Path, prompts: list[str], output: str | Path | None,
+              model, meta: dict, device, resize: bool = False, gray: bool = False, bit_depth: int | None = None,
+              sheet: str | Path | None = None, weights: str | Path | None = None, tile: int | None = None,
+              tile_overlap: int | None = None, opened: OpenedPair | None = None) -> FuseResult:
+    """Fuse one infrared/visible pair once per prompt and write the results (see output_paths).
+
+    No prompt means one empty prompt ("no instruction"). gray writes the fused Y only; bit_depth 8 or 16
+    overrides the visible's depth; sheet writes a captioned side-by-side comparison there; weights is the
+    checkpoint path, for the report only (default: meta["path"], which load_checkpoint sets). tile and
+    tile_overlap: see swinfuse.fusing.forward.fuse_y (None: the whole frame). opened: what open_pair returned
+    for these same arguments, when the caller checked and read the pair before loading the model.
+    """
+    import torch
+
+    from swinfuse.data.io import compose_output, output_bit_depth, write_image_atomic
+    from swinfuse.data.sheet import make_sheet
+
+    device = torch.device(device)
+    weights = weights or meta.get("path")
+    if opened is None:
+        opened = open_pair(ir_path=ir_path, vis_path=vis_path, prompts=prompts, output=output, resize=resize,
+                           bit_depth=bit_depth, sheet=sheet)
+    ir_path, vis_path, prompts, paths, sheet = opened.ir_path, opened.vis_path, opened.prompts, opened.paths, opened.sheet
+    pair = opened.pair
+    ir, visible, notes = pair.ir, pair.visible, pair.notes
+    check_tiling(model, tile, tile_overlap)
+    upscale = model_upscale(model)
+    reset_gpu_peak(device)
+    loaded = time.perf_counter()
+
+    depths = [output_bit_depth(p, bit_depth, visible.bit_depth) for p in paths]
+    if visible.bit_depth == 16 and bit_depth is None and 8 in depths:
+        notes.append("16-bit visible written as 8-bit where the output format stores 8-bit only")
+    with torch.inference_mode():
+        text = model.encode_prompts(prompts).to(device)  # (N, D)
+        ir_t, vis_t = to_tensor(ir, "cpu"), to_tensor(visible.y, "cpu")  # fuse_y moves them (or tiles)
+        sync(device)
+        prepared = time.perf_counter()
+        fused_ys = [fuse_y(model, ir_t, vis_t, text[k:k + 1], upscale, tile, tile_overlap, notes)
+                    for k in range(len(prompts))]
+    forwarded = time.perf_counter()
+
+    outputs = []
+    for path, depth, prompt, y in zip(paths, depths, prompts, fused_ys):
+        array = compose_output(y, visible, gray, depth)
+        write_image_atomic(path, array)
+        outputs.append(FusedOutput(prompt, path, tuple(array.shape), depth))
+    if sheet:
+        write_image_atomic(sheet, make_sheet(ir, visible, fused_ys, prompts, gray))
+    written = time.perf_counter()
+
+    return FuseResult(
+        ir_path=ir_path, vis_path=vis_path,
+        ir_shape=pair.ir_shape, vis_shape=visible.y.shape + ((3,) if visible.is_color else ()),
+        prompts=prompts, outputs=outputs, sheet=sheet,
+        weights=Path(weights) if weights else None, weights_sha256=meta.get("sha256"),
+        params=sum(p.numel() for p in model.parameters()), device=str(device), upscale=upscale,
+        latency_ms={"load": opened.load_ms, "preprocess": (prepared - loaded) * 1e3,
+                    "forward": (forwarded - prepared) * 1e3, "write": (written - forwarded) * 1e3,
+                    "total": opened.load_ms + (written - loaded) * 1e3},
+        peak_rss_mb=peak_rss_mb(), peak_gpu_mb=gpu_peak_mb(device), notes=notes,
+    )
