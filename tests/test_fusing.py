@@ -109,6 +109,16 @@ def test_alpha_is_dropped_with_a_note(tmp_path):
     assert result.notes == [f"alpha channel of {vis_path} dropped"]
 
 
+def test_infrared_alpha_gets_the_same_note(tmp_path):
+    ir_rgba = rng.integers(0, 256, (16, 16, 4), dtype=np.uint8)
+    ir, vis_path = pair(tmp_path, rng.integers(0, 256, (16, 16, 3), dtype=np.uint8), ir=ir_rgba)
+    assert fuse(ir, vis_path, tmp_path).notes == [f"alpha channel of {ir} dropped"]
+    both = rng.integers(0, 256, (16, 16, 4), dtype=np.uint8)
+    ir, vis_path = pair(tmp_path / "both", both, ir=ir_rgba)
+    assert fuse(ir, vis_path, tmp_path).notes == [f"alpha channel of {ir} dropped",
+                                                  f"alpha channel of {vis_path} dropped"]
+
+
 def test_upscale_gives_a_larger_colour_output(tmp_path):
     result = fuse(*pair(tmp_path, rng.integers(0, 256, (9, 13, 3), dtype=np.uint8)), tmp_path,
                   model=StandIn(upscale=2))

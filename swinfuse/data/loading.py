@@ -40,10 +40,12 @@ class LoadedPair:
 def read_pair(ir_path: Path, vis_path: Path, resize: bool) -> LoadedPair:
     """Read one pair and match the infrared's size to the visible's."""
     from swinfuse.data.io import read_infrared, read_visible
-    ir = read_infrared(ir_path)
+    alpha_notes: list[str] = []
+    ir = read_infrared(ir_path, alpha_notes)
     visible = read_visible(vis_path)
     ir_shape = tuple(ir.shape)
     ir, notes = match_size(ir, visible, ir_path, vis_path, resize)
+    notes += alpha_notes
     if visible.had_alpha:
         notes.append(f"alpha channel of {vis_path} dropped")
     return LoadedPair(ir, visible, ir_shape, notes)
