@@ -63,3 +63,12 @@ def test_a_wheel_carries_the_default_checkpoint(tmp_path):
         assert MEMBER in zf.namelist()
         data = zf.read(MEMBER)
     assert hashlib.sha256(data).hexdigest() == _sha(PACKAGE / "weights" / api.DEFAULT_WEIGHTS_NAME)
+
+
+def test_the_readme_documents_the_lookup_and_a_cpu_only_torch():
+    readme = (ROOT / "README.md").read_text()
+    assert "SWINFUSE_WEIGHTS" in readme and "swinfuse/weights/swinfuse-default.safetensors" in readme
+    assert "--index-url https://download.pytorch.org/whl/cpu" in readme
+    # the two fresh-machine commands stay as they are
+    assert ("pip install torch==2.14.1 torchvision==0.29.1 -e . && swinfuse batch examples -o fused/" in readme
+            and "pip install torch==2.14.1 torchvision==0.29.1 -e '.[test]' && python -m pytest" in readme)
