@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from _common import EXAMPLES, add_common_args, load_model, machine, setup, table
+from _common import EXAMPLES, add_common_args, load_model, machine, setup, sync, table
 
 
 def main() -> None:
@@ -57,8 +57,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 for ir, vis in tensors:
                     model(ir, vis, text)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
+                sync(device)
                 bare.append(len(tensors) / (time.perf_counter() - t0))
             report = fuse_batch(root=root, output_dir=Path(tmp) / f"out{r}", prompt="", model=model, meta=meta,
                                 device=device, tile=0)
