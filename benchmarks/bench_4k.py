@@ -1,8 +1,8 @@
 """A 3840x2160 pair fused end to end, as `swinfuse fuse` does, with the peak memory and the tiles used.
 
 The first examples/ pair is resized (bicubic) to 3840x2160 and written as PNGs; fusing.fuse_pair reads it,
-fuses it with --tile (0: automatic, tiles only when the frame's estimated memory exceeds half the free
-memory), and writes the colour result. Printed: the tiling plan, the latency split, the process's peak
+fuses it with --tile (0: automatic, tiles when the frame's estimated memory exceeds half the free
+memory or, on a CPU, tiling.CPU_WHOLE_FRAME_BYTES), and writes the colour result. Printed: the tiling plan, the latency split, the process's peak
 RSS (the whole script, model included), and the fused image's PSNR against a whole-frame forward when
 --check is given (about 0.6 to 0.9 kB per pixel for the default preset).
 

@@ -8,7 +8,9 @@ random tiny model), then the weighted sum is divided by the summed weights. Tile
 tensors go to the model's device; the frame and the accumulators stay on the CPU.
 
 Without an explicit tile size the frame is fused whole when its estimated memory fits a budget taken
-from free memory (psutil's available RAM; on CUDA `torch.cuda.mem_get_info`), in tiles otherwise. An
+from free memory (psutil's available RAM; on CUDA `torch.cuda.mem_get_info`), in tiles otherwise. On a
+CPU the budget is also capped (CPU_WHOLE_FRAME_BYTES): there, 1024-px tiles are faster than one large
+forward as well as lighter, so a 4K frame is tiled by default however much memory is free. An
 out-of-memory error empties the CUDA cache and retries with tiles half the size, and says so in a note.
 """
 
@@ -21,6 +23,10 @@ import torch
 
 BUDGET_FRACTION = 0.5  # of free memory: the rest is left to the OS, the reader/writer threads, other jobs
 MAX_AUTO_TILE = 1024  # cost is linear in pixels, so larger tiles gain nothing but memory
+# On a CPU no whole-frame forward is planned above this estimate (about 2.3 Mpx for the default preset, so
+# 1920x1080 stays whole): larger frames go in MAX_AUTO_TILE tiles, which are faster there, not only lighter
+# (benchmarks/RESULTS.md, 3840x2160 on two threads: 28.0 s and 1.5 GB in tiles, 31.5 s and 5.3 GB whole).
+CPU_WHOLE_FRAME_BYTES = 2 << 30
 HEAD_FEATURES = 64  # NUM_FEAT of the upsampling heads, at the output resolution
 # Overlap, in windows, below which tiles may show seams. Tiled against whole-frame PSNR, window-aligned tiles:
 # the shipped model (window 8, a 128x192 crop of an example pair) loses up to 20 grey levels of 255 with one
@@ -148,14 +154,14 @@ def bytes_per_pixel(config, dtype: torch.dtype = torch.float32) -> float:
 
 
 def memory_budget(device) -> int:
-    """Bytes a forward may use: a fraction of free device memory (CUDA) or available RAM (CPU)."""
+    """Bytes a forward may use: a fraction of free device memory (CUDA) or available RAM (CPU), and on a CPU
+    at most CPU_WHOLE_FRAME_BYTES (past it, tiles are faster as well as lighter)."""
     device = torch.device(device)
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-    else:
-        import psutil
-        free = psutil.virtual_memory().available
-    return int(BUDGET_FRACTION * free)
+        return int(BUDGET_FRACTION * free)
+    import psutil
+    return min(int(BUDGET_FRACTION * psutil.virtual_memory().available), CPU_WHOLE_FRAME_BYTES)
 
 
 def auto_tile(H: int, W: int, B: int, config, device, dtype: torch.dtype = torch.float32,
@@ -238,8 +244,9 @@ def fuse_frame(model, ir: torch.Tensor, vis: torch.Tensor, text, *, tile: int | 
         tile = auto_tile(H, W, B, cfg, device, dtype, budget)
         if tile:
             tile = max(tile, smallest)
-            notes.append(f"frame {H}×{W} (H×W) exceeds the memory budget for a whole-frame forward; fused in "
-                         f"{tile}×{tile} tiles")
+            need = bytes_per_pixel(cfg, dtype) * B * H * W / 2**30
+            notes.append(f"frame {H}×{W} (H×W) exceeds the memory budget for a whole-frame forward (about "
+                         f"{need:.1f} GiB estimated); fused in {tile}×{tile} tiles")
     whole = not tile or (tile >= H and tile >= W)
     while True:
         try:

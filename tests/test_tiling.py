@@ -158,3 +158,20 @@ def test_tiles_that_cannot_blend_are_refused_in_one_line(tile, overlap, message)
     with pytest.raises(ConfigError) as info:
         tiling.fuse_frame(model, ir, vis, torch.zeros(1, 16), tile=tile, overlap=overlap)
     assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_a_4k_frame_is_tiled_on_a_cpu_however_much_memory_is_free(monkeypatch):
+    # tiles of MAX_AUTO_TILE are faster there than one large forward, and lighter (benchmarks/RESULTS.md)
+    import types
+
+    import psutil
+
+    from swinfuse.model.config import FusionConfig
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: types.SimpleNamespace(available=512 << 30))
+    cfg = FusionConfig.preset("default")
+    assert tiling.memory_budget("cpu") == tiling.CPU_WHOLE_FRAME_BYTES
+    assert tiling.auto_tile(2160, 3840, 1, cfg, "cpu") == tiling.MAX_AUTO_TILE
+    assert tiling.auto_tile(1080, 1920, 1, cfg, "cpu") == 0  # a 1080p frame stays whole
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: types.SimpleNamespace(available=1 << 30))
+    assert tiling.memory_budget("cpu") == int(tiling.BUDGET_FRACTION * (1 << 30))  # little free memory rules
