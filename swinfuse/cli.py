@@ -273,14 +273,23 @@ def batch(
         bar.update(task, completed=done, total=total, rate=f"{done / elapsed:.2f} pairs/s" if done else "")
 
     try:
-        report = api.fuse_batch(root=root, output_dir=output, prompt=(prompt or [""])[0], weights=weights, device=device,
-                                ir_dir=ir_dir, vis_dir=vis_dir, recursive=recursive, overwrite=overwrite, shard=shard,
-                                resize=resize, gray=gray, bit_depth=bit_depth, threads=threads, progress=progress,
-                                tile=tile, tile_overlap=tile_overlap, precision=precision, compile=compile,
-                                metrics=metrics)
-    finally:
-        if task is not None:
-            bar.stop()
+        try:
+            report = api.fuse_batch(root=root, output_dir=output, prompt=(prompt or [""])[0], weights=weights,
+                                    device=device, ir_dir=ir_dir, vis_dir=vis_dir, recursive=recursive,
+                                    overwrite=overwrite, shard=shard, resize=resize, gray=gray, bit_depth=bit_depth,
+                                    threads=threads, progress=progress, tile=tile, tile_overlap=tile_overlap,
+                                    precision=precision, compile=compile, metrics=metrics)
+        finally:
+            if task is not None:
+                bar.stop()
+    except KeyboardInterrupt as exc:
+        # Ctrl-C: one line on what is on disk (the manifest was written for it) and how to go on.
+        done = getattr(exc, "report", None)
+        written = done.written if done is not None else 0
+        where = f", recorded in {done.manifest}" if done is not None else ""
+        typer.echo(f"interrupted: {written} output{'' if written == 1 else 's'} written this run{where}; "
+                   "rerun the same command to resume (existing outputs are skipped)", err=True)
+        raise typer.Exit(code=130) from None
     _render(report, render.batch_tables, json_out)
     if report.failed:
         raise typer.Exit(code=1)

@@ -480,3 +480,46 @@ def test_a_prompt_that_is_not_utf8_is_a_usage_error(command, tmp_path, monkeypat
     assert info.value.code == 2
     assert "the prompt is not valid UTF-8 (byte 0xff at position 5)" in err
     assert not (tmp_path / "o.png").exists() and not (tmp_path / "out").exists()
+
+
+def test_batch_interrupt_says_what_was_written_and_how_to_resume(monkeypatch, capsys, tmp_path):
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from swinfuse.fusing import BatchInterrupted
+
+    def interrupted(**kwargs):
+        raise BatchInterrupted(SimpleNamespace(written=3, manifest=Path(kwargs["output_dir"]) / "manifest.json"))
+
+    monkeypatch.setattr(api, "fuse_batch", interrupted)
+    code, captured = _run_main(monkeypatch, capsys, ["batch", str(tmp_path), "-o", str(tmp_path / "out")])
+    assert code == 130 and captured.out == "" and "Traceback" not in captured.err
+    manifest = tmp_path / "out" / "manifest.json"
+    assert captured.err == (f"interrupted: 3 outputs written this run, recorded in {manifest}; "
+                            "rerun the same command to resume (existing outputs are skipped)\n")
+
+    def before_any(**kwargs):  # Ctrl-C while the model loads: nothing written
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "fuse_batch", before_any)
+    code, captured = _run_main(monkeypatch, capsys, ["batch", str(tmp_path)])
+    assert code == 130 and captured.err.startswith("interrupted: 0 outputs written this run; rerun the same command")
+
+
+def test_batch_rerun_warns_once_of_skipped_outputs_made_with_another_prompt(tiny_checkpoint, tmp_path, monkeypatch,
+                                                                            capsys):
+    import shutil
+    from pathlib import Path
+
+    root, out = tmp_path / "data", tmp_path / "out"
+    shutil.copytree(Path(__file__).parent / "assets", root)
+    args = ["batch", str(root), "-o", str(out), "--weights", str(tiny_checkpoint), "--json"]
+    first = runner.invoke(app, args + ["-p", "A"])
+    assert first.exit_code == 0, first.output
+    count = json.loads(first.stdout)["written"]
+    code, captured = _run_main(monkeypatch, capsys, args + ["-p", "B"])
+    assert code == 0 and json.loads(captured.out)["skipped"] == count
+    warning = [line for line in captured.err.splitlines() if line.startswith("Warning:")]
+    assert len(warning) == 1 and f"{count} skipped output" in warning[0] and "--overwrite" in warning[0]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["prompt"] == "B" and [m["prompt"] for m in manifest["made_with"]] == ["A"]

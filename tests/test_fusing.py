@@ -364,3 +364,81 @@ def test_batch_into_an_input_folder_writes_nothing(tmp_path, inside):
     with pytest.raises(OutputError, match="the input folder .*; choose another -o$"):
         batch(root, root / inside)
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == before  # no manifest, no folder, no image
+
+
+def made(out):
+    """Each output's record in the manifest: output name -> (prompt, weights sha256), None where unknown."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    records = manifest["made_with"]
+    return {name: None if i is None else (records[i]["prompt"], records[i]["weights_sha256"])
+            for name, i in manifest["outputs"].items()}
+
+
+def test_a_rerun_records_what_made_each_output_and_warns_of_skipped_ones_made_otherwise(tmp_path, recwarn):
+    import warnings
+
+    root, out = make_folder(tmp_path / "data", count=3), tmp_path / "out"
+    batch(root, out, prompt="a")
+    (out / "001.png").unlink()
+    other = {**META, "sha256": "cd" * 32}
+    with pytest.warns(UserWarning, match=r"^2 skipped outputs in .* were made with other weights, prompt or "
+                                         r"settings than this run .*rerun with --overwrite"):
+        report = batch(root, out, prompt="b", meta=other)
+    assert report.written == 1 and report.skipped == 2
+    a, b = ("a", META["sha256"]), ("b", other["sha256"])
+    assert made(out) == {"000.png": a, "001.png": b, "002.png": a}  # not the top level's "b" for all three
+    assert json.loads((out / "manifest.json").read_text())["prompt"] == "b"  # the top level is this run
+    with pytest.warns(UserWarning, match=r"^1 skipped output in .* was made with other"):
+        batch(root, out, prompt="a")
+    assert made(out) == {"000.png": a, "001.png": b, "002.png": a}
+    with pytest.warns(UserWarning, match=r"^3 skipped outputs"):
+        batch(root, out, prompt="a", gray=True)  # a setting that shapes the image counts too
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        batch(root, out, prompt="a", overwrite=True)
+        assert made(out) == {"000.png": a, "001.png": a, "002.png": a}
+        assert batch(root, out, prompt="a").skipped == 3  # a rerun under the same settings: no warning
+
+
+def test_an_older_manifest_without_per_output_records_still_reads(tmp_path):
+    root, out = make_folder(tmp_path / "data", count=2), tmp_path / "out"
+    batch(root, out, prompt="old")
+    manifest = json.loads((out / "manifest.json").read_text())
+    del manifest["outputs"], manifest["made_with"]  # as the manifests before per-output records
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning, match=r"^2 skipped outputs"):
+        batch(root, out, prompt="new")
+    assert made(out) == {"000.png": ("old", META["sha256"]), "001.png": ("old", META["sha256"])}
+    (out / "manifest.json").write_text("{not json")  # unreadable: nothing known, nothing claimed
+    batch(root, out, prompt="new")
+    assert made(out) == {"000.png": None, "001.png": None}
+
+
+class Interrupting(StandIn):
+    """Ctrl-C arrives during the forward of the pair at index `at`."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at, self.calls = at, 0
+
+    def forward(self, ir, vis, text):
+        self.calls += 1
+        if self.calls > self.at:
+            raise KeyboardInterrupt
+        return super().forward(ir, vis, text)
+
+
+def test_an_interrupted_batch_writes_its_manifest_for_what_it_wrote(tmp_path):
+    from swinfuse.fusing import BatchInterrupted
+
+    root, out = make_folder(tmp_path / "data", count=5), tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt) as info:
+        batch(root, out, model=Interrupting(at=2))
+    assert isinstance(info.value, BatchInterrupted) and info.value.report.written == 2
+    assert sorted(p.name for p in out.iterdir()) == ["000.png", "001.png", "manifest.json"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["summary"]["written"] == 2 and manifest["summary"]["interrupted"] is True
+    assert sorted(manifest["outputs"]) == ["000.png", "001.png"]
+    resumed = batch(root, out)
+    assert [r.status for r in resumed.records] == ["skipped"] * 2 + ["written"] * 3
+    assert sorted(made(out)) == [f"{k:03d}.png" for k in range(5)]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from swinfuse.data.outputs import output_paths
 from swinfuse.fusing.batch import fuse_batch
 from swinfuse.fusing.pair import OpenedPair, fuse_pair, open_pair
-from swinfuse.fusing.results import BatchReport, FusedOutput, FuseResult, PairRecord
+from swinfuse.fusing.results import BatchInterrupted, BatchReport, FusedOutput, FuseResult, PairRecord
 
-__all__ = ["BatchReport", "FuseResult", "FusedOutput", "OpenedPair", "PairRecord", "fuse_batch", "fuse_pair",
-           "open_pair", "output_paths"]
+__all__ = ["BatchInterrupted", "BatchReport", "FuseResult", "FusedOutput", "OpenedPair", "PairRecord", "fuse_batch",
+           "fuse_pair", "open_pair", "output_paths"]

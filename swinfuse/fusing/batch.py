@@ -4,7 +4,9 @@ manifest beside the outputs (swinfuse.fusing.manifest)."""
 
 from __future__ import annotations
 
+import json
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -12,8 +14,9 @@ from swinfuse.data.loading import read_pair
 from swinfuse.data.outputs import check_not_an_input_folder, check_output, make_output_folder, same_file
 from swinfuse.errors import OutputError
 from swinfuse.fusing.forward import check_tiling, fuse_y, model_upscale, to_tensor
-from swinfuse.fusing.manifest import manifest_name, write_manifest
-from swinfuse.fusing.results import BatchReport, PairRecord
+from swinfuse.fusing.manifest import made_with, manifest_name, previous_records, write_manifest
+from swinfuse.fusing.results import BatchInterrupted, BatchReport, PairRecord
+from swinfuse.jsonable import to_jsonable
 from swinfuse.memory import gpu_peak_mb, peak_rss_mb, reset_gpu_peak
 
 Progress = Callable[[int, int, "PairRecord | None"], None]
@@ -53,29 +56,36 @@ def _fuse_all(todo, finish: Callable[[int, PairRecord], None], *, model, text, u
         finish(result.tag, record)
 
     with AsyncWriter() as writer:
-        for loaded in prefetch(todo, lambda job: read_pair(job[1].ir, job[1].vis, resize)):
-            index, pair, out = loaded.item
-            record = PairRecord(pair.rel, pair.ir, pair.vis, out, "failed", loaded.error, loaded.load_ms)
-            if loaded.error:
-                finish(index, record)
-                continue
-            began = time.perf_counter()
-            try:
-                visible = loaded.value.visible
-                depth = output_bit_depth(out, bit_depth, visible.bit_depth)
-                with torch.inference_mode():
-                    y = fuse_y(model, to_tensor(loaded.value.ir, "cpu"), to_tensor(visible.y, "cpu"),
-                               text, upscale, tile, tile_overlap, loaded.value.notes)
-                array = compose_output(y, visible, gray, depth)
-            except Exception as e:  # one pair's failure is recorded, the batch goes on
-                record.reason = error_line(e)
-                finish(index, record)
-                continue
-            record.notes = loaded.value.notes
-            in_flight[index] = (record, loaded.load_ms + (time.perf_counter() - began) * 1e3)
-            writer.submit(out, array, tag=index)
-            for result in writer.drain():
+        try:
+            for loaded in prefetch(todo, lambda job: read_pair(job[1].ir, job[1].vis, resize)):
+                index, pair, out = loaded.item
+                record = PairRecord(pair.rel, pair.ir, pair.vis, out, "failed", loaded.error, loaded.load_ms)
+                if loaded.error:
+                    finish(index, record)
+                    continue
+                began = time.perf_counter()
+                try:
+                    visible = loaded.value.visible
+                    depth = output_bit_depth(out, bit_depth, visible.bit_depth)
+                    with torch.inference_mode():
+                        y = fuse_y(model, to_tensor(loaded.value.ir, "cpu"), to_tensor(visible.y, "cpu"),
+                                   text, upscale, tile, tile_overlap, loaded.value.notes)
+                    array = compose_output(y, visible, gray, depth)
+                except Exception as e:  # one pair's failure is recorded, the batch goes on
+                    record.reason = error_line(e)
+                    finish(index, record)
+                    continue
+                record.notes = loaded.value.notes
+                in_flight[index] = (record, loaded.load_ms + (time.perf_counter() - began) * 1e3)
+                writer.submit(out, array, tag=index)
+                for result in writer.drain():
+                    finish_write(result)
+        except KeyboardInterrupt:
+            # Ctrl-C: the writes already handed over complete (leaving the writer waits for them) and are
+            # recorded, so the manifest lists them, before the interrupt goes on.
+            for result in writer.close():
                 finish_write(result)
+            raise
         for result in writer.close():
             finish_write(result)
 
@@ -138,26 +148,65 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, 
         finish(index, record)
 
     start = time.perf_counter()
-    with torch.inference_mode():
-        text = model.encode_prompts([prompt]).to(device)  # (1, D), once for the whole batch
-    _fuse_all(todo, finish, model=model, text=text, upscale=upscale, resize=resize, gray=gray,
-              bit_depth=bit_depth, tile=tile, tile_overlap=tile_overlap)
+    interrupted = False
+    try:
+        with torch.inference_mode():
+            text = model.encode_prompts([prompt]).to(device)  # (1, D), once for the whole batch
+        _fuse_all(todo, finish, model=model, text=text, upscale=upscale, resize=resize, gray=gray,
+                  bit_depth=bit_depth, tile=tile, tile_overlap=tile_overlap)
+    except KeyboardInterrupt:
+        interrupted = True  # the manifest still records what was written, then the interrupt goes on
     wall = time.perf_counter() - start
 
-    written = [r for r in records if r.status == "written"]
+    settled_records = [r for r in records if r is not None]
+    written = [r for r in settled_records if r.status == "written"]
     report = BatchReport(
         root=Path(root) if root is not None else None, output_dir=output_dir, prompt=prompt,
         shard=f"{shard[0]}/{shard[1]}" if shard else None,
         pairs_found=len(found.pairs), pairs_selected=total, written=len(written),
-        skipped=sum(r.status == "skipped" for r in records), failed=sum(r.status == "failed" for r in records),
+        skipped=sum(r.status == "skipped" for r in settled_records),
+        failed=sum(r.status == "failed" for r in settled_records),
         unmatched_ir=found.unmatched_ir, unmatched_vis=found.unmatched_vis, duplicates=found.duplicates,
         mean_latency_ms=sum(r.latency_ms for r in written) / len(written) if written else None,
         throughput_pairs_per_s=len(written) / wall if written and wall > 0 else None,
         wall_s=wall, peak_rss_mb=peak_rss_mb(), peak_gpu_mb=gpu_peak_mb(device),
-        manifest=output_dir / manifest_name(shard), records=records,
+        manifest=output_dir / manifest_name(shard), records=settled_records,
     )
     settings = {"root": root, "ir_dir": ir_dir, "vis_dir": vis_dir, "recursive": recursive,
                 "overwrite": overwrite, "shard": report.shard, "resize": resize, "gray": gray,
                 "bit_depth": bit_depth, "ext": ext, "device": str(device), "tile": tile, "tile_overlap": tile_overlap}
-    write_manifest(report.manifest, report, meta, weights, settings)
+    outputs, differing = _output_records(report.manifest, selected, records, output_dir, ext,
+                                         made_with(meta.get("sha256"), prompt, settings))
+    write_manifest(report.manifest, report, meta, weights, settings, outputs, interrupted)
+    if differing:
+        warnings.warn(f"{differing} skipped output{'s' if differing > 1 else ''} in {output_dir} "
+                      f"{'were' if differing > 1 else 'was'} made with other weights, prompt or settings than "
+                      f"this run (the manifest records what made each); rerun with --overwrite to remake "
+                      f"{'them' if differing > 1 else 'it'} with these", stacklevel=2)
+    if interrupted:
+        raise BatchInterrupted(report)
     return report
+
+
+def _output_records(manifest: Path, selected, records, output_dir: Path, ext: str, current: dict):
+    """What made each output in the folder, for the manifest: this run's record for the outputs it wrote, the
+    previous manifest's for the rest (those skipped, those a failure or an interrupt left as they were, those
+    of other pairs), None where nothing recorded it; and how many skipped outputs it made otherwise."""
+    previous, legacy = previous_records(manifest)
+
+    def key(record) -> str:
+        return json.dumps(to_jsonable(record), sort_keys=True)
+
+    outputs = {name: record for name, record in previous.items() if (output_dir / name).is_file()}
+    differing = 0
+    for pair, record in zip(selected, records):
+        name = f"{pair.rel}{ext}"
+        if record is not None and record.status == "written":
+            outputs[name] = current
+        elif (output_dir / name).is_file() and not (record is not None and record.status == "failed"
+                                                     and name not in outputs):
+            made = outputs.get(name, legacy)
+            outputs[name] = made
+            if record is not None and record.status == "skipped" and made is not None and key(made) != key(current):
+                differing += 1
+    return outputs, differing

@@ -91,3 +91,13 @@ class BatchReport:
 
     def to_dict(self) -> dict:
         return to_jsonable(dataclasses.asdict(self))
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a batch, after the manifest was written for what the run had settled: report is that
+    partial BatchReport (its records are the pairs settled before the interrupt). A KeyboardInterrupt, so
+    code that catches those still does."""
+
+    def __init__(self, report: BatchReport):
+        super().__init__(f"batch interrupted after writing {report.written} output(s)")
+        self.report = report
