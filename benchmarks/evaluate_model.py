@@ -163,7 +163,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json-out", default=None)
     ap.add_argument("--figures", default=None, help="folder for the README pictures")
-    ap.add_argument("--figure-kind", default="vis_low_light", help="degradation shown in the prompt figure")
+    ap.add_argument("--figure-kind", default="vis_haze", help="degradation shown in the prompt figure")
     ap.add_argument("--ship", default=None, help="write the checkpoint here with these results added to its "
                                                  "provenance (how weights/ gets its default model)")
     args = ap.parse_args(argv)
