@@ -39,10 +39,10 @@ def _channel_last(image, role: str, is_tensor: bool):
     import numpy as np
 
     if is_tensor:
+        import torch
+
         t = image.detach().cpu()
-        if t.dtype == __import__("torch").uint8:
-            t = t.float() / 255.0
-        a = t.float().numpy()
+        a = (t.float() / 255.0 if t.dtype == torch.uint8 else t.float()).numpy()
         if a.ndim == 3 and a.shape[0] in (1, 3):
             return (a[0] if a.shape[0] == 1 else np.moveaxis(a, 0, -1)), f"chw{a.shape[0]}"
         if a.ndim == 2:
