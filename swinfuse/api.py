@@ -48,6 +48,7 @@ def load_model(*, weights: str | Path | None, preset: str | None = None, overrid
     """-> (model, meta, source). With weights: the checkpoint. Without: a preset with random weights, unless
     the caller fuses images (require_weights), where random weights would be meaningless."""
     from swinfuse.model.checkpoint import load_checkpoint
+    from swinfuse.model.cpu_inference import enable_cpu_inference
     from swinfuse.model.network import SwinFuse
 
     if weights is None and require_weights:
@@ -61,6 +62,7 @@ def load_model(*, weights: str | Path | None, preset: str | None = None, overrid
         model, meta = load_checkpoint(weights, device=device)
         return model, meta, str(weights)
     model = SwinFuse(build_config(preset or "smoke", overrides)).to(device).eval()
+    enable_cpu_inference(model)  # as load_checkpoint does
     return model, {"config": model.config, "provenance": {}, "sha256": None, "path": None}, f"preset:{preset or 'smoke'}"
 
 

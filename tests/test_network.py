@@ -65,12 +65,16 @@ def test_cross_attention_reads_the_other_modality(tiny_model):
     assert not torch.allclose(ir_1, ir_2)  # the infrared stream saw the visible change
 
 
-def test_shift_mask_matters():
+@pytest.mark.parametrize("cpu_inference", [False, True], ids=["reference", "cpu-inference"])
+def test_shift_mask_matters(cpu_inference):
     # With the mask, a shifted window on a 2x2-window map keeps wrapped regions apart; without it, not.
     from swinfuse.model.blocks import SwinBlock
+    from swinfuse.model.cpu_inference import enable_cpu_inference
 
     torch.manual_seed(0)
-    blk = SwinBlock(4, 1, 4, 2, 1.0, True, None, 0, 0, 0).eval()
+    blk = SwinBlock(4, 1, 4, shift_size=2, mlp_ratio=1.0).eval()
+    if cpu_inference:
+        assert enable_cpu_inference(blk) == 2  # the block and its attention
     x = torch.randn(1, 8, 8, 4)
     y = x.clone()
     y[:, 0, 0] += torch.tensor([3.0, -1.0, 0.5, -2.5])  # not a constant shift: LayerNorm would erase it; a pixel at the top-left corner; after the roll it wraps to the bottom-right window

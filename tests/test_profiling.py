@@ -14,8 +14,11 @@ def test_flops_formula_counts_the_fused_cpu_attention_as_its_two_matmuls():
     # itself. With gradients enabled but no tensor requiring one, the same forward calls SDPA, which on CPU
     # is aten._scaled_dot_product_flash_attention_for_cpu: torch has no formula for it (0 FLOPs), only ours.
     # Both must count the same work; without our formula the SDPA count falls short by all the attention.
+    from swinfuse.model.cpu_inference import enable_cpu_inference
+
     torch.manual_seed(0)
     model = SwinFuse(FusionConfig.smoke(upscale=1, upsampler="")).eval().requires_grad_(False)
+    enable_cpu_inference(model)  # as load_checkpoint does
     x = torch.rand(1, 1, 16, 16)
     with torch.inference_mode():
         text = model.encode_prompts([""])

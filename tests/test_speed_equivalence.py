@@ -1,7 +1,8 @@
-"""The speed work on window attention (bias cached per shape, shift masks applied to the few windows
-that need them) must not change what the network computes: outputs are compared with a forward frozen
-before that work (tests/assets/reference_forward.safetensors, made by a model with shifted blocks,
-batch 2, padding and upscale 2) and with a plain reimplementation of masked window attention."""
+"""The speed work (shift masks applied to the few windows that need them; CPU inference band by band, in
+place, with chunked attention: swinfuse.model.cpu_inference) must not change what the network computes.
+Outputs of the reference computation and of CPU inference are compared with a forward frozen before that
+work (tests/assets/reference_forward.safetensors, made by a model with shifted blocks, batch 2, padding and
+upscale 2) and with a plain reimplementation of masked window attention."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from swinfuse.model.config import FusionConfig
+from swinfuse.model.cpu_inference import enable_cpu_inference
 from swinfuse.model.network import SwinFuse
 from swinfuse.model.window import shift_mask, window_partition
 
@@ -24,7 +26,7 @@ def _own_rng():
         yield
 
 
-def _reference_model():
+def _reference_model(cpu_inference: bool = True):
     from safetensors import safe_open
     from safetensors.torch import load_file
 
@@ -35,19 +37,22 @@ def _reference_model():
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
     assert not unexpected and all(k.startswith("text_encoder.") for k in missing)  # the prompt comes as a tensor
+    if cpu_inference:
+        assert enable_cpu_inference(model) > 0
     return model, tensors
 
 
+@pytest.mark.parametrize("cpu_inference", [False, True], ids=["reference", "cpu-inference"])
 @pytest.mark.parametrize("grad", [False, True], ids=["inference", "grad"])
-def test_forward_matches_the_frozen_reference(grad):
-    model, t = _reference_model()
+def test_forward_matches_the_frozen_reference(grad, cpu_inference):
+    model, t = _reference_model(cpu_inference)
     with torch.set_grad_enabled(grad):
-        for _ in range(2):  # the second call runs on the cached biases
+        for _ in range(2):
             torch.testing.assert_close(model(t["ir"], t["vis"], t["text"]), t["out"], atol=1e-5, rtol=0)
         torch.testing.assert_close(model(t["ir"][:1], t["vis"][:1], t["text"][:1]), t["out_b1"], atol=1e-5, rtol=0)
 
 
-def test_cached_bias_follows_weight_changes():
+def test_cpu_inference_follows_weight_changes():
     model, t = _reference_model()
     with torch.inference_mode():
         before = model(t["ir"], t["vis"], t["text"])
@@ -101,10 +106,10 @@ def test_only_the_last_row_and_column_of_windows_are_masked():
 
 @pytest.mark.parametrize("band_tokens", [1, 60])  # one window-row per band; a few rows per band
 def test_banded_inference_matches_the_frozen_reference(band_tokens, monkeypatch):
-    from swinfuse.model import blocks
+    from swinfuse.model import cpu_inference
 
     model, t = _reference_model()
-    monkeypatch.setattr(blocks, "BAND_TOKENS", band_tokens)
+    monkeypatch.setattr(cpu_inference, "BAND_TOKENS", band_tokens)
     with torch.inference_mode():
         torch.testing.assert_close(model(t["ir"], t["vis"], t["text"]), t["out"], atol=1e-5, rtol=0)
 
@@ -112,24 +117,29 @@ def test_banded_inference_matches_the_frozen_reference(band_tokens, monkeypatch)
 @pytest.mark.parametrize("shift", [0, 2])
 @pytest.mark.parametrize("cross", [False, True])
 def test_banded_block_equals_the_whole_map(shift, cross, monkeypatch):
-    from swinfuse.model import blocks
+    from swinfuse.model import cpu_inference
+    from swinfuse.model.blocks import SwinBlock
 
     torch.manual_seed(0)
-    blk = blocks.SwinBlock(8, 2, 4, shift, 2.0, True, None, 0, 0, 0, cross=cross).eval()
+    blk = SwinBlock(8, 2, 4, shift_size=shift, cross=cross).eval()
     torch.nn.init.normal_(blk.attn.relative_position_bias_table, std=1.0)
     x, ctx = torch.randn(2, 20, 12, 8), torch.randn(2, 20, 12, 8)
     with torch.no_grad():
-        whole = blk(x, ctx if cross else None)
-        monkeypatch.setattr(blocks, "BAND_TOKENS", 12 * 8)  # bands of 8 rows: 8, 8, then 4
-        assert blk._band_rows(20, 12) == 8
+        whole = blk(x, ctx if cross else None)  # the reference computation
+        cpu_inference.enable_cpu_inference(blk)
+        monkeypatch.setattr(cpu_inference, "BAND_TOKENS", 12 * 8)  # bands of 8 rows: 8, 8, then 4
+        assert blk.band_rows(20, 12) == 8
         torch.testing.assert_close(blk(x, ctx if cross else None), whole, atol=1e-6, rtol=0)
+        y = x.clone()
+        torch.testing.assert_close(blk(y, ctx if cross else None, inplace=True), whole, atol=1e-6, rtol=0)
+        torch.testing.assert_close(y, whole, atol=1e-6, rtol=0)  # written over its input
 
 
 @pytest.mark.parametrize("heads,head_dim,windows,per_window", [(1, 16, 130, False), (2, 8, 65, True), (3, 5, 7, False)])
 def test_cpu_window_attention_equals_sdpa(heads, head_dim, windows, per_window):
     """attend_cpu (chunks of windows, head by head) against torch's SDPA: chunk edges (130 = 2 x 64 + 2),
     several heads, and a bias per window (the shift-masked windows) as well as one broadcast over windows."""
-    from swinfuse.model.attention import attend_cpu
+    from swinfuse.model.cpu_inference import attend_cpu
 
     torch.manual_seed(0)
     q, k, v = (torch.randn(windows, heads, 64, head_dim) for _ in range(3))
@@ -140,3 +150,20 @@ def test_cpu_window_attention_equals_sdpa(heads, head_dim, windows, per_window):
     got = attend_cpu(q, k, v, bias, head_dim ** -0.5)
     assert got.shape == expected.shape
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+def test_load_checkpoint_switches_cpu_inference_on(tiny_checkpoint):
+    from swinfuse.model.blocks import SwinBlock
+    from swinfuse.model.checkpoint import load_checkpoint
+    from swinfuse.model.cpu_inference import BandedSwinBlock, disable_cpu_inference
+
+    model, _ = load_checkpoint(tiny_checkpoint)
+    blocks = [m for m in model.modules() if isinstance(m, SwinBlock)]
+    assert blocks and all(type(b) is BandedSwinBlock for b in blocks)
+    torch.manual_seed(0)
+    ir, vis = torch.rand(1, 1, 20, 28), torch.rand(1, 1, 20, 28)
+    with torch.inference_mode():
+        fast = model(ir, vis, "a prompt")
+        assert disable_cpu_inference(model) > 0
+        assert all(type(b) is SwinBlock for b in blocks)
+        torch.testing.assert_close(model(ir, vis, "a prompt"), fast, atol=1e-5, rtol=0)
