@@ -7,6 +7,7 @@ Each script prints what it measured and its table; run them from the repository 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -106,6 +107,42 @@ def run_child(script: str, *args: str) -> dict:
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def peer_parser(doc: str, source: tuple[str, str], reps: int) -> argparse.ArgumentParser:
+    """The command line of a script that measures our network and a peer's, each in a fresh process of the
+    script itself: the common arguments, source = (flag, help) for the path of the peer's code, --size, --reps
+    and the hidden arguments of the child process that measures one network. The script adds its own after."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(p)
+    flag, help = source
+    p.add_argument(flag, required=True, help=help)
+    p.add_argument("--size", default="480x640", help="HxW")
+    p.add_argument("--reps", type=int, default=reps)
+    p.add_argument("--which", help=argparse.SUPPRESS)
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--child-size", type=int, nargs=2, help=argparse.SUPPRESS)
+    p.set_defaults(peer_source=flag)
+    return p
+
+
+def peer_main(parser: argparse.ArgumentParser, child, parent) -> None:
+    """Parse and set threads and the allocator (setup); then a child process (--child) measures one network,
+    child(args, H, W) at --child-size, and the parent runs the comparison, parent(args, H, W) at --size."""
+    args = parser.parse_args()
+    setup(args)
+    if args.child:
+        child(args, *args.child_size)
+    else:
+        parent(args, *(int(v) for v in args.size.split("x")))
+
+
+def run_peer(script: str, which: str, args, H: int, W: int, *extra: str) -> dict:
+    """Measure `which` in a fresh `script --child` process (run_child): the peer's path, --threads, --reps and
+    the size passed on, with extra, the script's own arguments."""
+    source = args.peer_source
+    return run_child(script, "--child", "--which", which, source, getattr(args, source.lstrip("-").replace("-", "_")),
+                     "--threads", str(args.threads), "--reps", str(args.reps), "--child-size", str(H), str(W), *extra)
 
 
 def table(headers: list[str], rows: list[list]) -> str:

@@ -16,7 +16,6 @@ uses (taskset) when the machine is shared.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -26,12 +25,10 @@ from pathlib import Path
 
 import torch
 
-from _common import add_common_args, example_pair, load_model, machine, peak_rss_mb, run_child, setup, table
+from _common import example_pair, load_model, machine, peak_rss_mb, peer_main, peer_parser, run_peer, table
 
 
-def child(args) -> None:
-    setup(args)
-    H, W = args.child_size
+def child(args, H: int, W: int) -> None:
     ir, vis = example_pair(size=(H, W))
     small = example_pair(size=(64, 64))
     if args.which == "seafusion":
@@ -65,32 +62,13 @@ def child(args) -> None:
                       "machine": machine()}))
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(p)
-    p.add_argument("--seafusion-root", required=True, help="VIF-Benchmark checkout (see seafusion_peer.py)")
-    p.add_argument("--size", default="480x640", help="HxW")
-    p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--warmup", type=int, default=1, help="untimed forwards at --size before the timed ones")
-    p.add_argument("--rounds", type=int, default=3, help="fresh-process pairs, alternating the order")
-    p.add_argument("--json-out", default=None)
-    p.add_argument("--which", help=argparse.SUPPRESS)
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--child-size", type=int, nargs=2, help=argparse.SUPPRESS)
-    args = p.parse_args()
-    if args.child:
-        return child(args)
-    setup(args)
-    H, W = (int(v) for v in args.size.split("x"))
-    common = ["--seafusion-root", args.seafusion_root, "--threads", str(args.threads), "--reps", str(args.reps),
-              "--warmup", str(args.warmup), "--child-size", str(H), str(W)]
-    if args.weights:
-        common += ["--weights", str(args.weights)]
+def compare(args, H: int, W: int) -> None:
+    extra = ["--warmup", str(args.warmup)] + (["--weights", str(args.weights)] if args.weights else [])
     runs = {"seafusion": [], "swinfuse": []}
     for r in range(args.rounds):
         order = ("seafusion", "swinfuse") if r % 2 == 0 else ("swinfuse", "seafusion")
         for which in order:
-            res = run_child("bench_vs_seafusion.py", "--child", "--which", which, *common)
+            res = run_peer("bench_vs_seafusion.py", which, args, H, W, *extra)
             runs[which].append(res)
             print(f"  round {r + 1} {which}: {res['ms'] / 1e3:.3f} s wall, {res['cpu_ms'] / 1e3:.3f} s CPU",
                   flush=True)
@@ -120,6 +98,14 @@ def main() -> None:
                                                    "median_cpu_ms": med_cpu,
                                                    "ratio": ratio, "cpu_ratio": cpu_ratio,
                                                    "per_round_ratio": per_round}, indent=1))
+
+
+def main() -> None:
+    p = peer_parser(__doc__, ("--seafusion-root", "VIF-Benchmark checkout (see seafusion_peer.py)"), reps=3)
+    p.add_argument("--warmup", type=int, default=1, help="untimed forwards at --size before the timed ones")
+    p.add_argument("--rounds", type=int, default=3, help="fresh-process pairs, alternating the order")
+    p.add_argument("--json-out", default=None)
+    peer_main(p, child, compare)
 
 
 if __name__ == "__main__":

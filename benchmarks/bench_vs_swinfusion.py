@@ -14,13 +14,12 @@ forward itself needed.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 import torch
 
-from _common import add_common_args, inputs, machine, peak_rss_mb, rss_mb, run_child, setup, table, time_ms
+from _common import inputs, machine, peak_rss_mb, peer_main, peer_parser, rss_mb, run_peer, table, time_ms
 
 
 def _reference(path: str):
@@ -41,10 +40,8 @@ def _ours():
     return model, lambda ir, vis: model(ir, vis, text)
 
 
-def child(args) -> None:
-    setup(args)
+def child(args, H: int, W: int) -> None:
     torch.manual_seed(0)
-    H, W = args.child_size
     import contextlib
     import io
 
@@ -59,25 +56,10 @@ def child(args) -> None:
     print(json.dumps({"ms": ms, "peak_mb": peak_rss_mb(), "base_mb": base, "params": params, "machine": machine()}))
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(p)
-    p.add_argument("--swinfusion", required=True, help="path to a SwinFusion checkout (holds models/)")
-    p.add_argument("--size", default="480x640", help="HxW")
-    p.add_argument("--reps", type=int, default=1)
-    p.add_argument("--which", help=argparse.SUPPRESS)
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--child-size", type=int, nargs=2, help=argparse.SUPPRESS)
-    args = p.parse_args()
-    if args.child:
-        return child(args)
-    setup(args)
-    H, W = (int(v) for v in args.size.split("x"))
-    common = ["--swinfusion", args.swinfusion, "--threads", str(args.threads), "--reps", str(args.reps),
-              "--child-size", str(H), str(W)]
+def compare(args, H: int, W: int) -> None:
     res = {}
     for which in ("swinfusion", "swinfuse"):
-        res[which] = run_child("bench_vs_swinfusion.py", "--child", "--which", which, *common)
+        res[which] = run_peer("bench_vs_swinfusion.py", which, args, H, W)
         print(f"  {which}: {res[which]['ms'] / 1e3:.1f} s", flush=True)
     ref, ours = res["swinfusion"], res["swinfuse"]
     rows = []
@@ -92,6 +74,11 @@ def main() -> None:
     mem = (ours["peak_mb"] - ours["base_mb"]) / (ref["peak_mb"] - ref["base_mb"])
     print(f"ours is {speed:.2f}x faster (goal >= 2x) and needs {mem:.2f}x the reference's forward memory above "
           f"baseline (goal <= 0.5); whole-process peak RSS ratio {ours['peak_mb'] / ref['peak_mb']:.2f}")
+
+
+def main() -> None:
+    peer_main(peer_parser(__doc__, ("--swinfusion", "path to a SwinFusion checkout (holds models/)"), reps=1),
+              child, compare)
 
 
 if __name__ == "__main__":

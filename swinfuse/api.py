@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from swinfuse.errors import CheckpointError, ConfigError
+
+if TYPE_CHECKING:
+    from swinfuse.fusing.options import FuseOptions
 
 DEFAULT_WEIGHTS_NAME = "swinfuse-default.safetensors"
 
@@ -105,48 +109,63 @@ def _for_speed(model, dtype, compile: bool):
     return model
 
 
+def _speed(options):
+    """The speed options applied before any work: the device resolved (so the options, the report and the
+    manifest name the device used), the precision checked against it, torch's threads set ->
+    (options, torch.device, dtype)."""
+    import dataclasses
+
+    from swinfuse import devices
+
+    dev = devices.resolve_device(options.device)
+    dtype = devices.resolve_dtype(options.precision, dev)
+    devices.set_threads(options.threads)
+    return dataclasses.replace(options, device=str(dev)), dev, dtype
+
+
+def _fusing_model(weights, dev, dtype, options):
+    """The checkpoint loaded for fusing (never random weights), in the asked precision, compiled when asked."""
+    model, meta, _ = load_model(weights=weights, device=dev, require_weights=True)
+    return _for_speed(model, dtype, options.compile), meta
+
+
 def fuse_pair(*, ir: str | Path, vis: str | Path, prompts: list[str], output: str | Path | None = None,
-              weights: str | Path | None = None, device: str = "auto", resize: bool = False, gray: bool = False,
-              bit_depth: int | None = None, sheet: str | Path | None = None, threads: int | None = None,
-              tile: int = 0, tile_overlap: int | None = None, precision: str = "fp32", compile: bool = False):
+              weights: str | Path | None = None, sheet: str | Path | None = None, options: FuseOptions | None = None,
+              **settings):
+    """`swinfuse fuse`: fuse one pair once per prompt and write the outputs -> FuseResult. options: a
+    swinfuse.fusing.FuseOptions (resize, gray, bit_depth, tile, tile_overlap, precision, compile, threads,
+    device), or its fields as keyword arguments (they replace those of options)."""
     import time
 
-    from swinfuse import devices, fusing
+    from swinfuse import fusing
+    from swinfuse.fusing.options import with_settings
 
-    dev = devices.resolve_device(device)
-    dtype = devices.resolve_dtype(precision, dev)
-    devices.set_threads(threads)
+    options, dev, dtype = _speed(with_settings(options, settings, "fuse_pair"))
     # Paths and images first: a typo in a file name costs no model load (seconds).
-    opened = fusing.open_pair(ir_path=ir, vis_path=vis, prompts=prompts, output=output, resize=resize,
-                              bit_depth=bit_depth, sheet=sheet)
+    opened = fusing.open_pair(ir_path=ir, vis_path=vis, prompts=prompts, output=output, sheet=sheet, options=options)
     t0 = time.perf_counter()
-    model, meta, _ = load_model(weights=weights, device=dev, require_weights=True)
-    model = _for_speed(model, dtype, compile)
+    model, meta = _fusing_model(weights, dev, dtype, options)
     load_ms = (time.perf_counter() - t0) * 1000
     result = fusing.fuse_pair(ir_path=ir, vis_path=vis, prompts=opened.prompts, output=output, model=model,
-                              meta=meta, device=dev, resize=resize, gray=gray, bit_depth=bit_depth, sheet=sheet,
-                              tile=tile, tile_overlap=tile_overlap, opened=opened)
+                              meta=meta, sheet=sheet, opened=opened, options=options)
     result.latency_ms["weights"] = load_ms
     return result
 
 
 def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str = "", weights: str | Path | None = None,
-               device: str = "auto", ir_dir: str | Path | None = None, vis_dir: str | Path | None = None,
-               recursive: bool = False, overwrite: bool = False, shard: str | None = None, resize: bool = False,
-               gray: bool = False, bit_depth: int | None = None, threads: int | None = None, progress=None,
-               metrics: bool = False, tile: int = 0, tile_overlap: int | None = None, precision: str = "fp32",
-               compile: bool = False):
-    from swinfuse import devices, fusing
+               ir_dir: str | Path | None = None, vis_dir: str | Path | None = None, recursive: bool = False,
+               overwrite: bool = False, shard: str | None = None, progress=None, metrics: bool = False,
+               options: FuseOptions | None = None, **settings):
+    """`swinfuse batch`: fuse every pair of a folder -> BatchReport (with metrics, the field's metrics of every
+    output). options: as fuse_pair's."""
+    from swinfuse import fusing
+    from swinfuse.fusing.options import with_settings
 
-    dev = devices.resolve_device(device)
-    dtype = devices.resolve_dtype(precision, dev)
-    devices.set_threads(threads)
-    model, meta, _ = load_model(weights=weights, device=dev, require_weights=True)
-    model = _for_speed(model, dtype, compile)
-    report = fusing.fuse_batch(root=root, output_dir=output_dir, prompt=prompt, model=model, meta=meta, device=dev,
+    options, dev, dtype = _speed(with_settings(options, settings, "fuse_batch"))
+    model, meta = _fusing_model(weights, dev, dtype, options)
+    report = fusing.fuse_batch(root=root, output_dir=output_dir, prompt=prompt, model=model, meta=meta,
                                ir_dir=ir_dir, vis_dir=vis_dir, recursive=recursive, overwrite=overwrite, shard=shard,
-                               resize=resize, gray=gray, bit_depth=bit_depth, progress=progress, tile=tile,
-                               tile_overlap=tile_overlap)
+                               progress=progress, options=options)
     if metrics:
         report.metrics = score_batch(report)
     return report

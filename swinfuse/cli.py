@@ -26,17 +26,23 @@ app = typer.Typer(help="Text-guided infrared-visible image fusion (SwinFusion en
 DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout (nothing else there).")]
 WeightsOpt = Annotated[Optional[Path], typer.Option(help="A swinfuse checkpoint (.safetensors).")]
-# 0 is torch's default, as `train --threads 0` is: one rule for every command.
-ThreadsOpt = Annotated[Optional[int], typer.Option(min=0, help="CPU threads for torch (0 or unset: torch's default).")]
-TileOpt = Annotated[int, typer.Option(min=0, help=(
-    "Tile side in pixels, rounded down to the window, at least five windows (40 for the shipped model); "
-    "0: automatic (tiles only when the frame exceeds the free-memory budget)."))]
-TileOverlapOpt = Annotated[Optional[int], typer.Option(min=0, help=(
-    "Overlap of neighbouring tiles in pixels (default and minimum: four windows, 32 for the shipped model)."))]
-PrecisionOpt = Annotated[str, typer.Option(help="fp32 | bf16 | fp16 (fp16: CUDA only).")]
-CompileOpt = Annotated[bool, typer.Option("--compile", help="torch.compile the LayerNorms, where it measurably "
-                                                             "helps (opt-in; the first forward compiles for "
-                                                             "seconds; on CPU it needs a C++ compiler).")]
+
+
+def _default_threads(value: Optional[int]) -> Optional[int]:
+    """--threads unset or 0 -> devices.default_threads(): free cores, not torch's all-cores default, which
+    collapses when another process keeps a core busy (benchmarks/RESULTS.md, "Threads on a shared machine")."""
+    if value:  # a count asked for is used as given
+        return value
+    from swinfuse.devices import default_threads
+
+    return default_threads()
+
+
+# Unset and 0 mean the same default: one rule for every command.
+ThreadsOpt = Annotated[Optional[int], typer.Option(min=0, callback=_default_threads, help=(
+    "CPU threads for torch. 0 or unset: OMP_NUM_THREADS if set, else the usable cores (CPU affinity, cgroup "
+    "quota) less those other processes keep busy, sampled for 0.2 s at start; at least 1. Where load may "
+    "start later (a long batch), OMP_WAIT_POLICY=PASSIVE keeps 2+ threads from slowing down many times."))]
 
 
 def _utf8_prompts(value):
@@ -186,7 +192,42 @@ def summary(
     _render(report, render.summary_tables, json_out)
 
 
+# -- fuse and batch: one option per FuseOptions field, generated (their help is in swinfuse.fusing.options) ----
+def _fuse_option_parameters() -> list[inspect.Parameter]:
+    from swinfuse.fusing.options import FuseOptions
+
+    shared = {"threads": ThreadsOpt, "device": DeviceOpt}  # the options every command takes, as they spell them
+    types = {"bool": bool, "str": str, "int | None": Optional[int]}
+    params = []
+    for f in dataclasses.fields(FuseOptions):
+        meta = f.metadata
+        option = typer.Option(*[meta["flag"]] if meta["flag"] else [], help=meta["help"], min=meta["min"])
+        annotation = shared.get(f.name) or Annotated[types[str(f.type)], option]
+        params.append(inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=f.default,
+                                        annotation=annotation))
+    return params
+
+
+def _with_fuse_options(after: str):
+    """Add the FuseOptions fields as options to a command, after its parameter `after`; the body receives
+    them in **options and builds the one FuseOptions it hands to the api."""
+    def add(func):
+        sig = inspect.signature(func, eval_str=True)  # resolve the postponed annotations for Typer
+        base = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        cut = [p.name for p in base].index(after) + 1
+        func.__signature__ = sig.replace(parameters=base[:cut] + _fuse_option_parameters() + base[cut:])
+        return func
+    return add
+
+
+def _fuse_options(values: dict):
+    from swinfuse.fusing.options import FuseOptions
+
+    return FuseOptions(**values)
+
+
 @app.command()
+@_with_fuse_options(after="sheet")
 def fuse(
     ir: Annotated[Path, typer.Argument(help="Infrared image.")],
     vis: Annotated[Path, typer.Argument(help="Visible image (colour or gray).")],
@@ -197,30 +238,22 @@ def fuse(
         "Output file, or folder (an existing one, or a path without an extension) that receives "
         "<stem>_fused.png (default: here). With several prompts each name gets _p<k>-<prompt>.")) ] = None,
     sheet: Annotated[Optional[Path], typer.Option(help="Also write infrared | visible | fused-per-prompt, captioned.")] = None,
-    resize: Annotated[bool, typer.Option(help="Resize the infrared to the visible when sizes differ.")] = False,
-    gray: Annotated[bool, typer.Option(help="Write the fused Y only (no colour).")] = False,
-    bit_depth: Annotated[Optional[int], typer.Option(help="8 or 16 (default: the visible's).")] = None,
-    tile: TileOpt = 0,
-    tile_overlap: TileOverlapOpt = None,
-    precision: PrecisionOpt = "fp32",
-    compile: CompileOpt = False,
-    threads: ThreadsOpt = None,
     weights: WeightsOpt = None,
-    device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
+    **options,
 ):
     """Fuse one infrared/visible pair under a prompt and write the result."""
     from swinfuse import render
 
-    result = api.fuse_pair(ir=ir, vis=vis, prompts=list(prompt or [""]), output=output, weights=weights,
-                           device=device, resize=resize, gray=gray, bit_depth=bit_depth, sheet=sheet, threads=threads,
-                           tile=tile, tile_overlap=tile_overlap, precision=precision, compile=compile)
+    result = api.fuse_pair(ir=ir, vis=vis, prompts=list(prompt or [""]), output=output, weights=weights, sheet=sheet,
+                           options=_fuse_options(options))
     for note in getattr(result, "notes", []) or []:
         render.stderr.print(f"note: {note}")
     _render(result, render.fuse_tables, json_out)
 
 
 @app.command()
+@_with_fuse_options(after="shard")
 def batch(
     root: Annotated[Optional[Path], typer.Argument(help="Folder with ir/+vis/, ir/+vi/, Infrared/+Visible/ or IR/+VI_Y/.")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")] = Path("fused"),
@@ -233,19 +266,11 @@ def batch(
     recursive: Annotated[bool, typer.Option(help="Descend into subfolders, mirroring the tree.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Redo pairs whose output exists (default: skip, so reruns resume).")] = False,
     shard: Annotated[Optional[str], typer.Option(help="i/n: process the i-th (1-based) of n slices of the sorted pairs.")] = None,
-    resize: Annotated[bool, typer.Option(help="Resize the infrared to the visible when sizes differ.")] = False,
-    gray: Annotated[bool, typer.Option(help="Write the fused Y only (no colour).")] = False,
-    bit_depth: Annotated[Optional[int], typer.Option(help="8 or 16 (default: each visible's).")] = None,
-    tile: TileOpt = 0,
-    tile_overlap: TileOverlapOpt = None,
-    precision: PrecisionOpt = "fp32",
-    compile: CompileOpt = False,
     metrics: Annotated[bool, typer.Option(help="Score every output with the field's metrics (as `swinfuse evaluate`) "
                                                "and add them to the report.")] = False,
-    threads: ThreadsOpt = None,
     weights: WeightsOpt = None,
-    device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
+    **options,
 ):
     """Fuse every pair of a folder, streamed from disk, with a progress bar; failures are listed, the run goes on.
     Exit code 0 when every pair is written or skipped, 1 when any failed."""
@@ -275,10 +300,8 @@ def batch(
     try:
         try:
             report = api.fuse_batch(root=root, output_dir=output, prompt=(prompt or [""])[0], weights=weights,
-                                    device=device, ir_dir=ir_dir, vis_dir=vis_dir, recursive=recursive,
-                                    overwrite=overwrite, shard=shard, resize=resize, gray=gray, bit_depth=bit_depth,
-                                    threads=threads, progress=progress, tile=tile, tile_overlap=tile_overlap,
-                                    precision=precision, compile=compile, metrics=metrics)
+                                    ir_dir=ir_dir, vis_dir=vis_dir, recursive=recursive, overwrite=overwrite,
+                                    shard=shard, progress=progress, metrics=metrics, options=_fuse_options(options))
         finally:
             if task is not None:
                 bar.stop()

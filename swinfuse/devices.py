@@ -37,9 +37,107 @@ def resolve_dtype(precision: str, device):
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
+PROBE_SECONDS = 0.2  # how long default_threads watches the CPUs: 20 clock ticks per core at 100 Hz
+
+
+def usable_cores() -> int:
+    """CPUs this process may run on: its affinity mask, capped by a cgroup CPU quota (a container given
+    `--cpus 2` on a 64-core host may use 2, whatever the affinity says)."""
+    import math
+    import os
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS, Windows
+        cores = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    if quota:
+        cores = min(cores, max(1, math.ceil(quota)))
+    return max(1, cores)
+
+
+def _cgroup_cpu_quota() -> float | None:
+    """CPUs' worth of time the cgroup grants per period (cgroup v2 cpu.max, else v1), None when unlimited."""
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") as f:
+            quota = int(f.read())
+        with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as f:
+            period = int(f.read())
+        return quota / period if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def busy_cores(window: float = PROBE_SECONDS) -> float:
+    """How many of this process's usable CPUs other processes keep busy: their busy time in /proc/stat over
+    `window` seconds (this process sleeps meanwhile, and its own time is taken out), in cores. 0.0 where
+    /proc/stat cannot be read (not Linux)."""
+    import os
+    import time
+
+    try:
+        cpus = {f"cpu{i}" for i in os.sched_getaffinity(0)}
+        busy0, own0, t0 = _cpu_busy_seconds(cpus), _own_cpu_seconds(), time.perf_counter()
+        time.sleep(window)
+        busy1, own1, t1 = _cpu_busy_seconds(cpus), _own_cpu_seconds(), time.perf_counter()
+    except (AttributeError, ImportError, OSError, ValueError):  # no affinity, /proc/stat or resource
+        return 0.0
+    others = max(0.0, (busy1 - busy0) - (own1 - own0)) / max(t1 - t0, 1e-3)
+    return min(others, float(len(cpus)))
+
+
+def _cpu_busy_seconds(cpus: set[str]) -> float:
+    """Busy time (all but idle and iowait) of the named CPUs ('cpu0', ...) since boot, from /proc/stat."""
+    import os
+
+    busy = 0
+    with open("/proc/stat") as f:
+        for line in f:
+            name, *fields = line.split()
+            if name in cpus:
+                user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+                busy += user + nice + system + irq + softirq + steal
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds() -> float:
+    """CPU time of this process, all its threads."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime
+
+
+def default_threads() -> int:
+    """The commands' thread count when --threads is not given (or 0): OMP_NUM_THREADS when set, else the
+    usable cores (usable_cores) less those another process keeps busy (busy_cores, rounded: a core more than
+    half busy counts), at least one.
+
+    Why: with as many threads as cores and one core held by another process, torch's OpenMP threads wait
+    for the one that shares the busy core at every parallel region, and a forward collapses; one thread on
+    the free core is many times faster (benchmarks/RESULTS.md, "Threads on a shared machine"). OpenMP's wait
+    policy is left as it is: spinning is fastest with one thread per free core, and OMP_WAIT_POLICY=PASSIVE
+    (8-14 % slower there) is the user's choice against load that starts after this probe."""
+    import os
+
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    usable = usable_cores()
+    if usable == 1:
+        return 1
+    return max(1, usable - int(busy_cores() + 0.5))
+
+
 def set_threads(threads: int | None) -> int:
-    """Use `threads` CPU threads for torch; None or 0 keeps torch's default (as `train --threads 0` does).
-    Returns the count in use."""
+    """Use `threads` CPU threads for torch; None or 0 leaves torch's setting as it is (a library call does not
+    change a process's threads unasked; the commands pass default_threads() instead). Returns the count in use."""
     import torch
 
     if threads is not None and threads < 0:

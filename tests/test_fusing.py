@@ -26,7 +26,8 @@ class StandIn(torch.nn.Module):
         super().__init__()
         self.mode, self.fail_width = mode, fail_width
         self.gain = torch.nn.Parameter(torch.ones(1))
-        self.config = SimpleNamespace(upscale=upscale)
+        # upscale, and the fields tiling reads (the default tile, 0, is automatic), as the default preset's
+        self.config = SimpleNamespace(upscale=upscale, window_size=8, embed_dim=16, mlp_ratio=2.0, upsampler="")
         self.encoded = []
 
     def encode_prompts(self, prompts):
@@ -442,3 +443,63 @@ def test_an_interrupted_batch_writes_its_manifest_for_what_it_wrote(tmp_path):
     resumed = batch(root, out)
     assert [r.status for r in resumed.records] == ["skipped"] * 2 + ["written"] * 3
     assert sorted(made(out)) == [f"{k:03d}.png" for k in range(5)]
+
+
+# --- the manifest's settings: the folder's and the FuseOptions, old manifests still read ---------------------
+
+# The settings as the manifest recorded them before FuseOptions (every key keeps its name and meaning).
+OLD_SETTING_KEYS = {"root", "ir_dir", "vis_dir", "recursive", "overwrite", "shard", "resize", "gray", "bit_depth",
+                    "ext", "device", "tile", "tile_overlap"}
+
+
+def test_the_manifest_records_the_options_beside_the_folder_settings(tmp_path):
+    import dataclasses
+
+    from swinfuse.fusing import FuseOptions
+
+    root = make_folder(tmp_path / "data", count=1)
+    options = FuseOptions(gray=True, bit_depth=16, tile=None, device="cpu")
+    report = batch(root, tmp_path / "out", options=options)
+    settings = json.loads(report.manifest.read_text())["settings"]
+    assert set(settings) == OLD_SETTING_KEYS | {f.name for f in dataclasses.fields(FuseOptions)}
+    shown = ("gray", "bit_depth", "tile", "precision", "compile", "threads", "device", "ext")
+    assert {k: settings[k] for k in shown} == \
+        {"gray": True, "bit_depth": 16, "tile": None, "precision": "fp32", "compile": False, "threads": None,
+         "device": "cpu", "ext": ".png"}
+    # keyword arguments are the same options: the same settings
+    again = batch(root, tmp_path / "again", gray=True, bit_depth=16, tile=None)
+    assert json.loads(again.manifest.read_text())["settings"] == settings
+    with pytest.raises(TypeError, match=r"^fuse_batch\(\) got an unexpected keyword argument 'grey'$"):
+        batch(root, tmp_path / "x", grey=True)
+
+
+def _old_manifest(prompt: str, rel_names, per_output: bool) -> dict:
+    """A manifest as the code before FuseOptions wrote it (settings without precision, compile, threads)."""
+    settings = {"root": "data", "ir_dir": None, "vis_dir": None, "recursive": False, "overwrite": False,
+                "shard": None, "resize": False, "gray": False, "bit_depth": None, "ext": ".png", "device": "cpu",
+                "tile": 0, "tile_overlap": None}
+    manifest = {"date": "2024-01-01T00:00:00+00:00", "versions": {"swinfuse": "0.1.0"},
+                "weights": {"path": None, "sha256": META["sha256"]}, "config": None, "provenance": {},
+                "prompt": prompt, "settings": settings, "summary": {"written": len(rel_names)}, "failed": []}
+    if per_output:
+        making = {k: settings[k] for k in ("resize", "gray", "bit_depth", "tile_overlap")} | {"tile": None}
+        manifest["made_with"] = [{"weights_sha256": META["sha256"], "prompt": prompt, "settings": making}]
+        manifest["outputs"] = {f"{rel}.png": 0 for rel in rel_names}
+    return manifest
+
+
+@pytest.mark.parametrize("per_output", [True, False], ids=["per-output records", "top-level record only"])
+def test_a_rerun_reads_a_manifest_written_before_fuse_options(tmp_path, per_output):
+    import warnings
+
+    root, out = make_folder(tmp_path / "data", count=2), tmp_path / "out"
+    batch(root, out, prompt="old")
+    (out / "manifest.json").write_text(json.dumps(_old_manifest("old", ["000", "001"], per_output)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same weights, prompt and image settings: nothing to warn of
+        report = batch(root, out, prompt="old", precision="fp32", threads=None)
+    assert report.skipped == 2
+    assert made(out) == {"000.png": ("old", META["sha256"]), "001.png": ("old", META["sha256"])}
+    (out / "manifest.json").write_text(json.dumps(_old_manifest("old", ["000", "001"], per_output)))
+    with pytest.warns(UserWarning, match=r"^2 skipped outputs in .* were made with other"):
+        batch(root, out, prompt="old", gray=True)  # an image setting differs from the old record's

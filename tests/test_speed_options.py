@@ -73,7 +73,8 @@ def test_speed_options_reach_the_api(command, monkeypatch, tmp_path):
     args = [str(ir), str(vis)] if command == "fuse" else [str(ASSETS)]
     runner.invoke(app, [command, *args, "--tile", "256", "--tile-overlap", "24", "--precision", "bf16",
                         "--compile", "--threads", "1"])
-    assert {k: seen[k] for k in ("tile", "tile_overlap", "precision", "compile", "threads")} == \
+    options = seen["options"]  # one FuseOptions, built once by the command
+    assert {k: getattr(options, k) for k in ("tile", "tile_overlap", "precision", "compile", "threads")} == \
         {"tile": 256, "tile_overlap": 24, "precision": "bf16", "compile": True, "threads": 1}
 
 

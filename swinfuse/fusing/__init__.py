@@ -5,21 +5,25 @@ The path an image takes: read (infrared as one channel, visible as BT.601 Y + Cr
 infrared under the prompt, put Cr/Cb back, clip and quantise once, write atomically.
 
 The model is any module with `encode_prompts(list[str]) -> (N, D)`, `forward(ir, vis, text)` on
-(B, 1, H, W) tensors in [0, 1] returning (B, 1, H*upscale, W*upscale), and `config.upscale`; `meta` is
-the dict `load_checkpoint` returns ("config", "provenance", "sha256").
+(B, 1, H, W) tensors in [0, 1] returning (B, 1, H*upscale, W*upscale), and `config.upscale`, plus the config
+fields tiling reads (window_size, embed_dim, mlp_ratio, upsampler) unless tile is None (whole frames); `meta`
+is the dict `load_checkpoint` returns ("config", "provenance", "sha256"). How each image is made (resize,
+gray, bit depth, tiles, device, ...) is one FuseOptions (options), or its fields as keyword arguments.
 
-The pieces: results (the result types), pair (open_pair, fuse_pair), batch (fuse_batch), manifest, forward
-(one forward, whole or tiled); reading a pair, output names and checks and the comparison sheet are image
-concerns, in swinfuse.data (loading, outputs, sheet). Only the standard library is imported at the top, so
-api.py and cli.py can import the result types without pulling in torch or OpenCV.
+The pieces: options (FuseOptions), results (the result types), pair (open_pair, fuse_pair), batch
+(fuse_batch), manifest, forward (one forward, whole or tiled); reading a pair, output names and checks and
+the comparison sheet are image concerns, in swinfuse.data (loading, outputs, sheet). Only the standard
+library is imported at the top, so api.py and cli.py can import the result types without pulling in torch
+or OpenCV.
 """
 
 from __future__ import annotations
 
 from swinfuse.data.outputs import output_paths
 from swinfuse.fusing.batch import fuse_batch
+from swinfuse.fusing.options import FuseOptions
 from swinfuse.fusing.pair import OpenedPair, fuse_pair, open_pair
 from swinfuse.fusing.results import BatchInterrupted, BatchReport, FusedOutput, FuseResult, PairRecord
 
-__all__ = ["BatchInterrupted", "BatchReport", "FuseResult", "FusedOutput", "OpenedPair", "PairRecord", "fuse_batch",
-           "fuse_pair", "open_pair", "output_paths"]
+__all__ = ["BatchInterrupted", "BatchReport", "FuseOptions", "FuseResult", "FusedOutput", "OpenedPair", "PairRecord",
+           "fuse_batch", "fuse_pair", "open_pair", "output_paths"]

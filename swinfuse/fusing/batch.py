@@ -4,6 +4,7 @@ manifest beside the outputs (swinfuse.fusing.manifest)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import warnings
@@ -13,8 +14,9 @@ from typing import Callable
 from swinfuse.data.loading import read_pair
 from swinfuse.data.outputs import check_not_an_input_folder, check_output, make_output_folder, same_file
 from swinfuse.errors import OutputError
-from swinfuse.fusing.forward import check_tiling, fuse_y, model_upscale, to_tensor
+from swinfuse.fusing.forward import check_tiling, fuse_y, model_upscale, run_device, to_tensor
 from swinfuse.fusing.manifest import made_with, manifest_name, previous_records, write_manifest
+from swinfuse.fusing.options import FuseOptions, with_settings
 from swinfuse.fusing.results import BatchInterrupted, BatchReport, PairRecord
 from swinfuse.jsonable import to_jsonable
 from swinfuse.memory import gpu_peak_mb, peak_rss_mb, reset_gpu_peak
@@ -38,8 +40,8 @@ def _plan(selected, output_dir: Path, ext: str, overwrite: bool):
     return settled, todo
 
 
-def _fuse_all(todo, finish: Callable[[int, PairRecord], None], *, model, text, upscale: int, resize: bool,
-              gray: bool, bit_depth: int | None, tile: int | None, tile_overlap: int | None) -> None:
+def _fuse_all(todo, finish: Callable[[int, PairRecord], None], *, model, text, upscale: int,
+              options: FuseOptions) -> None:
     """Read (prefetched), fuse and write (in the background) every pair of todo; finish(index, record) for
     each as it is settled, in the order they settle."""
     import torch
@@ -57,7 +59,7 @@ def _fuse_all(todo, finish: Callable[[int, PairRecord], None], *, model, text, u
 
     with AsyncWriter() as writer:
         try:
-            for loaded in prefetch(todo, lambda job: read_pair(job[1].ir, job[1].vis, resize)):
+            for loaded in prefetch(todo, lambda job: read_pair(job[1].ir, job[1].vis, options.resize)):
                 index, pair, out = loaded.item
                 record = PairRecord(pair.rel, pair.ir, pair.vis, out, "failed", loaded.error, loaded.load_ms)
                 if loaded.error:
@@ -66,11 +68,11 @@ def _fuse_all(todo, finish: Callable[[int, PairRecord], None], *, model, text, u
                 began = time.perf_counter()
                 try:
                     visible = loaded.value.visible
-                    depth = output_bit_depth(out, bit_depth, visible.bit_depth)
+                    depth = output_bit_depth(out, options.bit_depth, visible.bit_depth)
                     with torch.inference_mode():
                         y = fuse_y(model, to_tensor(loaded.value.ir, "cpu"), to_tensor(visible.y, "cpu"),
-                                   text, upscale, tile, tile_overlap, loaded.value.notes)
-                    array = compose_output(y, visible, gray, depth)
+                                   text, upscale, options.tile, options.tile_overlap, loaded.value.notes)
+                    array = compose_output(y, visible, options.gray, depth)
                 except Exception as e:  # one pair's failure is recorded, the batch goes on
                     record.reason = error_line(e)
                     finish(index, record)
@@ -90,12 +92,11 @@ def _fuse_all(todo, finish: Callable[[int, PairRecord], None], *, model, text, u
             finish_write(result)
 
 
-def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, model, meta: dict, device,
+def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, model, meta: dict,
                ir_dir: str | Path | None = None, vis_dir: str | Path | None = None, recursive: bool = False,
-               overwrite: bool = False, shard: str | tuple[int, int] | None = None, resize: bool = False,
-               gray: bool = False, bit_depth: int | None = None, ext: str = ".png",
-               weights: str | Path | None = None, tile: int | None = None, tile_overlap: int | None = None,
-               progress: Progress | None = None) -> BatchReport:
+               overwrite: bool = False, shard: str | tuple[int, int] | None = None, ext: str = ".png",
+               weights: str | Path | None = None, progress: Progress | None = None,
+               options: FuseOptions | None = None, **settings) -> BatchReport:
     """Fuse every pair under `root` (or ir_dir/vis_dir) into output_dir/<rel><ext>, streaming from disk.
 
     Existing outputs are skipped unless overwrite, so a killed run resumes where it stopped. A pair that
@@ -103,7 +104,9 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, 
     and the run goes on. shard 'i/n' (1-based) or (i, n) takes the i-th of n slices of the sorted pairs.
     progress(done, total, record) is called once with record None before the first pair, then after
     each pair. A manifest.json (manifest-shard-i-of-n.json for a shard, so concurrent shards writing to
-    one folder don't overwrite each other's) is written beside the outputs.
+    one folder don't overwrite each other's) is written beside the outputs, its settings the folder's and
+    dataclasses.asdict(options). options: a FuseOptions, or its fields as keyword arguments; read as
+    fusing.fuse_pair reads them.
     """
     import torch
 
@@ -111,11 +114,12 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, 
     from swinfuse.data.pairs import find_pairs, parse_shard
     from swinfuse.data.pairs import shard as take_shard
 
-    device = torch.device(device)
+    options = with_settings(options, settings, "fuse_batch")
+    device = run_device(model, options.device)
     output_dir = Path(output_dir)
     ext = ext if ext.startswith(".") else f".{ext}"
-    check_output(output_dir / f"<stem>{ext}", bit_depth)
-    check_tiling(model, tile, tile_overlap)
+    check_output(output_dir / f"<stem>{ext}", options.bit_depth)
+    check_tiling(model, options.tile, options.tile_overlap)
     if output_dir.exists() and not output_dir.is_dir():
         raise OutputError(f"{output_dir}: is a file, expected an output folder")
     shard = parse_shard(shard) if isinstance(shard, str) else shard
@@ -152,8 +156,7 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, 
     try:
         with torch.inference_mode():
             text = model.encode_prompts([prompt]).to(device)  # (1, D), once for the whole batch
-        _fuse_all(todo, finish, model=model, text=text, upscale=upscale, resize=resize, gray=gray,
-                  bit_depth=bit_depth, tile=tile, tile_overlap=tile_overlap)
+        _fuse_all(todo, finish, model=model, text=text, upscale=upscale, options=options)
     except KeyboardInterrupt:
         interrupted = True  # the manifest still records what was written, then the interrupt goes on
     wall = time.perf_counter() - start
@@ -172,12 +175,12 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, 
         wall_s=wall, peak_rss_mb=peak_rss_mb(), peak_gpu_mb=gpu_peak_mb(device),
         manifest=output_dir / manifest_name(shard), records=settled_records,
     )
-    settings = {"root": root, "ir_dir": ir_dir, "vis_dir": vis_dir, "recursive": recursive,
-                "overwrite": overwrite, "shard": report.shard, "resize": resize, "gray": gray,
-                "bit_depth": bit_depth, "ext": ext, "device": str(device), "tile": tile, "tile_overlap": tile_overlap}
+    # The folder's settings, then the options; "device" is the one the run used (the api resolved 'auto').
+    recorded = {"root": root, "ir_dir": ir_dir, "vis_dir": vis_dir, "recursive": recursive, "overwrite": overwrite,
+                "shard": report.shard, "ext": ext, **dataclasses.asdict(options), "device": str(device)}
     outputs, differing = _output_records(report.manifest, selected, records, output_dir, ext,
-                                         made_with(meta.get("sha256"), prompt, settings))
-    write_manifest(report.manifest, report, meta, weights, settings, outputs, interrupted)
+                                         made_with(meta.get("sha256"), prompt, recorded))
+    write_manifest(report.manifest, report, meta, weights, recorded, outputs, interrupted)
     if differing:
         warnings.warn(f"{differing} skipped output{'s' if differing > 1 else ''} in {output_dir} "
                       f"{'were' if differing > 1 else 'was'} made with other weights, prompt or settings than "

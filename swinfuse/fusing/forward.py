@@ -11,6 +11,14 @@ def to_tensor(image, device):
     return torch.from_numpy(image)[None, None].to(device)  # (H, W) -> (1, 1, H, W)
 
 
+def run_device(model, device: str):
+    """The device a pipeline runs on: the one asked (the api resolves 'auto' before it loads the model), or for
+    'auto' the model's own."""
+    import torch
+
+    return next(model.parameters()).device if str(device) == "auto" else torch.device(device)
+
+
 def model_upscale(model) -> int:
     return int(getattr(getattr(model, "config", None), "upscale", 1))
 

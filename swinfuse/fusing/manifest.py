@@ -14,6 +14,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from swinfuse.fusing.options import IMAGE_FIELDS
 from swinfuse.fusing.results import BatchReport
 from swinfuse.jsonable import to_jsonable
 
@@ -34,8 +35,9 @@ def _versions() -> dict[str, str]:
             "numpy": numpy.__version__, "python": platform.python_version()}
 
 
-# The settings that shape an output image (the rest, as root or device, say where and how the run went).
-MAKING_SETTINGS = ("resize", "gray", "bit_depth", "tile", "tile_overlap")
+# The settings that shape an output image (the rest, as root or device, say where and how the run went): the
+# options' image fields, under the names the manifest has always given them.
+MAKING_SETTINGS = IMAGE_FIELDS
 
 
 def made_with(sha256: str | None, prompt: str, settings: dict) -> dict:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from swinfuse.data.loading import LoadedPair, read_pair
 from swinfuse.data.outputs import check_not_a_source, check_output, output_paths
-from swinfuse.fusing.forward import check_tiling, fuse_y, model_upscale, to_tensor
+from swinfuse.fusing.forward import check_tiling, fuse_y, model_upscale, run_device, to_tensor
+from swinfuse.fusing.options import FuseOptions, with_settings
 from swinfuse.fusing.results import FusedOutput, FuseResult
 from swinfuse.memory import gpu_peak_mb, peak_rss_mb, reset_gpu_peak, sync
 
@@ -29,9 +30,12 @@ class OpenedPair:
 
 
 def open_pair(*, ir_path: str | Path, vis_path: str | Path, prompts: list[str], output: str | Path | None,
-              resize: bool = False, bit_depth: int | None = None, sheet: str | Path | None = None) -> OpenedPair:
+              sheet: str | Path | None = None, options: FuseOptions | None = None, **settings) -> OpenedPair:
     """Check every output path (writable format, never a source image) and read the pair. Model-free, so a
-    caller can do it before loading the weights: a bad path or image then costs no model load."""
+    caller can do it before loading the weights: a bad path or image then costs no model load. Of the options
+    (FuseOptions, or its fields as keyword arguments) it reads resize and bit_depth."""
+    options = with_settings(options, settings, "open_pair")
+    resize, bit_depth = options.resize, options.bit_depth
     ir_path, vis_path = Path(ir_path), Path(vis_path)
     prompts = list(prompts) or [""]
     paths = output_paths(vis_path.stem, prompts, Path(output) if output is not None else None)
@@ -49,27 +53,30 @@ def open_pair(*, ir_path: str | Path, vis_path: str | Path, prompts: list[str], 
 
 
 def fuse_pair(*, ir_path: str | Path, vis_path: str | Path, prompts: list[str], output: str | Path | None,
-              model, meta: dict, device, resize: bool = False, gray: bool = False, bit_depth: int | None = None,
-              sheet: str | Path | None = None, weights: str | Path | None = None, tile: int | None = None,
-              tile_overlap: int | None = None, opened: OpenedPair | None = None) -> FuseResult:
+              model, meta: dict, sheet: str | Path | None = None, weights: str | Path | None = None,
+              opened: OpenedPair | None = None, options: FuseOptions | None = None, **settings) -> FuseResult:
     """Fuse one infrared/visible pair once per prompt and write the results (see output_paths).
 
-    No prompt means one empty prompt ("no instruction"). gray writes the fused Y only; bit_depth 8 or 16
-    overrides the visible's depth; sheet writes a captioned side-by-side comparison there; weights is the
-    checkpoint path, for the report only (default: meta["path"], which load_checkpoint sets). tile and
-    tile_overlap: see swinfuse.fusing.forward.fuse_y (None: the whole frame). opened: what open_pair returned
-    for these same arguments, when the caller checked and read the pair before loading the model.
+    No prompt means one empty prompt ("no instruction"). sheet writes a captioned side-by-side comparison
+    there; weights is the checkpoint path, for the report only (default: meta["path"], which load_checkpoint
+    sets). options: a FuseOptions, or its fields as keyword arguments; this reads resize, gray (the fused Y
+    only), bit_depth (8 or 16 instead of the visible's), tile and tile_overlap (see
+    swinfuse.fusing.forward.fuse_y) and device (the model's, for 'auto'); the model is used in the precision
+    it has. opened: what open_pair returned for these same arguments, when the caller checked and read the
+    pair before loading the model.
     """
     import torch
 
     from swinfuse.data.io import compose_output, output_bit_depth, write_image_atomic
     from swinfuse.data.sheet import make_sheet
 
-    device = torch.device(device)
+    options = with_settings(options, settings, "fuse_pair")
+    gray, bit_depth, tile, tile_overlap = options.gray, options.bit_depth, options.tile, options.tile_overlap
+    device = run_device(model, options.device)
     weights = weights or meta.get("path")
     if opened is None:
-        opened = open_pair(ir_path=ir_path, vis_path=vis_path, prompts=prompts, output=output, resize=resize,
-                           bit_depth=bit_depth, sheet=sheet)
+        opened = open_pair(ir_path=ir_path, vis_path=vis_path, prompts=prompts, output=output, sheet=sheet,
+                           options=options)
     ir_path, vis_path, prompts, paths, sheet = opened.ir_path, opened.vis_path, opened.prompts, opened.paths, opened.sheet
     pair = opened.pair
     ir, visible, notes = pair.ir, pair.visible, pair.notes

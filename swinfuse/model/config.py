@@ -11,6 +11,7 @@ from swinfuse.errors import ConfigError
 
 UPSAMPLERS = ("", "pixelshuffle", "pixelshuffledirect", "nearest+conv")
 UPSCALES = (1, 2, 3, 4, 8)
+CLIP_RANDOM = "random"  # TextEncoderSpec.pretrained value that asks for an untrained CLIP on purpose
 
 
 @dataclass(frozen=True)
@@ -18,8 +19,16 @@ class TextEncoderSpec:
     """Which text encoder turns a prompt into the (B, text_dim) vector.
 
     kind 'compact': open_clip's text tower at a small width (projected to the config's text_dim), trained
-    with the fusion network, its weights inside the swinfuse checkpoint. kind 'clip': a frozen pretrained open_clip model (`model_name` +
-    `pretrained`, a tag or a local file path).
+    with the fusion network, its weights inside the swinfuse checkpoint. kind 'clip': a frozen pretrained
+    open_clip model, `model_name` + `pretrained`, where `pretrained` is one of the model's tags (such as
+    'laion2b_s34b_b79k' or 'openai'; open_clip.list_pretrained_tags_by_model(model_name)) or a local weights
+    file. It may not be empty: an empty value used to build a random 63 M-parameter encoder without a word.
+    `pretrained='random'` (CLIP_RANDOM) asks for that on purpose (tests, speed measurements): untrained
+    weights drawn from a fixed seed, so a checkpoint trained with it rebuilds the same encoder. A weights
+    file literally named 'random' is given as './random'.
+
+    Every check is made when the spec is built (the constructor, `parse`, `from_json`, a checkpoint's
+    config), so each entry point refuses a bad spec with a one-line ConfigError.
     """
 
     kind: str = "compact"
@@ -38,8 +47,26 @@ class TextEncoderSpec:
                 raise ConfigError(f"text width {self.width} is not divisible by text heads {self.heads}")
             if not 2 <= self.context_length <= 77:
                 raise ConfigError(f"text context_length must be in 2..77, got {self.context_length}")
-        elif not self.model_name:
-            raise ConfigError("a 'clip' text encoder needs model_name (e.g. 'ViT-B-32')")
+        else:
+            if not self.model_name.strip():
+                raise ConfigError("a 'clip' text encoder needs model_name (e.g. 'ViT-B-32')")
+            if not self.pretrained.strip():
+                raise ConfigError(
+                    f"the CLIP text encoder {self.model_name} needs pretrained weights: a tag such as "
+                    f"'laion2b_s34b_b79k' or 'openai' (open_clip.list_pretrained_tags_by_model), or a local "
+                    f"weights file; '{CLIP_RANDOM}' builds it untrained on purpose")
+
+    @classmethod
+    def parse(cls, value: str) -> "TextEncoderSpec":
+        """A frozen CLIP text encoder as a command line gives it: 'MODEL:TAG' ('ViT-B-32:laion2b_s34b_b79k'),
+        'MODEL:FILE' ('ViT-B-32:/models/clip.safetensors') or 'MODEL:random'. Split at the first ':', so a
+        file path may hold colons. Raises a one-line ConfigError naming what to give."""
+        model_name, sep, pretrained = str(value).strip().partition(":")
+        if not sep or not model_name.strip():
+            raise ConfigError(f"a CLIP text encoder is MODEL:TAG or MODEL:FILE (e.g. 'ViT-B-32:laion2b_s34b_b79k', "
+                              f"'ViT-B-32:/path/clip.safetensors', or 'ViT-B-32:{CLIP_RANDOM}' for untrained "
+                              f"weights), got {value!r}")
+        return cls(kind="clip", model_name=model_name.strip(), pretrained=pretrained.strip())
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

@@ -5,11 +5,14 @@
   network; its weights live in the swinfuse checkpoint.
 - ClipTextEncoder: a frozen pretrained open_clip model, by name + tag or a local weights file. Nothing is
   downloaded unless a tag is asked for and is not in the cache; with no network (or HF_HUB_OFFLINE) that
-  fails at once, saying what to do.
+  fails at once, saying what to do. The spec must name the weights (TextEncoderSpec refuses an empty
+  tag); 'random' builds the model untrained from a fixed seed, on purpose. Every failure is one line.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import warnings
 
@@ -17,7 +20,7 @@ import torch
 from torch import nn
 
 from swinfuse.errors import TextEncoderError
-from swinfuse.model.config import TextEncoderSpec
+from swinfuse.model.config import CLIP_RANDOM, TextEncoderSpec
 
 VOCAB_SIZE = 49408  # open_clip's BPE vocabulary
 
@@ -60,13 +63,16 @@ class ClipTextEncoder(nn.Module):
         if embed_dim != text_dim:
             raise TextEncoderError(f"{spec.model_name} gives {embed_dim}-d text vectors but the config's "
                                    f"text_dim is {text_dim}")
-        _check_available(spec.model_name, spec.pretrained)
+        random_init = spec.pretrained == CLIP_RANDOM  # asked for on purpose; an empty tag never gets here
+        if not random_init:
+            _check_available(spec.model_name, spec.pretrained)
         try:
-            model = open_clip.create_model(spec.model_name, pretrained=spec.pretrained or None,
-                                           load_weights=bool(spec.pretrained))
-        except Exception as exc:  # open_clip raises RuntimeError/ValueError/OSError for a bad file
+            with _quiet_open_clip(), (_fixed_seed() if random_init else contextlib.nullcontext()):
+                model = open_clip.create_model(spec.model_name, pretrained=None if random_init else spec.pretrained,
+                                               load_weights=not random_init, require_pretrained=not random_init)
+        except Exception as exc:  # open_clip raises RuntimeError/ValueError/OSError/... for a bad file
             raise TextEncoderError(f"cannot load CLIP {spec.model_name} from {spec.pretrained!r}: "
-                                   f"{str(exc).splitlines()[0]}") from None
+                                   f"{_first_line(exc)}") from None
         model.visual = nn.Identity()  # only the text tower is used; drop the image tower's memory
         model.requires_grad_(False).eval()
         self.model = model
@@ -82,6 +88,49 @@ class ClipTextEncoder(nn.Module):
         device = next(self.model.parameters()).device
         with torch.no_grad():
             return self.model.encode_text(self.tokenizer(prompts).to(device)).float()
+
+
+@contextlib.contextmanager
+def _fixed_seed(seed: int = 0):
+    """Draw an untrained CLIP's weights from a fixed seed, leaving the caller's random state as it was: the
+    checkpoint does not store a CLIP's weights, so loading must rebuild the very same ones."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+class _DropOpenClipRecords(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return f"{os.sep}open_clip{os.sep}" not in record.pathname
+
+
+@contextlib.contextmanager
+def _quiet_open_clip():
+    """open_clip logs to the root logger ('Failed to download ...', 'Model initialized randomly'), which
+    Python prints on stderr before our own one-line error says the same: hold those records back."""
+    root, drop = logging.getLogger(), _DropOpenClipRecords()
+    root.addFilter(drop)
+    try:
+        yield
+    finally:
+        root.removeFilter(drop)
+
+
+def _first_line(exc: BaseException) -> str:
+    """One line for an exception from loading a weights file (torch's unpickling error is a page long)."""
+    import pickle
+
+    name = type(exc).__name__
+    if isinstance(exc, (pickle.UnpicklingError, EOFError)) or name == "SafetensorError":
+        return f"not a PyTorch or safetensors weights file ({name})"
+    if isinstance(exc, StopIteration):  # open_clip looks at the first key of an empty state dict
+        return "the file holds no weights"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return name
+    if len(lines) > 1 and lines[0].endswith(":"):  # "Error(s) in loading state_dict for CLIP:" + the keys
+        return f"{lines[0]} {lines[1]}"[:300]
+    return lines[0][:300]
 
 
 def _check_available(model_name: str, pretrained: str) -> None:
