@@ -140,7 +140,7 @@ def main(argv=None) -> int:
     from swinfuse.model.checkpoint import load_checkpoint
     from swinfuse.training.degrade import KINDS, degrade_fixed
     from swinfuse.training.prompts import HELD_OUT, canonical_prompt
-    from swinfuse.training.trainer import split_pairs
+    from swinfuse.training.batches import split_pairs
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", default="weights/swinfuse-default.safetensors")

@@ -29,8 +29,9 @@ _PUBLIC = {
     "profile": ("swinfuse.api", "profile_model"),
     "summarize": ("swinfuse.api", "summarize_model"),
     "evaluate": ("swinfuse.api", "evaluate"),
-    "train": ("swinfuse.training.trainer", "train"),
-    "TrainArgs": ("swinfuse.training.trainer", "TrainArgs"),
+    "train": ("swinfuse.api", "train"),
+    "TrainArgs": ("swinfuse.training.args", "TrainArgs"),
+    "TrainResult": ("swinfuse.training.args", "TrainResult"),
     "SwinfuseError": ("swinfuse.errors", "SwinfuseError"),
 }
 

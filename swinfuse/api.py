@@ -191,3 +191,25 @@ def evaluate(*, methods, sources: str | Path | None = None, ir_dir: str | Path |
     return evaluation.evaluate(methods=methods, sources=sources, ir_dir=ir_dir, vis_dir=vis_dir,
                                convention=convention, all_images=all_images, rank=rank, workers=workers, csv=csv,
                                on_done=on_done)
+
+
+def train(args=None, *, progress=None, **options):
+    """`swinfuse train`: prompted degradation-aware training (swinfuse.training) -> TrainResult.
+
+    args: a swinfuse.TrainArgs, or its fields as keyword arguments (they replace those of args), e.g.
+    `swinfuse.train(data=("pairs/",), out="runs/a", preset="smoke", steps=100)`. progress(step, steps, loss,
+    steps_per_s) is called by the main process before the first step and after each. On Ctrl-C the
+    KeyboardInterrupt goes on carrying `saved` (training.state.SavedState): the last state on disk, which
+    --resume continues from."""
+    import dataclasses
+
+    from swinfuse.training import trainer
+    from swinfuse.training.args import TrainArgs
+    from swinfuse.training.state import last_saved
+
+    args = dataclasses.replace(args if args is not None else TrainArgs(), **options)
+    try:
+        return trainer.train(args, progress=progress)
+    except KeyboardInterrupt as exc:
+        exc.saved = last_saved(args.out)
+        raise

@@ -3,6 +3,8 @@ Progress, notes and warnings go to stderr. Table and JSON are drawn from the sam
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from typing import Any
 
 from rich.console import Console
@@ -224,6 +226,67 @@ def evaluate_tables(report) -> list[Table]:
             for m in report.methods]
     return wide_tables(f"swinfuse evaluate, convention {report.convention} (best: bold, *)", "method", columns,
                        rows, footer=stds)
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, *fields: str, elapsed: bool = False, transient: bool = False, enabled: bool = True):
+    """The progress bar of every long command, on stderr: `label`, the bar, done/total, then `fields` (rich
+    format strings over the task's fields, e.g. "{task.fields[rate]}"), the elapsed time when asked, and the
+    time left. Yields update(completed, total, **fields). The bar appears at the first update, so an error
+    before the work starts stays one line, and it stops on leaving (kept on screen unless transient)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = [TextColumn(label), BarColumn(), MofNCompleteColumn(), *(TextColumn(f) for f in fields),
+               *([TimeElapsedColumn()] if elapsed else []), TimeRemainingColumn()]
+    bar = Progress(*columns, console=stderr, transient=transient, disable=not enabled)
+    task = None
+
+    def update(completed: int, total: int | None, **values) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task(label, total=total, completed=completed, **values)
+        else:
+            bar.update(task, completed=completed, total=total, **values)
+
+    try:
+        yield update
+    finally:
+        if task is not None:
+            bar.stop()
+
+
+def train_line(result: dict) -> str:
+    """`swinfuse train`'s one line on stderr: where the run stands, and its checkpoint."""
+    where = f"{result['step']}/{result['steps']}"
+    if result["trained_steps"] == 0:
+        why = "finished" if result["finished"] else "its --stop-after"
+        return f"nothing to do: {result['run_dir']} is already at step {where} ({why}) -> {result['checkpoint']}"
+    state = "finished" if result["finished"] else "stopped (continue with --resume)"
+    val = "n/a" if result["val_loss"] is None else f"{result['val_loss']:.4f}"
+    return f"{state} at step {where}, val loss {val}, {result['steps_per_s']:.2f} steps/s -> {result['checkpoint']}"
+
+
+def train_interrupted_line(saved) -> str:
+    """What Ctrl-C left of a training run (a training.state.SavedState, or None when unknown)."""
+    if saved is None:
+        what = "the last saved state, if any, is in the run folder"
+    elif not saved.exists:
+        what = f"nothing saved yet in {saved.run_dir} (a state is written every --val-every steps)"
+    elif saved.step is None:
+        what = f"the last saved state is {saved.state}"
+    else:
+        what = f"the last saved state is step {saved.step} in {saved.run_dir} (written every --val-every steps)"
+    return f"interrupted: {what}; continue with the same command and --resume"
+
+
+def show_train(result, as_json: bool) -> None:
+    """A TrainResult: JSON on stdout, or its line on stderr (progress and the line never touch stdout)."""
+    payload = to_jsonable(result)
+    if as_json:
+        emit_json(payload)
+    else:
+        print(train_line(payload), file=sys.stderr)
 
 
 def show(tables: list[Table]) -> None:

@@ -1,5 +1,7 @@
-"""`swinfuse train`: the Typer command over `swinfuse.training.trainer.train`. torch is imported inside
-the command, so registering it keeps `swinfuse --help` instant.
+"""`swinfuse train`: parse the options into a TrainArgs, call `api.train`, render the TrainResult (one line
+on stderr, or JSON with --json). torch is imported inside the command, so registering it keeps
+`swinfuse --help` instant. Library errors go to the main CLI's one error map (`Error: <one line>`, exit 1);
+Ctrl-C names the last saved step and exits 130.
 
     swinfuse train --out runs/default --steps 3000
     torchrun --nproc-per-node 2 -m swinfuse train --out runs/ddp      # same command, N processes
@@ -8,6 +10,7 @@ the command, so registering it keeps `swinfuse --help` instant.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -51,63 +54,52 @@ def train_command(
     loss_weights: Annotated[str, typer.Option(help="SSIM, intensity and gradient weights of the loss "
                                                    "(SwinFusion's are 10,20,20). Validation loss always uses "
                                                    "10,20,20 so runs compare.")] = "10,20,20",
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    text_encoder: Annotated[str, typer.Option(help=(
+        "Text encoder: compact (default: the preset's, trained with the network), or a frozen pretrained "
+        "open_clip one as MODEL:TAG or MODEL:FILE (e.g. ViT-B-32:laion2b_s34b_b79k, "
+        "ViT-B-32:/models/clip.safetensors); the FiLM layers take its vectors' width. A tag that is not "
+        "cached is downloaded."))] = "compact",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
     threads: Annotated[int, typer.Option(min=0, help="torch CPU threads per process (0: torch's default).")] = 0,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (nothing else there).")] = False,
 ) -> None:
     """Train the fusion network with degraded inputs and prompts naming the degradation (Text-IF's recipe,
     SwinFusion's loss). Resumable; single process, or unchanged under torchrun."""
-    from swinfuse.errors import SwinfuseError
-    from swinfuse.training.trainer import TrainArgs, check_loss_weights, invocation, train
+    from swinfuse import api, render
+    from swinfuse.training.args import TrainArgs
+    from swinfuse.training.provenance import invocation
 
-    try:
-        weights = tuple(check_loss_weights(loss_weights.split(",")).values())
-    except SwinfuseError:
-        typer.echo(f"Error: --loss-weights takes three non-negative numbers like 10,20,20, got {loss_weights!r}", err=True)
-        raise typer.Exit(code=1)
-    if not data:
-        typer.echo("Error: no training data: give --data DIR (a folder with ir/ + vis/ pairs), repeated for "
-                   "several folders, DIR:WEIGHT to weight one", err=True)
-        raise typer.Exit(code=1)
-    args = TrainArgs(data=tuple(data), val_data=tuple(str(d) for d in val_data or ()), out=str(out), preset=preset, steps=steps, stop_after=stop_after,
-                     max_minutes=max_minutes, batch_size=batch_size, lr=lr, warmup=warmup, crop=crop,
-                     prompt_augment=prompt_augment, val_count=val_count, val_every=val_every, val_crop=val_crop,
-                     seed=seed, resume=resume, init=str(init) if init else "", loss_weights=weights, device=device,
+    args = TrainArgs(data=tuple(data or ()), val_data=tuple(str(d) for d in val_data or ()), out=str(out),
+                     preset=preset, steps=steps, stop_after=stop_after, max_minutes=max_minutes,
+                     batch_size=batch_size, lr=lr, warmup=warmup, crop=crop, prompt_augment=prompt_augment,
+                     val_count=val_count, val_every=val_every, val_crop=val_crop, seed=seed, resume=resume,
+                     init=str(init) if init else "", loss_weights=_loss_weights(loss_weights), device=device,
                      threads=threads, progress=progress, command=invocation(), rescale=rescale,
                      gamma_jitter=gamma_jitter, gain_jitter=gain_jitter, clean_share=clean_share,
-                     gradient_target=gradient_target, bf16=bf16, overwrite=overwrite)
+                     gradient_target=gradient_target, bf16=bf16, overwrite=overwrite, text_encoder=text_encoder)
+    main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, one process speaks
     try:
-        result = train(args)
-    except SwinfuseError as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(code=1) from None
-    except KeyboardInterrupt:
-        if os.environ.get("RANK", "0") == "0":
-            typer.echo(f"interrupted: {_last_saved(out)}; continue with the same command and --resume", err=True)
+        with render.progress_bar("train", "loss {task.fields[loss]:.4f}", "{task.fields[rate]:.2f} steps/s",
+                                 elapsed=True, enabled=progress and main_process) as bar:
+            result = api.train(args, progress=lambda step, total, loss, rate: bar(step, total, loss=loss, rate=rate))
+    except KeyboardInterrupt as exc:
+        if main_process:
+            typer.echo(render.train_interrupted_line(getattr(exc, "saved", None)), err=True)
         raise typer.Exit(code=130) from None
-    if os.environ.get("RANK", "0") == "0" and result.trained_steps == 0:
-        typer.echo(f"nothing to do: {out} is already at step {result.step}/{result.steps} "
-                   f"({'finished' if result.finished else 'its --stop-after'}) -> {result.checkpoint}", err=True)
-        return
-    if os.environ.get("RANK", "0") == "0":
-        state = "finished" if result.finished else "stopped (continue with --resume)"
-        val = "n/a" if result.val_loss is None else f"{result.val_loss:.4f}"
-        typer.echo(f"{state} at step {result.step}/{result.steps}, val loss {val}, "
-                   f"{result.steps_per_s:.2f} steps/s -> {result.checkpoint}", err=True)
+    if main_process:
+        render.show_train(result, json_out)
 
 
-def _last_saved(out: Path) -> str:
-    """What an interrupted run left: the step of its last saved state, read from the state file."""
-    state = out / "trainer_state.pt"
-    if not state.exists():
-        return f"nothing saved yet in {out} (a state is written every --val-every steps)"
+def _loss_weights(text: str) -> tuple[float, ...]:
+    """--loss-weights 10,20,20 -> (10.0, 20.0, 20.0); a ConfigError naming the option otherwise."""
+    from swinfuse.errors import ConfigError
+    from swinfuse.training.args import check_loss_weights
+
     try:
-        import torch
-
-        step = torch.load(state, map_location="cpu", weights_only=True)["step"]
-    except Exception:  # a damaged file: say where it is, not why torch could not read it
-        return f"the last saved state is {state}"
-    return f"the last saved state is step {step} in {out} (written every --val-every steps)"
+        return tuple(check_loss_weights(text.split(",")).values())
+    except ConfigError:
+        raise ConfigError(f"--loss-weights takes three non-negative numbers like 10,20,20, got {text!r}") from None
 
 
 def register(app: typer.Typer) -> None:
@@ -116,8 +108,12 @@ def register(app: typer.Typer) -> None:
 
 
 def main() -> None:
-    """Stand-alone entry: `python -m swinfuse.train_cmd ...` (or `torchrun -m swinfuse.train_cmd ...`)."""
-    typer.run(train_command)
+    """Stand-alone entry: `python -m swinfuse.train_cmd ...` (or `torchrun -m swinfuse.train_cmd ...`) is
+    `swinfuse train ...`, through the CLI's entry (its error map and its process tuning)."""
+    from swinfuse import cli
+
+    sys.argv[:1] = ["swinfuse", "train"]
+    cli.main()
 
 
 if __name__ == "__main__":

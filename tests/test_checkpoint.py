@@ -232,11 +232,12 @@ def test_parameter_order_is_the_older_layouts(tiny_config):
 def test_warm_start_from_an_older_layout_checkpoint():
     from swinfuse.model.config import FusionConfig
     from swinfuse.model.network import SwinFuse
-    from swinfuse.training.trainer import TrainArgs, _warm_start
+    from swinfuse.training.args import TrainArgs
+    from swinfuse.training.state import warm_start
 
     config = FusionConfig.preset("default", img_size=32)
     model = SwinFuse(config)
-    record = _warm_start(model, TrainArgs(init=str(SHIPPED), preset="default"), config)
+    record = warm_start(model, TrainArgs(init=str(SHIPPED), preset="default"), config)
     assert record["path"] == str(SHIPPED)
     source, _ = load_checkpoint(SHIPPED)
     for key, value in source.state_dict().items():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from swinfuse.errors import DeviceError
-from swinfuse.training import trainer
+from swinfuse.training import distributed
 
 
 @pytest.fixture
@@ -22,13 +22,13 @@ def two_gpus(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.append(("set_device", torch.device(device))))
-    monkeypatch.setattr(trainer.dist, "is_initialized", lambda: False)
-    monkeypatch.setattr(trainer.dist, "init_process_group", lambda backend: calls.append(("init", backend)))
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda backend: calls.append(("init", backend)))
     return calls
 
 
 def test_cpu_single_process(single):
-    assert trainer._setup_distributed("cpu") == (0, 1, torch.device("cpu"), False)
+    assert distributed.setup_distributed("cpu") == (0, 1, torch.device("cpu"), False)
 
 
 @pytest.mark.parametrize("name, message", [
@@ -39,26 +39,26 @@ def test_cpu_single_process(single):
 def test_device_errors_are_typed_as_every_commands(name, message, single, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(DeviceError) as err:
-        trainer._setup_distributed(name)
+        distributed.setup_distributed(name)
     assert str(err.value).startswith(message)
 
 
 def test_cuda_index_is_kept_in_one_process(single, two_gpus):
-    assert trainer._setup_distributed("cuda:1") == (0, 1, torch.device("cuda:1"), False)
+    assert distributed.setup_distributed("cuda:1") == (0, 1, torch.device("cuda:1"), False)
     assert two_gpus == [("set_device", torch.device("cuda:1"))]
     with pytest.raises(DeviceError, match="only 2 CUDA device"):
-        trainer._setup_distributed("cuda:2")
+        distributed.setup_distributed("cuda:2")
 
 
 def test_torchrun_takes_the_local_rank_gpu(two_gpus, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("LOCAL_RANK", "1")
-    assert trainer._setup_distributed("auto") == (1, 2, torch.device("cuda:1"), True)
+    assert distributed.setup_distributed("auto") == (1, 2, torch.device("cuda:1"), True)
     assert two_gpus == [("set_device", torch.device("cuda:1")), ("init", "nccl")]
 
 
 def test_torchrun_on_cpu_uses_gloo(two_gpus, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert trainer._setup_distributed("cpu") == (0, 2, torch.device("cpu"), True)
+    assert distributed.setup_distributed("cpu") == (0, 2, torch.device("cpu"), True)
     assert two_gpus == [("init", "gloo")]

@@ -131,7 +131,7 @@ def pair_dir(tmp_path):
 
 
 def _args(data, out, **kw):
-    from swinfuse.training.trainer import TrainArgs
+    from swinfuse.training.args import TrainArgs
 
     base = dict(data=data if isinstance(data, tuple) else str(data), out=str(out), preset="smoke", steps=4, batch_size=2, crop=16, val_count=2,
                 val_every=0, val_crop=16, warmup=1, log_every=1, progress=False, threads=1, command="test")
@@ -139,7 +139,7 @@ def _args(data, out, **kw):
 
 
 def test_split_keeps_last_stems_for_validation(pair_dir):
-    from swinfuse.training.trainer import split_pairs
+    from swinfuse.training.batches import split_pairs
 
     train, val = split_pairs(pair_dir, 2)
     assert [s for s, _, _ in train] == ["p0", "p1", "p2", "p3"] and [s for s, _, _ in val] == ["p4", "p5"]
@@ -286,7 +286,7 @@ def test_train_command_runs(pair_dir, tmp_path):
 
 
 def test_recorded_command_names_swinfuse_for_python_dash_m(monkeypatch):
-    from swinfuse.training.trainer import invocation
+    from swinfuse.training.provenance import invocation
 
     monkeypatch.setattr(sys, "argv", ["/x/swinfuse/__main__.py", "train", "--out", "a b"])
     assert invocation() == "swinfuse train --out 'a b'"
@@ -294,29 +294,35 @@ def test_recorded_command_names_swinfuse_for_python_dash_m(monkeypatch):
     assert invocation() == "swinfuse train"
 
 
-def test_recorded_command_for_the_stand_alone_train_module(monkeypatch):
-    from swinfuse.training.trainer import invocation
+def test_stand_alone_train_module_is_the_train_command(monkeypatch):
+    """`python -m swinfuse.train_cmd ARGS` hands `swinfuse train ARGS` to the CLI's entry (its one error map),
+    and the recorded command says so."""
+    from swinfuse import cli, train_cmd
+    from swinfuse.training.provenance import invocation
 
+    seen = []
+    monkeypatch.setattr(cli, "main", lambda: seen.append((list(sys.argv), invocation())))
     monkeypatch.setattr(sys, "argv", ["/x/swinfuse/train_cmd.py", "--steps", "5"])
-    assert invocation() == "swinfuse train --steps 5"
+    train_cmd.main()
+    assert seen == [(["swinfuse", "train", "--steps", "5"], "swinfuse train --steps 5")]
 
 
-def test_train_command_rejects_bad_loss_weights(tmp_path):
-    import typer
-    from typer.testing import CliRunner
+def _main(argv, monkeypatch, capsys) -> tuple[int, str, str]:
+    """Run the `swinfuse` entry (the one error map) -> (exit code, stdout, stderr)."""
+    from swinfuse.cli import main
 
-    from swinfuse.train_cmd import register
+    monkeypatch.setattr(sys, "argv", ["swinfuse", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
 
-    app = typer.Typer()
-    register(app)
 
-    @app.callback()
-    def _root() -> None:
-        pass
-
+def test_train_command_rejects_bad_loss_weights(tmp_path, monkeypatch, capsys):
     for bad in ("10,20", "10,x,20", "10,-1,20", "10,nan,20"):
-        result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "x"), "--loss-weights", bad])
-        assert result.exit_code == 1 and "--loss-weights takes three non-negative numbers" in result.stderr
+        code, out, err = _main(["train", "--out", str(tmp_path / "x"), "--loss-weights", bad], monkeypatch, capsys)
+        assert code == 1 and out == ""
+        assert err == f"Error: --loss-weights takes three non-negative numbers like 10,20,20, got {bad!r}\n"
     assert not (tmp_path / "x").exists()
 
 
@@ -326,6 +332,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes(pair_dir, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
@@ -449,13 +456,11 @@ def test_train_refuses_an_existing_run_without_resume_or_overwrite(pair_dir, tmp
     assert [(r["type"], r["step"]) for r in records] == [("train", 1), ("train", 2), ("val", 2)]  # no old lines
 
 
-def test_train_command_needs_data(tmp_path):
-    from typer.testing import CliRunner
-
-    from swinfuse.cli import app
-
-    result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run")])
-    assert result.exit_code == 1 and "--data" in result.output and not (tmp_path / "run").exists()
+def test_train_command_needs_data(tmp_path, monkeypatch, capsys):
+    code, out, err = _main(["train", "--out", str(tmp_path / "run")], monkeypatch, capsys)
+    assert code == 1 and out == "" and not (tmp_path / "run").exists()
+    assert err == ("Error: no training data: give --data DIR (a folder with ir/ + vis/ pairs), repeated for "
+                   "several folders, DIR:WEIGHT to weight one\n")
 
 
 def test_train_command_resuming_a_finished_run_says_so(pair_dir, tmp_path):
@@ -481,7 +486,7 @@ def test_train_command_interrupted_says_what_was_saved(pair_dir, tmp_path, monke
     from swinfuse.cli import app
     from swinfuse.training import trainer
 
-    def interrupted(args):
+    def interrupted(args, progress=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(trainer, "train", interrupted)

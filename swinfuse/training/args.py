@@ -1,0 +1,132 @@
+"""What a training run is asked to do and what it did: `TrainArgs` (the options of `swinfuse train`, saved
+as JSON in the trainer state), their checks, the model configuration they describe, and `TrainResult`."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from swinfuse.errors import ConfigError
+from swinfuse.training.losses import GRADIENT_TARGETS, WEIGHTS
+from swinfuse.training.sampling import Augment, as_specs
+
+
+@dataclass
+class TrainArgs:
+    data: str | tuple[str, ...] = ()  # folders, `DIR` or `DIR:WEIGHT`; the first one's last val_count stems are val
+    val_data: tuple[str, ...] = ()  # folders validated on whole, never trained on (other cameras)
+    out: str = "runs/default"
+    preset: str = "default"
+    steps: int = 3000  # length of the LR schedule
+    stop_after: int = 0  # stop (and checkpoint) at this step; 0 = at `steps`. Resume to continue
+    max_minutes: float = 0.0  # stop (and checkpoint) after this much wall time; 0 = no limit
+    batch_size: int = 8  # global: split over the processes
+    lr: float = 2e-4
+    min_lr_ratio: float = 0.05
+    weight_decay: float = 0.05
+    warmup: int = 100
+    grad_clip: float = 1.0
+    crop: int = 64
+    prompt_augment: float = 0.3  # probability that a training prompt gets random word edits
+    val_count: int = 21  # the last `val_count` stems (sorted) of the first folder are validation, never trained on
+    rescale: float = 1.0  # random rescale of each crop, log-uniform in [1/rescale, rescale]; 1: none
+    gamma_jitter: float = 0.0  # per-modality gamma exp(U(-g, g)) on the clean sources; 0: none
+    gain_jitter: float = 0.0  # per-modality gain U(1 - g, 1); 0: none
+    clean_share: float = 0.0  # probability of the 'none' kind; 0: uniform over all 9 kinds
+    gradient_target: str = "magnitude"  # L_grad's target: SwinFusion's 'magnitude' or 'signed' (losses.py)
+    bf16: bool = False  # bf16 autocast for forward and loss (CPU AVX-512 bf16 / CUDA)
+    val_every: int = 250
+    val_crop: int = 96
+    log_every: int = 25
+    seed: int = 0
+    resume: bool = False
+    overwrite: bool = False  # start over in a run folder that holds a run
+    init: str = ""  # warm start: weights from this checkpoint (same preset); fresh optimizer and schedule
+    loss_weights: tuple[float, ...] = tuple(WEIGHTS.values())  # in WEIGHTS' order: ssim, intensity, gradient
+    device: str = "auto"
+    threads: int = 0  # 0: torch's default
+    progress: bool = True  # the command draws a progress bar (the library reports to api.train's `progress`)
+    command: str = ""  # recorded in the checkpoint; empty: sys.argv
+    # "" (or "compact"): the preset's compact encoder, trained with the network; "MODEL:TAG" or "MODEL:FILE":
+    # a frozen pretrained open_clip text encoder (TextEncoderSpec.parse), the FiLM layers sized to its vectors
+    text_encoder: str = ""
+
+
+# Settings a resumed run must share with the saved one; a key older states lack takes its default.
+RESUME_KEYS = ("preset", "crop", "batch_size", "seed", "steps", "lr", "warmup", "data", "val_count", "init",
+               "loss_weights", "rescale", "gamma_jitter", "gain_jitter", "clean_share", "gradient_target",
+               "text_encoder")
+
+
+@dataclass
+class TrainResult:
+    """What one call of `train` did. `step`/`steps`: where the run stands; `trained_steps`: the steps this
+    call ran (0: the run was already at its end, nothing was rewritten)."""
+
+    run_dir: str
+    step: int
+    steps: int
+    finished: bool
+    val_loss: float | None
+    steps_per_s: float
+    checkpoint: str
+    trained_steps: int = -1  # -1: not counted
+    stopped: str = ""  # why it stopped: 'finished' (at --steps), 'stop-after' or 'max-minutes'
+    loss: float | None = None  # mean training loss of the last logged steps
+    minutes: float = 0.0  # wall time of this call's steps
+    state: str = ""  # trainer_state.pt: what --resume continues from
+    log: str = ""  # log.jsonl
+    val: dict | None = None  # the last validation this call made: per kind, held-out, neutral, other cameras
+    world_size: int = 1
+
+
+def check_loss_weights(values) -> dict[str, float]:
+    """Three finite non-negative numbers in WEIGHTS' order -> {name: weight}; ConfigError otherwise."""
+    try:
+        weights = [float(v) for v in values]
+    except (TypeError, ValueError):
+        weights = []
+    if len(weights) != len(WEIGHTS) or not all(math.isfinite(w) and w >= 0 for w in weights):
+        raise ConfigError(f"loss weights must be {len(WEIGHTS)} non-negative numbers ({', '.join(WEIGHTS)}), "
+                          f"got {values!r}")
+    return dict(zip(WEIGHTS, weights))
+
+
+def text_encoder_spec(value: str):
+    """--text-encoder -> None (the preset's compact encoder) or the CLIP TextEncoderSpec it names; the spec
+    parses and checks itself (an empty tag is refused there)."""
+    from swinfuse.model.config import TextEncoderSpec
+
+    if value.strip() in ("", "compact"):
+        return None
+    return TextEncoderSpec.parse(value)
+
+
+def normalised(args: TrainArgs) -> TrainArgs:
+    """The args checked before anything is made, with data folders as `DIR[:WEIGHT]` strings in a tuple and
+    the text encoder as its spec writes it (JSON-stable, so a resumed run compares equal)."""
+    specs = as_specs(args.data)
+    if args.gradient_target not in GRADIENT_TARGETS:
+        raise ConfigError(f"gradient target must be one of {', '.join(GRADIENT_TARGETS)}, got {args.gradient_target!r}")
+    if not 0 <= args.clean_share <= 1:
+        raise ConfigError(f"clean share must be in [0, 1], got {args.clean_share}")
+    Augment(rescale=args.rescale, gamma=args.gamma_jitter, gain=args.gain_jitter)
+    text = text_encoder_spec(args.text_encoder)
+    return dataclasses.replace(args, data=tuple(str(s) for s in specs), val_data=tuple(str(d) for d in args.val_data),
+                               text_encoder=f"{text.model_name}:{text.pretrained}" if text else "")
+
+
+def model_config(args: TrainArgs):
+    """The preset at the crop size, with the CLIP text encoder of --text-encoder when given: text_dim is then
+    the width of that model's text vectors (an unknown model name is left to the encoder to refuse)."""
+    from swinfuse.model.config import FusionConfig
+
+    config = FusionConfig.preset(args.preset, img_size=args.crop)
+    text = text_encoder_spec(args.text_encoder)
+    if text is None:
+        return config
+    import open_clip
+
+    clip = open_clip.get_model_config(text.model_name)
+    return dataclasses.replace(config, text=text, text_dim=clip["embed_dim"] if clip else config.text_dim)

@@ -1,0 +1,107 @@
+"""The samples a run trains and validates on (Text-IF's recipe): a training folder drawn by weight, a pair of
+it, a random crop (rescaled, flipped, intensity-jittered: `sampling.py`), one of the 9 degradation kinds
+applied to the inputs and a phrasing of that kind as the prompt; the clean sources are the target.
+
+Sample i of step s comes from its own generator seeded by (seed, s, i), and rank r of N builds the samples
+r, r + N, ... of the global batch (DistributedSampler-style): a run sees the same data for any number of
+processes, and a resumed run continues exactly. Validation: the last `val_count` stems of the first folder
+(its own camera), degraded deterministically per kind, and every `val_data` folder whole (other cameras)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from swinfuse.errors import InputError
+from swinfuse.training.degrade import KIND_NAMES, degrade, degrade_fixed
+from swinfuse.training.prompts import sample_prompt
+from swinfuse.training.sampling import Augment, DataSpec, WeightedPairs, as_specs, folder_pairs, load_pairs, random_crop
+
+Pairs = list[tuple[str, Path, Path]]  # (stem, ir_path, vis_path), sorted by stem
+
+
+def split_pairs(root: str | Path, val_count: int) -> tuple[Pairs, Pairs]:
+    """Matched (stem, ir_path, vis_path) sorted by stem -> (train, val): the last `val_count` are val."""
+    pairs = folder_pairs(root)
+    if len(pairs) <= val_count:
+        raise InputError(f"{root} has {len(pairs)} pairs: not enough for {val_count} validation pairs and training")
+    return pairs[:len(pairs) - val_count], pairs[len(pairs) - val_count:]
+
+
+def _draw_kind(rng: np.random.Generator, clean_share: float) -> str:
+    if clean_share <= 0:
+        return KIND_NAMES[int(rng.integers(len(KIND_NAMES)))]
+    if rng.random() < clean_share:
+        return "none"
+    degraded = [k for k in KIND_NAMES if k != "none"]
+    return degraded[int(rng.integers(len(degraded)))]
+
+
+def make_sample(images, crop: int, seed: tuple[int, ...], augment: float, aug: Augment = Augment(),
+                clean_share: float = 0.0):
+    """One training sample from its own generator: (ir_in, vis_in, ir_clean, vis_clean, prompt, kind).
+    `images`: a WeightedPairs, or a list of (ir, vis) pairs (one folder)."""
+    rng = np.random.default_rng(list(seed))
+    pool = images if isinstance(images, WeightedPairs) else WeightedPairs([list(images)], [1.0])
+    ir, vis = random_crop(*pool.draw(rng), crop, rng, aug)
+    kind = _draw_kind(rng, clean_share)
+    ir_in, vis_in = degrade(kind, ir, vis, rng)
+    return ir_in, vis_in, ir, vis, sample_prompt(kind, rng, augment), kind
+
+
+def make_batch(images, crop: int, seed: int, step: int, batch_size: int, rank: int, world: int, augment: float,
+               aug: Augment = Augment(), clean_share: float = 0.0):
+    """This rank's share of the global batch of `step` -> 4 x (b, 1, crop, crop) tensors and b prompts."""
+    samples = [make_sample(images, crop, (seed, step, i), augment, aug, clean_share)
+               for i in range(rank, batch_size, world)]
+    ir_in, vis_in, ir, vis, prompts, _ = zip(*samples)
+    return torch.stack(ir_in), torch.stack(vis_in), torch.stack(ir), torch.stack(vis), list(prompts)
+
+
+def make_val_set(images, size: int, kinds=KIND_NAMES) -> dict[str, tuple[torch.Tensor, ...]]:
+    """Centre crops of every val pair, degraded deterministically per kind -> kind: (ir_in, vis_in, ir, vis)."""
+    size = min([size] + [min(ir.shape[-2:]) for ir, _ in images])
+    crops = []
+    for ir, vis in images:
+        H, W = ir.shape[-2:]
+        y, x = (H - size) // 2, (W - size) // 2
+        crops.append((ir[:, y:y + size, x:x + size], vis[:, y:y + size, x:x + size]))
+    out = {}
+    for kind in kinds:
+        deg = [degrade_fixed(kind, ir, vis, seed=i) for i, (ir, vis) in enumerate(crops)]
+        out[kind] = (torch.stack([d[0] for d in deg]), torch.stack([d[1] for d in deg]),
+                     torch.stack([c[0] for c in crops]), torch.stack([c[1] for c in crops]))
+    return out
+
+
+@dataclass
+class TrainingData:
+    """A run's folders, found first (cheap: every folder error before a model is built), read later."""
+
+    specs: list[DataSpec]
+    train_pairs: Pairs  # the first folder's training split
+    val_pairs: Pairs  # its validation split
+    folders: list[Pairs]  # every training folder's pairs, the first one's training split first
+    images: WeightedPairs | None = None
+    val_set: dict | None = None  # main process only: the degraded validation crops, per kind
+    other_val: dict[str, dict] = field(default_factory=dict)  # main process only: {val_data folder: clean crops}
+
+
+def find_data(args) -> TrainingData:
+    specs = as_specs(args.data)
+    train_pairs, val_pairs = split_pairs(specs[0].path, args.val_count)
+    return TrainingData(specs, train_pairs, val_pairs, [train_pairs] + [folder_pairs(s.path) for s in specs[1:]])
+
+
+def load_data(data: TrainingData, args, main: bool) -> TrainingData:
+    """Read every training pair once; the main process also builds the validation sets."""
+    data.images = WeightedPairs([load_pairs(f) for f in data.folders], [spec.weight for spec in data.specs])
+    if main:
+        data.val_set = make_val_set(load_pairs(data.val_pairs), args.val_crop)
+        for d in args.val_data:
+            name = Path(d).name or str(d)
+            data.other_val[name] = make_val_set(load_pairs(folder_pairs(d)), args.val_crop, kinds=("none",))
+    return data

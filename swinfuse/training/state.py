@@ -1,0 +1,163 @@
+"""Where a run starts and how it continues: fresh, warm-started from a checkpoint (--init), or resumed from
+its own trainer state (--resume), exactly: model, optimizer, scheduler, step and every RNG.
+
+`trainer_state.pt` holds plain tensors, numbers and JSON strings, read with `torch.load(weights_only=True)`:
+format, model, optimizer, scheduler, step, rng (one entry per process), args (TrainArgs as JSON), val_loss,
+init (the warm start's record as JSON, so a resumed run needs no --init file)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from swinfuse.errors import CheckpointError
+from swinfuse.training.args import RESUME_KEYS, TrainArgs
+
+STATE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The files of a run folder: the trainer state --resume continues from, the checkpoint, the log."""
+
+    dir: Path
+    state: Path
+    model: Path
+    log: Path
+
+    @classmethod
+    def of(cls, out: str | Path) -> "RunFiles":
+        run = Path(out)
+        return cls(run, run / "trainer_state.pt", run / "model.safetensors", run / "log.jsonl")
+
+
+def rng_state() -> dict:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "gauss": float(gauss)}}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    import io
+
+    from swinfuse.data.io import write_bytes_atomic
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def save_state(path: Path, *, model, optimizer, scheduler, step: int, rngs: list, args: TrainArgs,
+               val_loss: float | None, init: dict | None) -> None:
+    _atomic_torch_save({"format": STATE_FORMAT, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "step": step, "rng": rngs,
+                        "args": json.dumps(dataclasses.asdict(args)), "val_loss": val_loss,
+                        "init": json.dumps(init)}, path)
+
+
+def load_state(path: Path, args: TrainArgs) -> dict:
+    """A saved state, refused (one line) when its format or a setting the run depends on differs."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("format") != STATE_FORMAT:
+        raise CheckpointError(f"{path} has format {state.get('format')}, expected {STATE_FORMAT}")
+    saved = json.loads(state["args"])
+    # Compare as saved (JSON: tuples become lists); a key older states lack takes its default.
+    now, default = (json.loads(json.dumps(dataclasses.asdict(a))) for a in (args, TrainArgs()))
+    if isinstance(saved.get("data"), str):  # saved before several folders: one folder, weight 1
+        saved["data"] = [saved["data"]]
+    for key in RESUME_KEYS:
+        if saved.get(key, default[key]) != now[key]:
+            raise CheckpointError(f"cannot resume {path}: it was trained with "
+                                  f"{key}={saved.get(key, default[key])!r}, now {key}={now[key]!r}")
+    return state
+
+
+def restore(state: dict, *, model, optimizer, scheduler, rank: int, world: int) -> tuple[int, float | None]:
+    """Load a saved state into the run -> (step, last validation loss). Each process takes its own RNG
+    state; a different number of processes takes the first (and the run no longer repeats exactly)."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    rngs = state["rng"]
+    set_rng_state(rngs[rank] if len(rngs) == world else rngs[0])
+    if len(rngs) != world and rank == 0:
+        print(f"warning: state saved by {len(rngs)} processes, resumed by {world}: RNG streams differ",
+              file=sys.stderr)
+    return int(state["step"]), state.get("val_loss")
+
+
+def warm_start(model: nn.Module, args: TrainArgs, config) -> dict:
+    """Copy the weights of checkpoint `args.init` into `model`; returns what the new checkpoint records
+    about where it started. The architecture must match the preset's except for the number of attention
+    heads: a head count change keeps every weight's shape but the relative-position bias tables, which
+    start from the mean of the old heads' tables (an approximate start, not an equivalent model)."""
+    from swinfuse.model.checkpoint import load_checkpoint
+
+    source, meta = load_checkpoint(args.init)
+    theirs, ours = dataclasses.asdict(source.config), dataclasses.asdict(config)
+    differ = [k for k in ours if k != "img_size" and theirs[k] != ours[k]]
+    if any(not k.endswith("_num_heads") for k in differ):
+        raise CheckpointError(f"--init {args.init} is a different model than preset {args.preset!r} "
+                              f"({', '.join(f'{k}={theirs[k]} vs {ours[k]}' for k in differ[:3])})")
+    state, target = source.state_dict(), model.state_dict()
+    for key, value in state.items():
+        if value.shape != target[key].shape:  # only the bias tables: (positions, heads)
+            state[key] = value.mean(dim=1, keepdim=True).expand_as(target[key]).clone()
+    model.load_state_dict(state)
+    prov = meta["provenance"]
+    return {"path": str(args.init), "sha256": meta["sha256"], "command": prov.get("command"),
+            "step": prov.get("step"), "steps": prov.get("steps"), "loss_weights": prov.get("loss_weights"),
+            "git_commit": prov.get("git_commit"), "date": prov.get("date"),
+            "converted": {k: [theirs[k], ours[k]] for k in differ}}
+
+
+def init_record(state: dict | None, model: nn.Module, args: TrainArgs, config) -> dict | None:
+    """The warm start's record. A resumed run takes it from its saved state (the --init file may be gone by
+    now, and its weights are overwritten by the state's anyway); states saved before the record was kept
+    there read the --init file again."""
+    if state is not None and "init" in state:
+        return json.loads(state["init"])
+    return warm_start(model, args, config) if args.init else None
+
+
+@dataclass(frozen=True)
+class SavedState:
+    """What an interrupted run left on disk: its trainer state and the step it holds (None: no state, or
+    one that cannot be read)."""
+
+    run_dir: str
+    state: str
+    exists: bool
+    step: int | None
+
+
+def last_saved(out: str | Path) -> SavedState:
+    files = RunFiles.of(out)
+    step = None
+    if files.state.exists():
+        try:
+            step = int(torch.load(files.state, map_location="cpu", weights_only=True)["step"])
+        except Exception:  # a damaged file: say where it is, not why torch could not read it
+            step = None
+    return SavedState(str(files.dir), str(files.state), files.state.exists(), step)
