@@ -48,6 +48,7 @@ def load_model(weights: Path | None, device, preset: str = "default"):
     """(model in eval mode, description): the checkpoint if given or shipped, else the preset, random weights."""
     from swinfuse.model.checkpoint import load_checkpoint
     from swinfuse.model.config import FusionConfig
+    from swinfuse.model.cpu_inference import enable_cpu_inference
     from swinfuse.model.network import SwinFuse
 
     weights = weights or (DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.exists() and preset == "default" else None)
@@ -55,7 +56,9 @@ def load_model(weights: Path | None, device, preset: str = "default"):
         model, _ = load_checkpoint(weights, device=device)
         return model.eval(), f"checkpoint {weights}"
     torch.manual_seed(0)
-    return SwinFuse(FusionConfig.preset(preset)).to(device).eval(), f"preset '{preset}', random weights"
+    model = SwinFuse(FusionConfig.preset(preset)).to(device).eval()
+    enable_cpu_inference(model)  # as a loaded checkpoint has it
+    return model, f"preset '{preset}', random weights"
 
 
 def machine() -> str:

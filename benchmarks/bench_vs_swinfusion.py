@@ -33,9 +33,11 @@ def _reference(path: str):
 
 def _ours():
     from swinfuse.model.config import FusionConfig
+    from swinfuse.model.cpu_inference import enable_cpu_inference
     from swinfuse.model.network import SwinFuse
 
     model = SwinFuse(FusionConfig.swinfusion()).eval()
+    enable_cpu_inference(model)  # as swinfuse runs it
     text = torch.zeros(1, model.config.text_dim)
     return model, lambda ir, vis: model(ir, vis, text)
 

@@ -32,6 +32,7 @@ _PUBLIC = {
     "train": ("swinfuse.api", "train"),
     "TrainArgs": ("swinfuse.training.args", "TrainArgs"),
     "TrainResult": ("swinfuse.training.args", "TrainResult"),
+    "FuseOptions": ("swinfuse.fusing.options", "FuseOptions"),
     "SwinfuseError": ("swinfuse.errors", "SwinfuseError"),
 }
 

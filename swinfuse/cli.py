@@ -274,37 +274,25 @@ def batch(
 ):
     """Fuse every pair of a folder, streamed from disk, with a progress bar; failures are listed, the run goes on.
     Exit code 0 when every pair is written or skipped, 1 when any failed."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    import time
 
     from swinfuse import render
-
-    import time
 
     if prompt and len(prompt) > 1:
         raise typer.BadParameter(f"batch takes one prompt, got {len(prompt)}; run batch once per prompt, each "
                                  "with its own -o folder", param_hint="'--prompt' / '-p'")
 
     # The bar starts once the pairs are found and the weights loaded, so an early error stays one line.
-    bar = Progress(TextColumn("fusing"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                   TimeRemainingColumn(), console=render.stderr, transient=json_out)
-    task, started = None, time.perf_counter()
-
-    def progress(done: int, total: int, record) -> None:
-        nonlocal task
-        if task is None:
-            bar.start()
-            task = bar.add_task("fuse", total=total, rate="")
-        elapsed = time.perf_counter() - started
-        bar.update(task, completed=done, total=total, rate=f"{done / elapsed:.2f} pairs/s" if done else "")
-
+    started = time.perf_counter()
     try:
-        try:
+        with render.progress_bar("fusing", "{task.fields[rate]}", transient=json_out) as update:
+            def progress(done: int, total: int, record) -> None:
+                elapsed = time.perf_counter() - started
+                update(done, total, rate=f"{done / elapsed:.2f} pairs/s" if done else "")
+
             report = api.fuse_batch(root=root, output_dir=output, prompt=(prompt or [""])[0], weights=weights,
                                     ir_dir=ir_dir, vis_dir=vis_dir, recursive=recursive, overwrite=overwrite,
                                     shard=shard, progress=progress, metrics=metrics, options=_fuse_options(options))
-        finally:
-            if task is not None:
-                bar.stop()
     except KeyboardInterrupt as exc:
         # Ctrl-C: one line on what is on disk (the manifest was written for it) and how to go on.
         done = getattr(exc, "report", None)

@@ -68,7 +68,6 @@ def evaluate_command(
     listed. Several methods are scored on the images they all have (each image's sources read once for all).
     """
     from rich.markup import escape
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from swinfuse import api, render
     from swinfuse.metrics import CONVENTIONS
@@ -97,22 +96,10 @@ def evaluate_command(
     methods = [(p.name or str(p), p) for p in paths] + methods
 
     # The bar starts with the first finished image, so input errors are the only thing on stderr.
-    bar = Progress(TextColumn("evaluating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                   console=render.stderr, transient=True)
-    task = bar.add_task("evaluate", total=None)
-
-    def progress(done: int, total: int) -> None:
-        if done == 1:
-            bar.start()
-        bar.update(task, completed=done, total=total)
-
-    try:
+    with render.progress_bar("evaluating", transient=True) as update:
         report = api.evaluate(methods=methods, sources=sources, ir_dir=ir_dir, vis_dir=vis_dir,
                               convention=convention, all_images=all_images, rank=rank, workers=workers, csv=csv,
-                              on_done=progress)
-    finally:
-        if bar.live.is_started:
-            bar.stop()
+                              on_done=update)
 
     if output_format == "json":
         render.emit_json(report.to_dict(), digits=None)
