@@ -7,7 +7,6 @@ import json
 import math
 import sys
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -20,19 +19,7 @@ TINY = ["--preset", "smoke", "--batch-size", "2", "--crop", "16", "--val-count",
         "--warmup", "1", "--threads", "1", "--no-progress"]
 
 
-@pytest.fixture
-def pair_dir(tmp_path):
-    import cv2
-
-    root = tmp_path / "pairs"
-    (root / "ir").mkdir(parents=True)
-    (root / "vis").mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(5):
-        base = rng.integers(30, 220, (24, 28), dtype=np.uint8)
-        cv2.imwrite(str(root / "ir" / f"p{i}.png"), base)
-        cv2.imwrite(str(root / "vis" / f"p{i}.png"), np.stack([base, base[::-1], 255 - base], axis=-1))
-    return root
+from test_training import _main, pair_dir  # noqa: E402,F401  (the training tests' entry runner and tiny pairs)
 
 
 def _args(data, out, **kw):
@@ -41,17 +28,6 @@ def _args(data, out, **kw):
     base = dict(data=(str(data),), out=str(out), preset="smoke", steps=3, batch_size=2, crop=16, val_count=2,
                 val_every=0, val_crop=16, warmup=1, log_every=1, progress=False, threads=1, command="test")
     return TrainArgs(**{**base, **kw})
-
-
-def _main(argv, monkeypatch, capsys) -> tuple[int, str, str]:
-    """Run the `swinfuse` entry (the one error map) -> (exit code, stdout, stderr)."""
-    from swinfuse.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["swinfuse", *argv])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 # ---- the library face ------------------------------------------------------------------------------
@@ -104,7 +80,7 @@ def test_train_json_is_the_result_on_stdout(pair_dir, tmp_path):
 def test_errors_from_the_library_are_one_line(pair_dir, tmp_path, monkeypatch, capsys):
     code, out, err = _main(["train", "--data", str(pair_dir), "--out", str(tmp_path / "run"), "--val-count", "9"],
                            monkeypatch, capsys)
-    assert (code, out) == (1, "") and err == f"Error: {pair_dir} has 5 pairs: not enough for 9 validation pairs and training\n"
+    assert (code, out) == (1, "") and err == f"Error: {pair_dir} has 6 pairs: not enough for 9 validation pairs and training\n"
     code, _, err = _main(["train", "--data", str(pair_dir), "--out", str(tmp_path / "run"), "--device", "tpu"],
                          monkeypatch, capsys)
     assert code == 1 and err.startswith("Error: --device must be auto, cpu, cuda or cuda:N, got 'tpu'")

@@ -159,25 +159,22 @@ _SWAPS = {WindowAttention: CpuWindowAttention, SwinBlock: BandedSwinBlock, RSTB:
           CrossPair: InplaceCrossPair, CRSTB: InplaceCRSTB}
 
 
-def enable_cpu_inference(model: nn.Module) -> int:
-    """Switch the model's attention, blocks and groups to the CPU inference computation, in place (the same
-    parameters, keys and outputs); returns how many modules were switched. Idempotent."""
+def _swap(model: nn.Module, classes: dict) -> int:
     count = 0
     for module in model.modules():
-        cls = _SWAPS.get(type(module))
+        cls = classes.get(type(module))
         if cls is not None:
             module.__class__ = cls
             count += 1
     return count
+
+
+def enable_cpu_inference(model: nn.Module) -> int:
+    """Switch the model's attention, blocks and groups to the CPU inference computation, in place (the same
+    parameters, keys and outputs); returns how many modules were switched. Idempotent."""
+    return _swap(model, _SWAPS)
 
 
 def disable_cpu_inference(model: nn.Module) -> int:
     """Back to the reference computation; returns how many modules were switched."""
-    back = {v: k for k, v in _SWAPS.items()}
-    count = 0
-    for module in model.modules():
-        cls = back.get(type(module))
-        if cls is not None:
-            module.__class__ = cls
-            count += 1
-    return count
+    return _swap(model, {v: k for k, v in _SWAPS.items()})
