@@ -52,7 +52,9 @@ def train_command(
                                                    "fresh optimizer and LR schedule. Recorded in the new "
                                                    "checkpoint's provenance.")] = None,
     loss_weights: Annotated[str, typer.Option(help="SSIM, intensity and gradient weights of the loss "
-                                                   "(SwinFusion's are 10,20,20). Validation loss always uses "
+                                                   "(SwinFusion's are 10,20,20), and optionally a fourth, a "
+                                                   "Laplacian-pyramid fusion target (losses.py; 0 by "
+                                                   "default). Validation loss always uses "
                                                    "10,20,20 so runs compare.")] = "10,20,20",
     text_encoder: Annotated[str, typer.Option(help=(
         "Text encoder: compact (default: the preset's, trained with the network), or a frozen pretrained "
@@ -99,7 +101,8 @@ def _loss_weights(text: str) -> tuple[float, ...]:
     try:
         return tuple(check_loss_weights(text.split(",")).values())
     except ConfigError:
-        raise ConfigError(f"--loss-weights takes three non-negative numbers like 10,20,20, got {text!r}") from None
+        raise ConfigError(f"--loss-weights takes three non-negative numbers like 10,20,20, or four with a pyramid "
+                          f"weight like 10,10,60,20; got {text!r}") from None
 
 
 def register(app: typer.Typer) -> None:

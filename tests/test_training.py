@@ -322,7 +322,8 @@ def test_train_command_rejects_bad_loss_weights(tmp_path, monkeypatch, capsys):
     for bad in ("10,20", "10,x,20", "10,-1,20", "10,nan,20"):
         code, out, err = _main(["train", "--out", str(tmp_path / "x"), "--loss-weights", bad], monkeypatch, capsys)
         assert code == 1 and out == ""
-        assert err == f"Error: --loss-weights takes three non-negative numbers like 10,20,20, got {bad!r}\n"
+        assert err == ("Error: --loss-weights takes three non-negative numbers like 10,20,20, or four with a "
+                       f"pyramid weight like 10,10,60,20; got {bad!r}\n")
     assert not (tmp_path / "x").exists()
 
 
@@ -492,3 +493,29 @@ def test_train_command_interrupted_says_what_was_saved(pair_dir, tmp_path, monke
     monkeypatch.setattr(trainer, "train", interrupted)
     result = CliRunner().invoke(app, ["train", "--data", str(pair_dir), "--out", str(tmp_path / "run")])
     assert result.exit_code == 130 and "nothing saved yet" in result.output and "--resume" in result.output
+
+
+def test_pyramid_target_keeps_the_stronger_detail_and_the_mean_base():
+    from swinfuse.training.losses import fusion_loss, pyramid_fusion
+
+    flat = torch.full((1, 1, 32, 32), 0.2)
+    edge = flat.clone()
+    edge[..., :, 16:] = 0.8  # a strong vertical edge in one source
+    fused = pyramid_fusion(flat, edge)
+    assert fused.shape == flat.shape
+    assert abs(fused.mean().item() - 0.35) < 0.02  # the base averages the two sources' brightness (0.2, 0.5)
+    assert fused[..., 16:].mean() - fused[..., :16].mean() > 0.4  # the edge survives at (nearly) full strength
+    torch.testing.assert_close(pyramid_fusion(edge, edge), edge, atol=1e-5, rtol=0)  # one image in, itself out
+    _, off = fusion_loss(flat, edge, fused)
+    _, on = fusion_loss(flat, edge, fused, {"pyramid": 5.0})
+    assert "pyramid" not in off and on["pyramid"] < 1e-6  # the target itself has no pyramid loss
+
+
+def test_loss_weights_take_an_optional_fourth():
+    from swinfuse.errors import ConfigError
+    from swinfuse.training.args import check_loss_weights
+
+    assert check_loss_weights([10, 20, 20]) == {"ssim": 10, "intensity": 20, "gradient": 20}
+    assert check_loss_weights([10, 10, 60, 20])["pyramid"] == 20
+    with pytest.raises(ConfigError, match="pyramid"):
+        check_loss_weights([1, 2, 3, 4, 5])

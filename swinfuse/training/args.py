@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 
 from swinfuse.errors import ConfigError
-from swinfuse.training.losses import GRADIENT_TARGETS, WEIGHTS
+from swinfuse.training.losses import GRADIENT_TARGETS, OPTIONAL_WEIGHTS, WEIGHTS
 from swinfuse.training.sampling import Augment, as_specs
 
 
@@ -82,15 +82,17 @@ class TrainResult:
 
 
 def check_loss_weights(values) -> dict[str, float]:
-    """Three finite non-negative numbers in WEIGHTS' order -> {name: weight}; ConfigError otherwise."""
+    """Three finite non-negative numbers in WEIGHTS' order, or four with OPTIONAL_WEIGHTS' pyramid ->
+    {name: weight}; ConfigError otherwise."""
+    names = [*WEIGHTS, *OPTIONAL_WEIGHTS]
     try:
         weights = [float(v) for v in values]
     except (TypeError, ValueError):
         weights = []
-    if len(weights) != len(WEIGHTS) or not all(math.isfinite(w) and w >= 0 for w in weights):
+    if not len(WEIGHTS) <= len(weights) <= len(names) or not all(math.isfinite(w) and w >= 0 for w in weights):
         raise ConfigError(f"loss weights must be {len(WEIGHTS)} non-negative numbers ({', '.join(WEIGHTS)}), "
-                          f"got {values!r}")
-    return dict(zip(WEIGHTS, weights))
+                          f"or {len(names)} with {', '.join(OPTIONAL_WEIGHTS)}; got {values!r}")
+    return dict(zip(names, weights))
 
 
 def text_encoder_spec(value: str):

@@ -14,6 +14,10 @@ weights are computed per image rather than over the whole batch (a batch mixes u
 Sobel filter pads by replication rather than zeros (a crop border is not an edge).
 All images are (B, 1, H, W) in [0, 1]; the sources passed in are the clean ones.
 
+A fourth weight `pyramid` (ours, optional, 0 by default) adds | F - P |_1, P the Laplacian-pyramid fusion of
+the clean sources (max-abs details, mean base): a target that keeps both sources' local contrast where
+max(ir, vis) keeps the brighter one.
+
 `gradient_target="signed"` (ours, optional) replaces L_grad's magnitude target by a signed one: per pixel and
 per axis, the Sobel response of whichever source has the larger one, sign included, so an edge must be
 reproduced with its polarity (the selection rule of a Laplacian pyramid's max-abs fusion), not just its
@@ -26,7 +30,39 @@ import torch
 import torch.nn.functional as F
 
 WEIGHTS = {"ssim": 10.0, "intensity": 20.0, "gradient": 20.0}
+OPTIONAL_WEIGHTS = {"pyramid": 0.0}  # ours, off unless a fourth loss weight is given
 GRADIENT_TARGETS = ("magnitude", "signed")
+PYRAMID_LEVELS = 3
+
+
+def _blur5(img: torch.Tensor) -> torch.Tensor:
+    """The 5x5 binomial blur of a Burt-Adelson pyramid ([1 4 6 4 1]/16 per axis), reflect padding."""
+    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], device=img.device, dtype=img.dtype) / 16
+    return F.conv2d(F.pad(img, (2, 2, 2, 2), mode="reflect"), (k[:, None] * k[None, :]).view(1, 1, 5, 5))
+
+
+def _pyr_up(img: torch.Tensor, size) -> torch.Tensor:
+    B, C, h, w = img.shape
+    up = img.new_zeros(B, C, 2 * h, 2 * w)
+    up[..., ::2, ::2] = 4 * img
+    return _blur5(up)[..., :size[0], :size[1]]
+
+
+def pyramid_fusion(ir: torch.Tensor, vis: torch.Tensor, levels: int = PYRAMID_LEVELS) -> torch.Tensor:
+    """Laplacian-pyramid fusion of two (B, 1, H, W) images in [0, 1] (benchmarks/baselines.py's rule, in
+    torch): detail levels keep the coefficient of larger magnitude, the base is the mean -> (B, 1, H, W)."""
+    details, a, b = [], ir, vis
+    for _ in range(levels):
+        if min(a.shape[-2:]) < 6:
+            break
+        da, db = _blur5(a)[..., ::2, ::2], _blur5(b)[..., ::2, ::2]
+        la, lb = a - _pyr_up(da, a.shape[-2:]), b - _pyr_up(db, b.shape[-2:])
+        details.append(torch.where(la.abs() >= lb.abs(), la, lb))
+        a, b = da, db
+    out = (a + b) / 2
+    for detail in reversed(details):
+        out = _pyr_up(out, detail.shape[-2:]) + detail
+    return out.clamp(0, 1)
 
 
 def sobel(img: torch.Tensor) -> torch.Tensor:
@@ -87,4 +123,10 @@ def fusion_loss(ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor,
     total = l_ssim + l_int + l_grad
     terms = {"ssim": l_ssim.detach(), "intensity": l_int.detach(), "gradient": l_grad.detach(),
              "ssim_value": ssim_w.detach()}
+    if w.get("pyramid"):
+        with torch.no_grad():
+            target = pyramid_fusion(ir, vis)
+        l_pyr = w["pyramid"] * F.l1_loss(fused, target)
+        total = total + l_pyr
+        terms["pyramid"] = l_pyr.detach()
     return total, terms
