@@ -131,10 +131,11 @@ def _fusing_model(weights, dev, dtype, options):
 
 def fuse_pair(*, ir: str | Path, vis: str | Path, prompts: list[str], output: str | Path | None = None,
               weights: str | Path | None = None, sheet: str | Path | None = None, options: FuseOptions | None = None,
-              **settings):
+              progress=None, **settings):
     """`swinfuse fuse`: fuse one pair once per prompt and write the outputs -> FuseResult. options: a
-    swinfuse.fusing.FuseOptions (resize, gray, bit_depth, tile, tile_overlap, precision, compile, threads,
-    device), or its fields as keyword arguments (they replace those of options)."""
+    swinfuse.fusing.FuseOptions (resize, gray, bit_depth, tile, tile_overlap, max_pixels, precision, compile,
+    threads, device), or its fields as keyword arguments (they replace those of options). progress(done, total)
+    follows a tiled forward tile by tile."""
     import time
 
     from swinfuse import fusing
@@ -147,7 +148,7 @@ def fuse_pair(*, ir: str | Path, vis: str | Path, prompts: list[str], output: st
     model, meta = _fusing_model(weights, dev, dtype, options)
     load_ms = (time.perf_counter() - t0) * 1000
     result = fusing.fuse_pair(ir_path=ir, vis_path=vis, prompts=opened.prompts, output=output, model=model,
-                              meta=meta, sheet=sheet, opened=opened, options=options)
+                              meta=meta, sheet=sheet, opened=opened, options=options, on_tile=progress)
     result.latency_ms["weights"] = load_ms
     return result
 

@@ -197,7 +197,7 @@ def _fuse_option_parameters() -> list[inspect.Parameter]:
     from swinfuse.fusing.options import FuseOptions
 
     shared = {"threads": ThreadsOpt, "device": DeviceOpt}  # the options every command takes, as they spell them
-    types = {"bool": bool, "str": str, "int | None": Optional[int]}
+    types = {"bool": bool, "str": str, "int": int, "int | None": Optional[int]}
     params = []
     for f in dataclasses.fields(FuseOptions):
         meta = f.metadata
@@ -245,8 +245,10 @@ def fuse(
     """Fuse one infrared/visible pair under a prompt and write the result."""
     from swinfuse import render
 
-    result = api.fuse_pair(ir=ir, vis=vis, prompts=list(prompt or [""]), output=output, weights=weights, sheet=sheet,
-                           options=_fuse_options(options))
+    # A tiled frame (a large one) shows its tiles; the bar appears at the first tile, so a whole frame shows none.
+    with render.progress_bar("tiles", transient=True) as update:
+        result = api.fuse_pair(ir=ir, vis=vis, prompts=list(prompt or [""]), output=output, weights=weights,
+                               sheet=sheet, options=_fuse_options(options), progress=update)
     for note in getattr(result, "notes", []) or []:
         render.stderr.print(f"note: {note}")
     _render(result, render.fuse_tables, json_out)

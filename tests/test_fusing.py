@@ -503,3 +503,34 @@ def test_a_rerun_reads_a_manifest_written_before_fuse_options(tmp_path, per_outp
     (out / "manifest.json").write_text(json.dumps(_old_manifest("old", ["000", "001"], per_output)))
     with pytest.warns(UserWarning, match=r"^2 skipped outputs in .* were made with other"):
         batch(root, out, prompt="old", gray=True)  # an image setting differs from the old record's
+
+
+def _bomb_header(path: Path, height: int, width: int) -> Path:
+    """A small real PNG whose header claims height x width (its CRC no longer matches: never decoded)."""
+    data = bytearray(cv2.imencode(".png", np.zeros((8, 8), np.uint8))[1].tobytes())
+    data[16:20], data[20:24] = width.to_bytes(4, "big"), height.to_bytes(4, "big")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_an_image_over_the_pixel_limit_is_refused_from_its_header(tmp_path):
+    from swinfuse.fusing.options import MAX_PIXELS
+
+    ir = _bomb_header(tmp_path / "ir.png", 20000, 20000)
+    vis = image(tmp_path / "vis.png", np.zeros((16, 20), np.uint8))
+    with pytest.raises(InputError) as err:
+        fuse(ir, vis, tmp_path)
+    assert str(err.value) == (f"infrared image {ir} is 20000×20000 (400 Mpx), over the limit of "
+                              f"{MAX_PIXELS / 1e6:g} Mpx (--max-pixels; 0: no limit)")
+    assert not (tmp_path / "out.png").exists()
+    with pytest.raises(InputError, match=r"infrared image .* is 16×20 \(0 Mpx\), over the limit of 0.0001 Mpx"):
+        fuse(image(tmp_path / "ir2.png", np.zeros((16, 20), np.uint8)), vis, tmp_path, max_pixels=100)
+    fuse(tmp_path / "ir2.png", vis, tmp_path, max_pixels=320)  # exactly at the limit: fused
+
+
+def test_batch_lists_a_pair_over_the_pixel_limit_as_failed_and_goes_on(tmp_path):
+    root = make_folder(tmp_path / "data", count=3)
+    _bomb_header(root / "vis" / "001.png", 30000, 20000)
+    report = batch(root, tmp_path / "out")
+    assert [r.status for r in report.records] == ["written", "failed", "written"]
+    assert "is 30000×20000 (600 Mpx), over the limit" in report.records[1].reason

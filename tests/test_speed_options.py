@@ -137,3 +137,18 @@ def test_the_command_tunes_the_process_once_before_it_runs(monkeypatch):
     monkeypatch.setattr(cli, "app", lambda: calls.append("app"))
     main()
     assert calls == ["tune", "app"]
+
+
+def test_a_tiled_fuse_reports_its_progress_tile_by_tile(tiny_checkpoint, tmp_path):
+    from swinfuse import api
+
+    ir, vis = _pair()
+    seen = []
+    api.fuse_pair(ir=ir, vis=vis, prompts=["a", "b"], output=tmp_path / "out", weights=tiny_checkpoint,
+                  device="cpu", tile=24, tile_overlap=16, progress=lambda done, total: seen.append((done, total)))
+    total = seen[0][1]
+    assert total > 1 and seen == [(k, total) for k in range(1, total + 1)] * 2  # every tile, for each prompt
+    seen.clear()
+    api.fuse_pair(ir=ir, vis=vis, prompts=["a"], output=tmp_path / "whole.png", weights=tiny_checkpoint,
+                  device="cpu", progress=lambda done, total: seen.append((done, total)))
+    assert seen == []  # a frame fused whole has no tiles to report

@@ -127,8 +127,32 @@ def _decoder_stderr():
             cv2.utils.logging.setLogLevel(level)
 
 
-def _decode(path: Path, role: str) -> tuple[np.ndarray, int]:
-    """Read a file with its original depth and channels: (H, W) or (H, W, C) array and its bit depth."""
+from swinfuse.fusing.options import MAX_PIXELS  # noqa: E402  (the default limit; a standard-library module)
+
+
+def _header_size(data: bytes) -> tuple[int, int] | None:
+    """(H, W) from a PNG's IHDR or a JPEG's frame header, without decoding; None for other files."""
+    if data[:8] == _PNG_SIGNATURE and len(data) >= 24:
+        return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
+    if data[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 <= len(data) and data[i] == 0xFF:
+            marker, length = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start-of-frame segment
+                return int.from_bytes(data[i + 5:i + 7], "big"), int.from_bytes(data[i + 7:i + 9], "big")
+            i += 2 + length
+    return None
+
+
+def _check_pixels(size: tuple[int, int] | None, path: Path, role: str, max_pixels: int) -> None:
+    if size and max_pixels and size[0] * size[1] > max_pixels:
+        raise InputError(f"{role} image {path} is {size[0]}×{size[1]} ({size[0] * size[1] / 1e6:.0f} Mpx), over "
+                         f"the limit of {max_pixels / 1e6:g} Mpx (--max-pixels; 0: no limit)")
+
+
+def _decode(path: Path, role: str, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, int]:
+    """Read a file with its original depth and channels: (H, W) or (H, W, C) array and its bit depth. A frame
+    over max_pixels (0: no limit) is refused, from its header where the format allows, before decoding."""
     _check_readable(path, role)
     try:
         data = path.read_bytes()
@@ -140,6 +164,7 @@ def _decode(path: Path, role: str) -> tuple[np.ndarray, int]:
         raise InputError(f"{role} image {path}: file is truncated (JPEG data ends early)")
     if data[:8] == _PNG_SIGNATURE and _png_is_truncated(data):
         raise InputError(f"{role} image {path}: file is truncated (PNG data ends early)")
+    _check_pixels(_header_size(data), path, role, max_pixels)
     # IMREAD_UNCHANGED keeps 16-bit samples and alpha, and ignores EXIF orientation for every file alike,
     # so an infrared and a visible of one scene stay aligned.
     with _decoder_stderr() as failed:
@@ -148,6 +173,7 @@ def _decode(path: Path, role: str) -> tuple[np.ndarray, int]:
     if image is None or image.size == 0:
         raise InputError(f"{role} image {path}: not a readable image, or truncated "
                          f"(expected {', '.join(e[1:] for e in READ_EXTENSIONS)})")
+    _check_pixels(image.shape[:2], path, role, max_pixels)
     if image.dtype == np.uint8:
         return image, 8
     if image.dtype == np.uint16:
@@ -187,14 +213,14 @@ def _is_gray_bgr(bgr: np.ndarray) -> bool:
     return bool(np.array_equal(bgr[:, :, 0], bgr[:, :, 1]) and np.array_equal(bgr[:, :, 1], bgr[:, :, 2]))
 
 
-def read_infrared(path: str | Path, notes: list[str] | None = None) -> np.ndarray:
+def read_infrared(path: str | Path, notes: list[str] | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an infrared image as one channel: (H, W) float32 in [0, 1].
 
     A 3-channel gray file is reduced to one channel; a true-colour one (a false-colour palette) is
     converted to its BT.601 luminance. Alpha is dropped, with a note added to `notes` when given (the
     visible's alpha gets the same note from VisibleImage.had_alpha).
     """
-    image, bit_depth = _decode(Path(path), "infrared")
+    image, bit_depth = _decode(Path(path), "infrared", max_pixels)
     image, had_alpha = _split_alpha(image)
     if had_alpha and notes is not None:
         notes.append(f"alpha channel of {path} dropped")
@@ -204,12 +230,12 @@ def read_infrared(path: str | Path, notes: list[str] | None = None) -> np.ndarra
     return np.ascontiguousarray(image)
 
 
-def read_visible(path: str | Path) -> VisibleImage:
+def read_visible(path: str | Path, max_pixels: int = MAX_PIXELS) -> VisibleImage:
     """Read a visible image and split it into BT.601 Y, Cr, Cb (float32, (H, W) each, in [0, 1]).
 
     A gray file (one channel, or three equal channels) gives cr = cb = None, so its result stays gray.
     """
-    image, bit_depth = _decode(Path(path), "visible")
+    image, bit_depth = _decode(Path(path), "visible", max_pixels)
     image, had_alpha = _split_alpha(image)
     image = _to_unit(image, bit_depth)
     if image.ndim == 2 or _is_gray_bgr(image):

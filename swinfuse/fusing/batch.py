@@ -59,7 +59,7 @@ def _fuse_all(todo, finish: Callable[[int, PairRecord], None], *, model, text, u
 
     with AsyncWriter() as writer:
         try:
-            for loaded in prefetch(todo, lambda job: read_pair(job[1].ir, job[1].vis, options.resize)):
+            for loaded in prefetch(todo, lambda job: read_pair(job[1].ir, job[1].vis, options.resize, options.max_pixels)):
                 index, pair, out = loaded.item
                 record = PairRecord(pair.rel, pair.ir, pair.vis, out, "failed", loaded.error, loaded.load_ms)
                 if loaded.error:

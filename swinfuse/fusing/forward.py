@@ -24,17 +24,18 @@ def model_upscale(model) -> int:
 
 
 def fuse_y(model, ir_t, vis_t, text, upscale: int, tile: int | None = None, overlap: int | None = None,
-           notes: list[str] | None = None):
+           notes: list[str] | None = None, on_tile=None):
     """Forward one prompt: ir_t, vis_t (1, 1, H, W) on the CPU, text (1, D) -> fused Y (H*upscale, W*upscale)
     float32. tile None: the whole frame; 0: whole unless it exceeds the memory budget; N: N-pixel tiles
-    (swinfuse.tiling, which also retries smaller tiles on out-of-memory and adds its notes)."""
+    (swinfuse.tiling, which also retries smaller tiles on out-of-memory and adds its notes; on_tile(done, total)
+    after each tile)."""
     _, _, h, w = ir_t.shape
     if tile is None:
         p = next(model.parameters())  # the model's device and precision
         out = model(ir_t.to(p.device, p.dtype), vis_t.to(p.device, p.dtype), text)  # (1, 1, H*up, W*up)
     else:
         from swinfuse.tiling import fuse_frame
-        frame = fuse_frame(model, ir_t, vis_t, text, tile=tile, overlap=overlap)
+        frame = fuse_frame(model, ir_t, vis_t, text, tile=tile, overlap=overlap, on_tile=on_tile)
         out = frame.image  # (1, 1, H*up, W*up) float32 on the CPU
         if notes is not None:
             notes.extend(n for n in frame.notes if n not in notes)

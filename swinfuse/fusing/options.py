@@ -26,6 +26,9 @@ def _option(default, help: str | None, *, shapes_image: bool = False, min: int |
     return field(default=default, metadata={"help": help, "shapes_image": shapes_image, "min": min, "flag": flag})
 
 
+MAX_PIXELS = 100_000_000  # per image: three times 8K UHD (7680x4320, 33 Mpx), a quarter of a 20000x20000 bomb
+
+
 @dataclass(frozen=True)
 class FuseOptions:
     """How `fuse` and `batch` make each image, and how fast. The defaults are the command line's."""
@@ -40,6 +43,9 @@ class FuseOptions:
     tile_overlap: int | None = _option(None, (
         "Overlap of neighbouring tiles in pixels (default and minimum: four windows, 32 for the shipped model)."),
         shapes_image=True, min=0)
+    max_pixels: int = _option(MAX_PIXELS, (
+        "Refuse an image of more pixels than this, from its header where the format allows (a guard against "
+        "decompression bombs: a 425 KB PNG can decode to 20000x20000); 0: no limit."), min=0)
     precision: str = _option("fp32", "fp32 | bf16 | fp16 (fp16: CUDA only).")
     compile: bool = _option(False, "torch.compile the LayerNorms, where it measurably helps (opt-in; the first "
                                    "forward compiles for seconds; on CPU it needs a C++ compiler).", flag="--compile")

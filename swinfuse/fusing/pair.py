@@ -48,13 +48,14 @@ def open_pair(*, ir_path: str | Path, vis_path: str | Path, prompts: list[str], 
         check_output(sheet, None)
         check_not_a_source(sheet, (ir_path, vis_path))
     start = time.perf_counter()
-    pair = read_pair(ir_path, vis_path, resize)
+    pair = read_pair(ir_path, vis_path, resize, options.max_pixels)
     return OpenedPair(ir_path, vis_path, prompts, paths, sheet, pair, (time.perf_counter() - start) * 1e3)
 
 
 def fuse_pair(*, ir_path: str | Path, vis_path: str | Path, prompts: list[str], output: str | Path | None,
               model, meta: dict, sheet: str | Path | None = None, weights: str | Path | None = None,
-              opened: OpenedPair | None = None, options: FuseOptions | None = None, **settings) -> FuseResult:
+              opened: OpenedPair | None = None, options: FuseOptions | None = None, on_tile=None,
+              **settings) -> FuseResult:
     """Fuse one infrared/visible pair once per prompt and write the results (see output_paths).
 
     No prompt means one empty prompt ("no instruction"). sheet writes a captioned side-by-side comparison
@@ -63,7 +64,7 @@ def fuse_pair(*, ir_path: str | Path, vis_path: str | Path, prompts: list[str], 
     only), bit_depth (8 or 16 instead of the visible's), tile and tile_overlap (see
     swinfuse.fusing.forward.fuse_y) and device (the model's, for 'auto'); the model is used in the precision
     it has. opened: what open_pair returned for these same arguments, when the caller checked and read the
-    pair before loading the model.
+    pair before loading the model. on_tile(done, total) follows a tiled forward, tile by tile.
     """
     import torch
 
@@ -93,7 +94,7 @@ def fuse_pair(*, ir_path: str | Path, vis_path: str | Path, prompts: list[str], 
         ir_t, vis_t = to_tensor(ir, "cpu"), to_tensor(visible.y, "cpu")  # fuse_y moves them (or tiles)
         sync(device)
         prepared = time.perf_counter()
-        fused_ys = [fuse_y(model, ir_t, vis_t, text[k:k + 1], upscale, tile, tile_overlap, notes)
+        fused_ys = [fuse_y(model, ir_t, vis_t, text[k:k + 1], upscale, tile, tile_overlap, notes, on_tile)
                     for k in range(len(prompts))]
     forwarded = time.perf_counter()
 
