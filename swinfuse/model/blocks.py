@@ -87,7 +87,12 @@ def shifts(depth: int, window_size: int) -> list[int]:
     return [0 if i % 2 == 0 else window_size // 2 for i in range(depth)]
 
 
-class RSTB(nn.Module):
+class _Group(nn.Module):
+    """`depth` blocks of `block` (SwinBlock or CrossPair), regular and shifted windows in turn, then convs of
+    the residual connection (the subclass adds them)."""
+
+    block: type[nn.Module]
+
     def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, *, mlp_ratio: float = 2.0,
                  qkv_bias: bool = True, qk_scale: float | None = None, drop: float = 0.0, attn_drop: float = 0.0,
                  drop_path: list[float] | None = None, resi_connection: str = "1conv", use_checkpoint: bool = False):
@@ -95,10 +100,17 @@ class RSTB(nn.Module):
         self.use_checkpoint = use_checkpoint
         drop_path = drop_path or [0.0] * depth
         self.blocks = nn.ModuleList(
-            SwinBlock(dim, num_heads, window_size, shift_size=s, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
-                      qk_scale=qk_scale, drop=drop, attn_drop=attn_drop, drop_path=drop_path[i])
+            self.block(dim, num_heads, window_size, shift_size=s, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
+                       qk_scale=qk_scale, drop=drop, attn_drop=attn_drop, drop_path=drop_path[i])
             for i, s in enumerate(shifts(depth, window_size)))
-        self.conv = conv_block(dim, resi_connection)
+
+
+class RSTB(_Group):
+    block = SwinBlock
+
+    def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, **kw):
+        super().__init__(dim, depth, num_heads, window_size, **kw)
+        self.conv = conv_block(dim, kw.get("resi_connection", "1conv"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, Hp, Wp, C) -> (B, Hp, Wp, C)."""
@@ -120,19 +132,13 @@ class CrossPair(nn.Module):
         return self.ir_from_vis(ir, context=vis), self.vis_from_ir(vis, context=ir)
 
 
-class CRSTB(nn.Module):
-    def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, *, mlp_ratio: float = 2.0,
-                 qkv_bias: bool = True, qk_scale: float | None = None, drop: float = 0.0, attn_drop: float = 0.0,
-                 drop_path: list[float] | None = None, resi_connection: str = "1conv", use_checkpoint: bool = False):
-        super().__init__()
-        self.use_checkpoint = use_checkpoint
-        drop_path = drop_path or [0.0] * depth
-        self.blocks = nn.ModuleList(
-            CrossPair(dim, num_heads, window_size, shift_size=s, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
-                      qk_scale=qk_scale, drop=drop, attn_drop=attn_drop, drop_path=drop_path[i])
-            for i, s in enumerate(shifts(depth, window_size)))
-        self.conv_ir = conv_block(dim, resi_connection)
-        self.conv_vis = conv_block(dim, resi_connection)
+class CRSTB(_Group):
+    block = CrossPair
+
+    def __init__(self, dim: int, depth: int, num_heads: int, window_size: int, **kw):
+        super().__init__(dim, depth, num_heads, window_size, **kw)
+        self.conv_ir = conv_block(dim, kw.get("resi_connection", "1conv"))
+        self.conv_vis = conv_block(dim, kw.get("resi_connection", "1conv"))
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """2 x (B, Hp, Wp, C) -> 2 x (B, Hp, Wp, C)."""
