@@ -127,7 +127,7 @@ def _decoder_stderr():
             cv2.utils.logging.setLogLevel(level)
 
 
-from swinfuse.fusing.options import MAX_PIXELS  # noqa: E402  (the default limit; a standard-library module)
+from swinfuse.data import MAX_PIXELS  # noqa: E402  (the default limit per image)
 
 
 def _header_size(data: bytes) -> tuple[int, int] | None:

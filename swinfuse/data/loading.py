@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from swinfuse.data import MAX_PIXELS
 from swinfuse.errors import InputError
 
 
@@ -37,14 +38,12 @@ class LoadedPair:
     notes: list[str]
 
 
-def read_pair(ir_path: Path, vis_path: Path, resize: bool, max_pixels: int | None = None) -> LoadedPair:
-    """Read one pair and match the infrared's size to the visible's. max_pixels: the limit per image (None:
-    io.MAX_PIXELS; 0: none)."""
-    from swinfuse.data.io import MAX_PIXELS, read_infrared, read_visible
-    limit = MAX_PIXELS if max_pixels is None else max_pixels
+def read_pair(ir_path: Path, vis_path: Path, resize: bool, max_pixels: int = MAX_PIXELS) -> LoadedPair:
+    """Read one pair and match the infrared's size to the visible's. max_pixels: the limit per image (0: none)."""
+    from swinfuse.data.io import read_infrared, read_visible
     alpha_notes: list[str] = []
-    ir = read_infrared(ir_path, alpha_notes, limit)
-    visible = read_visible(vis_path, limit)
+    ir = read_infrared(ir_path, alpha_notes, max_pixels)
+    visible = read_visible(vis_path, max_pixels)
     ir_shape = tuple(ir.shape)
     ir, notes = match_size(ir, visible, ir_path, vis_path, resize)
     notes += alpha_notes

@@ -18,15 +18,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from swinfuse.data import MAX_PIXELS  # the default limit per image
+
 
 def _option(default, help: str | None, *, shapes_image: bool = False, min: int | None = None,
             flag: str | None = None):
     """A field with its command-line help (None: the CLI's option shared with other commands), its lowest value
     and its flag where they are not the plain ones."""
     return field(default=default, metadata={"help": help, "shapes_image": shapes_image, "min": min, "flag": flag})
-
-
-MAX_PIXELS = 100_000_000  # per image: three times 8K UHD (7680x4320, 33 Mpx), a quarter of a 20000x20000 bomb
 
 
 @dataclass(frozen=True)
