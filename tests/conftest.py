@@ -32,3 +32,19 @@ def tiny_checkpoint(tiny_model, tmp_path):
     from swinfuse.model.checkpoint import save_checkpoint
 
     return save_checkpoint(tiny_model, tmp_path / "tiny.safetensors", {"note": "random weights, for tests"})
+
+
+@pytest.fixture
+def batch_arguments(monkeypatch):
+    """api.fuse_batch replaced by a recorder: the dict fills with the keyword arguments the CLI passed, and the
+    call stops there (ConfigError), so nothing is fused."""
+    from swinfuse import api
+
+    seen = {}
+
+    def record(**kwargs):
+        seen.update(kwargs)
+        raise api.ConfigError("stop here")
+
+    monkeypatch.setattr(api, "fuse_batch", record)
+    return seen

@@ -309,14 +309,8 @@ def test_batch_refuses_several_prompts(monkeypatch, capsys, tmp_path):
     assert code == 2 and "batch takes one prompt, got 2" in captured.err and "Traceback" not in captured.err
 
 
-def test_batch_passes_its_one_prompt(monkeypatch, tmp_path):
-    seen = {}
-
-    def fake(**kwargs):
-        seen.update(kwargs)
-        raise api.ConfigError("stop here")
-
-    monkeypatch.setattr(api, "fuse_batch", fake)
+def test_batch_passes_its_one_prompt(batch_arguments, tmp_path):
+    seen = batch_arguments
     runner.invoke(app, ["batch", str(tmp_path), "-p", "low light"])
     assert seen["prompt"] == "low light"
     runner.invoke(app, ["batch", str(tmp_path)])

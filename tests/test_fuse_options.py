@@ -55,16 +55,10 @@ def test_keyword_arguments_replace_fields_and_unknown_ones_are_a_type_error():
         base.tile = 1
 
 
-def test_the_cli_hands_one_options_record_to_the_api(monkeypatch, tmp_path):
+def test_the_cli_hands_one_options_record_to_the_api(batch_arguments, tmp_path):
     from typer.testing import CliRunner
 
-    seen = {}
-
-    def fake(**kwargs):
-        seen.update(kwargs)
-        raise api.ConfigError("stop here")
-
-    monkeypatch.setattr(api, "fuse_batch", fake)
+    seen = batch_arguments
     CliRunner().invoke(app, ["batch", str(tmp_path), "--gray", "--bit-depth", "16", "--resize", "--device", "cpu",
                              "--threads", "2"])
     assert seen["options"] == FuseOptions(gray=True, bit_depth=16, resize=True, device="cpu", threads=2)
