@@ -202,7 +202,7 @@ def test_older_layout_checkpoint_loads_and_saves_in_the_new_layout(tiny_model, t
 
 def test_older_layout_state_dict_loads_into_the_model(tiny_model, tiny_config):
     # A training state saved by the older code holds model.state_dict() with film.N.* keys (resume).
-    from swinfuse.model.checkpoint import remap_state_dict
+    from swinfuse.model.keys import remap_state_dict
     from swinfuse.model.network import SwinFuse
 
     state = tiny_model.state_dict()

@@ -2,8 +2,8 @@
 
 Loading reads the metadata, rebuilds the config, builds the model and checks every key and shape before
 `load_state_dict(strict=True)`; nothing is ever unpickled (nanoGPT's `model_args` idea without pickle).
-Weights saved under an older module layout are renamed on load (`remap_state_dict`, as timm's
-`checkpoint_filter_fn`), so every checkpoint ever shipped keeps loading; the format version stays 1.
+Weights saved under an older module layout are renamed on load (`swinfuse.model.keys`), so every checkpoint
+ever shipped keeps loading; the format version stays 1.
 """
 
 from __future__ import annotations
@@ -12,50 +12,16 @@ import hashlib
 import json
 import os
 import tempfile
-from collections import OrderedDict
 from pathlib import Path
 
 import torch
 
 from swinfuse.errors import CheckpointError, ConfigError, SwinfuseError
 from swinfuse.model.config import FusionConfig, TextEncoderSpec
+from swinfuse.model.keys import remap_state_dict
 
 FORMAT = "swinfuse"
 FORMAT_VERSION = "1"
-
-
-# Older key prefix -> today's, oldest first. The FiLM layers were the network's own (`film.N.*`) until the
-# decoder that applies them took them over (`decoder.film.N.*`); checkpoints and training states of that layout
-# are being written still.
-LEGACY_PREFIXES = (("film.", "decoder.film."),)
-
-
-def remap_state_dict(state):
-    """A state dict of any layout swinfuse has written -> today's key names (same tensors, no copies).
-    Returns `state` itself when nothing needs renaming; a key whose new name is already present is left as it
-    is, so the key check reports it instead of one silently replacing the other."""
-    renames = {}
-    for key in state:
-        for old, new in LEGACY_PREFIXES:
-            if key.startswith(old) and new + key[len(old):] not in state:
-                renames[key] = new + key[len(old):]
-                break
-    if not renames:
-        return state
-    out = type(state)() if isinstance(state, OrderedDict) else {}
-    for key, value in state.items():
-        out[renames.get(key, key)] = value
-    metadata = getattr(state, "_metadata", None)  # nn.Module.state_dict's per-module versions
-    if metadata is not None:
-        out._metadata = type(metadata)()
-        for key, value in metadata.items():
-            for old, new in LEGACY_PREFIXES:
-                stem = old.rstrip(".")
-                if key == stem or key.startswith(old):
-                    key = new.rstrip(".") + key[len(stem):]
-                    break
-            out._metadata[key] = value
-    return out
 
 
 def _persisted_state(model) -> dict[str, torch.Tensor]:

@@ -22,6 +22,7 @@ from swinfuse.model.blocks import CRSTB, RSTB
 from swinfuse.model.config import FusionConfig
 from swinfuse.model.film import FiLM
 from swinfuse.model.heads import build_head
+from swinfuse.model.keys import remap_state_dict
 from swinfuse.model.text import build_text_encoder
 
 
@@ -99,7 +100,7 @@ class Decoder(nn.Module):
         super().__init__()
         C = cfg.embed_dim
         # Built first, so the random draws and the parameter order (an optimizer state's) are the ones of the
-        # network that owned them before (checkpoint.remap_state_dict reads its `film.*` keys).
+        # network that owned them before (keys.remap_state_dict reads its `film.*` keys).
         self.film = nn.ModuleList(FiLM(cfg.text_dim, C) for _ in cfg.re_depths)
         rates = _drop_path_rates(cfg.drop_path_rate, cfg.re_depths)
         self.layers = nn.ModuleList(RSTB(C, d, h, drop_path=r, **_stage_kwargs(cfg))
@@ -152,8 +153,6 @@ class SwinFuse(nn.Module):
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         """As nn.Module's, also for a state of the older layout (a training state, or a warm start's)."""
-        from swinfuse.model.checkpoint import remap_state_dict
-
         self._prompt_cache.clear()
         return super().load_state_dict(remap_state_dict(state_dict), strict=strict, assign=assign)
 
