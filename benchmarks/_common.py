@@ -54,11 +54,13 @@ def load_model(weights: Path | None, device, preset: str = "default"):
     weights = weights or (DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.exists() and preset == "default" else None)
     if weights is not None:
         model, _ = load_checkpoint(weights, device=device)
-        return model.eval(), f"checkpoint {weights}"
-    torch.manual_seed(0)
-    model = SwinFuse(FusionConfig.preset(preset)).to(device).eval()
-    enable_cpu_inference(model)  # as a loaded checkpoint has it
-    return model, f"preset '{preset}', random weights"
+        what = f"checkpoint {weights}"
+    else:
+        torch.manual_seed(0)
+        model = SwinFuse(FusionConfig.preset(preset)).to(device).eval()
+        what = f"preset '{preset}', random weights"
+    enable_cpu_inference(model)  # as swinfuse.api.load_model runs every command's model
+    return model.eval(), what
 
 
 def machine() -> str:

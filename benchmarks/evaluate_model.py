@@ -138,6 +138,7 @@ def main(argv=None) -> int:
     from swinfuse.data.io import read_infrared, read_visible
     from swinfuse.data.pairs import find_pairs
     from swinfuse.model.checkpoint import load_checkpoint
+    from swinfuse.model.cpu_inference import enable_cpu_inference
     from swinfuse.training.degrade import KINDS, degrade_fixed
     from swinfuse.training.prompts import HELD_OUT, canonical_prompt
     from swinfuse.training.batches import split_pairs
@@ -175,7 +176,7 @@ def main(argv=None) -> int:
     models, metas = {}, {}
     for tag, path in zip(tags, [args.weights, *args.compare_weights]):
         models[tag], metas[tag] = load_checkpoint(path)
-        models[tag].eval()
+        enable_cpu_inference(models[tag].eval())  # as swinfuse.api.load_model runs every command's model
     model, meta = models["swinfuse"], metas["swinfuse"]
     neutral = canonical_prompt("none")
     for tag, path in zip(tags, [args.weights, *args.compare_weights]):

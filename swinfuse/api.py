@@ -50,7 +50,12 @@ def build_config(preset: str = "smoke", overrides: dict | None = None):
 def load_model(*, weights: str | Path | None, preset: str | None = None, overrides: dict | None = None,
                device, require_weights: bool = False):
     """-> (model, meta, source). With weights: the checkpoint. Without: a preset with random weights, unless
-    the caller fuses images (require_weights), where random weights would be meaningless."""
+    the caller fuses images (require_weights), where random weights would be meaningless.
+
+    The one place the CPU inference computation is switched on (swinfuse.model.cpu_inference: the modules'
+    classes swapped for subclasses that compute the same outputs band by band and partly in place; under
+    autograd, in training mode or on a GPU they compute the reference way). Every command's model and
+    swinfuse.fuse's come from here."""
     from swinfuse.model.checkpoint import load_checkpoint
     from swinfuse.model.cpu_inference import enable_cpu_inference
     from swinfuse.model.network import SwinFuse
@@ -64,10 +69,13 @@ def load_model(*, weights: str | Path | None, preset: str | None = None, overrid
         if overrides and any(v is not None for v in overrides.values()):
             raise ConfigError("config options cannot be combined with --weights (the checkpoint holds its config)")
         model, meta = load_checkpoint(weights, device=device)
-        return model, meta, str(weights)
-    model = SwinFuse(build_config(preset or "smoke", overrides)).to(device).eval()
-    enable_cpu_inference(model)  # as load_checkpoint does
-    return model, {"config": model.config, "provenance": {}, "sha256": None, "path": None}, f"preset:{preset or 'smoke'}"
+        source = str(weights)
+    else:
+        model = SwinFuse(build_config(preset or "smoke", overrides)).to(device).eval()
+        meta = {"config": model.config, "provenance": {}, "sha256": None, "path": None}
+        source = f"preset:{preset or 'smoke'}"
+    enable_cpu_inference(model)
+    return model, meta, source
 
 
 def profile_model(*, preset: str = "smoke", overrides: dict | None = None, weights: str | Path | None = None,

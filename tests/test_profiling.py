@@ -18,7 +18,7 @@ def test_flops_formula_counts_the_fused_cpu_attention_as_its_two_matmuls():
 
     torch.manual_seed(0)
     model = SwinFuse(FusionConfig.smoke(upscale=1, upsampler="")).eval().requires_grad_(False)
-    enable_cpu_inference(model)  # as load_checkpoint does
+    enable_cpu_inference(model)  # as api.load_model does
     x = torch.rand(1, 1, 16, 16)
     with torch.inference_mode():
         text = model.encode_prompts([""])

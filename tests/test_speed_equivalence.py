@@ -152,12 +152,17 @@ def test_cpu_window_attention_equals_sdpa(heads, head_dim, windows, per_window):
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
 
 
-def test_load_checkpoint_switches_cpu_inference_on(tiny_checkpoint):
+def test_the_api_loads_every_model_with_cpu_inference_and_load_checkpoint_leaves_it_off(tiny_checkpoint):
+    from swinfuse import api
     from swinfuse.model.blocks import SwinBlock
     from swinfuse.model.checkpoint import load_checkpoint
     from swinfuse.model.cpu_inference import BandedSwinBlock, disable_cpu_inference
 
-    model, _ = load_checkpoint(tiny_checkpoint)
+    plain, _ = load_checkpoint(tiny_checkpoint)
+    assert all(type(b) is SwinBlock for b in plain.modules() if isinstance(b, SwinBlock))
+    preset, _, _ = api.load_model(weights=None, preset="smoke", device="cpu")
+    assert all(type(b) is BandedSwinBlock for b in preset.modules() if isinstance(b, SwinBlock))
+    model, _, _ = api.load_model(weights=tiny_checkpoint, device="cpu")
     blocks = [m for m in model.modules() if isinstance(m, SwinBlock)]
     assert blocks and all(type(b) is BandedSwinBlock for b in blocks)
     torch.manual_seed(0)

@@ -94,11 +94,10 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
                     expect_text: TextEncoderSpec | None = None):
     """-> (model in eval mode on `device`, meta dict with config, provenance, sha256, path).
 
-    The model has CPU inference switched on (swinfuse.model.cpu_inference): the same outputs, faster and lighter on a
-    CPU; under autograd, in training mode or on another device it computes the reference way."""
+    The model computes the reference way; `swinfuse.model.cpu_inference.enable_cpu_inference` switches it to the
+    CPU inference computation (same outputs), as `swinfuse.api.load_model` does for every command."""
     from safetensors.torch import load_file
 
-    from swinfuse.model.cpu_inference import enable_cpu_inference
     from swinfuse.model.network import SwinFuse
 
     path = Path(path)
@@ -124,6 +123,6 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
         raise CheckpointError(f"{path} has weight {extra[0]!r} that its config's model does not have "
                               f"({len(extra)} unexpected in all)")
     model.load_state_dict(state, strict=config.text.kind != "clip")
-    enable_cpu_inference(model.to(device).eval())
+    model.to(device).eval()
     meta.update(sha256=file_sha256(path), path=str(path))
     return model, meta

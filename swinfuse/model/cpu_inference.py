@@ -1,7 +1,7 @@
 """CPU inference: the network's arithmetic arranged for a CPU's caches and allocator, switched on per model.
 
     from swinfuse.model.cpu_inference import enable_cpu_inference
-    enable_cpu_inference(model)   # api.load_model does this for CPU inference
+    enable_cpu_inference(model)   # swinfuse.api.load_model does this for every command's model
 
 The modules keep their parameters and state-dict keys; `enable_cpu_inference` swaps their classes for the
 subclasses below, which compute the same outputs (tests/test_speed_equivalence.py pins them to a frozen
