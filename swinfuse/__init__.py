@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+from swinfuse.version import __version__
 
 _PUBLIC = {
     "SwinFuse": ("swinfuse.model.network", "SwinFuse"),

@@ -30,7 +30,8 @@ def _versions() -> dict[str, str]:
     import numpy
     import torch
 
-    from swinfuse import __version__
+    from swinfuse.version import __version__
+
     return {"swinfuse": __version__, "torch": torch.__version__, "opencv": cv2.__version__,
             "numpy": numpy.__version__, "python": platform.python_version()}
 
