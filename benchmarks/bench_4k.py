@@ -32,7 +32,7 @@ def main() -> None:
     import cv2
 
     from swinfuse import tiling
-    from swinfuse.fusing import fuse_pair
+    from swinfuse.fusing import FuseOptions, fuse_pair, open_pair
 
     H, W = (int(v) for v in args.size.split("x"))
     model, source = load_model(args.weights, device)
@@ -46,8 +46,10 @@ def main() -> None:
             cv2.imwrite(str(tmp / f"{sub}.png"), cv2.resize(image, (W, H), interpolation=cv2.INTER_CUBIC))
         budget = tiling.memory_budget(device)
         planned = tiling.auto_tile(H, W, 1, model.config, device) if args.tile == 0 else args.tile
-        result = fuse_pair(ir_path=tmp / "ir.png", vis_path=tmp / "vis.png", prompts=[""], output=tmp / "fused.png",
-                           model=model, meta=meta, device=device, tile=args.tile, tile_overlap=args.tile_overlap)
+        options = FuseOptions(device=str(device), tile=args.tile, tile_overlap=args.tile_overlap)
+        opened = open_pair(ir_path=tmp / "ir.png", vis_path=tmp / "vis.png", prompts=[""], output=tmp / "fused.png",
+                           options=options)
+        result = fuse_pair(opened, model=model, meta=meta, options=options)
         peak = peak_rss_mb()
         fused = cv2.imread(str(tmp / "fused.png"), cv2.IMREAD_UNCHANGED)
         check = "-"
@@ -65,7 +67,7 @@ def main() -> None:
     overlap = args.tile_overlap if args.tile_overlap is not None else tiling.default_overlap(model.config)
     n = len(tiling.plan_tiles(H, W, planned, overlap, model.config.window_size)) if planned else 1
     print(f"bench_4k: {source}; {machine()}")
-    print(f"{W}x{H} pair fused by fusing.fuse_pair (read, fuse, colour, write PNG); memory budget {budget / 2**30:.1f} GiB "
+    print(f"{W}x{H} pair fused by fusing.open_pair + fuse_pair (read, fuse, colour, write PNG); memory budget {budget / 2**30:.1f} GiB "
           f"(half the free memory at start); estimated whole-frame need "
           f"{tiling.bytes_per_pixel(model.config) * H * W / 2**30:.1f} GiB")
     print(table(["frame", "tile", "overlap", "tiles", "forward s", "total s", "peak RSS MB", "RSS before MB",

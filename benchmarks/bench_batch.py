@@ -33,7 +33,7 @@ def main() -> None:
     args = p.parse_args()
     device = setup(args)
     from swinfuse.data.io import read_infrared, read_visible
-    from swinfuse.fusing import fuse_batch
+    from swinfuse.fusing import FuseOptions, fuse_batch
 
     model, source = load_model(args.weights, device)
     meta = {"config": model.config, "provenance": {}, "sha256": None, "path": None}
@@ -60,7 +60,7 @@ def main() -> None:
                 sync(device)
                 bare.append(len(tensors) / (time.perf_counter() - t0))
             report = fuse_batch(root=root, output_dir=Path(tmp) / f"out{r}", prompt="", model=model, meta=meta,
-                                device=device, tile=0)
+                                options=FuseOptions(device=str(device), tile=0))
             assert report.written == len(names), report.records
             batch.append(report.throughput_pairs_per_s)
     ratios = [b / f for b, f in zip(batch, bare)]

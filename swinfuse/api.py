@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 from swinfuse.errors import CheckpointError, ConfigError
 
-if TYPE_CHECKING:
-    from swinfuse.fusing.options import FuseOptions
+from swinfuse.fusing.options import FuseOptions
 
 DEFAULT_WEIGHTS_NAME = "swinfuse-default.safetensors"
 
@@ -137,26 +134,23 @@ def _fusing_model(weights, dev, dtype, options):
     return _for_speed(model, dtype, options.compile), meta
 
 
-def fuse_pair(*, ir: str | Path, vis: str | Path, prompts: list[str], output: str | Path | None = None,
-              weights: str | Path | None = None, sheet: str | Path | None = None, options: FuseOptions | None = None,
-              progress=None, **settings):
-    """`swinfuse fuse`: fuse one pair once per prompt and write the outputs -> FuseResult. options: a
-    swinfuse.fusing.FuseOptions (resize, gray, bit_depth, tile, tile_overlap, max_pixels, precision, compile,
-    threads, device), or its fields as keyword arguments (they replace those of options). progress(done, total)
-    follows a tiled forward tile by tile."""
+def fuse_pair(*, ir: str | Path, vis: str | Path, prompts: list[str] = (), output: str | Path | None = None,
+              weights: str | Path | None = None, sheet: str | Path | None = None,
+              options: FuseOptions = FuseOptions(), progress=None):
+    """`swinfuse fuse`: fuse one pair once per prompt (none: the empty prompt, no instruction) and write the
+    outputs -> FuseResult. options: a FuseOptions (resize, gray, bit_depth, tile, tile_overlap, max_pixels,
+    precision, compile, threads, device). progress(done, total) follows a tiled forward tile by tile."""
     import time
 
     from swinfuse import fusing
-    from swinfuse.fusing.options import with_settings
 
-    options, dev, dtype = _speed(with_settings(options, settings, "fuse_pair"))
+    options, dev, dtype = _speed(options)
     # Paths and images first: a typo in a file name costs no model load (seconds).
     opened = fusing.open_pair(ir_path=ir, vis_path=vis, prompts=prompts, output=output, sheet=sheet, options=options)
     t0 = time.perf_counter()
     model, meta = _fusing_model(weights, dev, dtype, options)
     load_ms = (time.perf_counter() - t0) * 1000
-    result = fusing.fuse_pair(ir_path=ir, vis_path=vis, prompts=opened.prompts, output=output, model=model,
-                              meta=meta, sheet=sheet, opened=opened, options=options, on_tile=progress)
+    result = fusing.fuse_pair(opened, model=model, meta=meta, options=options, on_tile=progress)
     result.latency_ms["weights"] = load_ms
     return result
 
@@ -164,13 +158,12 @@ def fuse_pair(*, ir: str | Path, vis: str | Path, prompts: list[str], output: st
 def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str = "", weights: str | Path | None = None,
                ir_dir: str | Path | None = None, vis_dir: str | Path | None = None, recursive: bool = False,
                overwrite: bool = False, shard: str | None = None, progress=None, metrics: bool = False,
-               options: FuseOptions | None = None, **settings):
+               options: FuseOptions = FuseOptions()):
     """`swinfuse batch`: fuse every pair of a folder -> BatchReport (with metrics, the field's metrics of every
     output). options: as fuse_pair's."""
     from swinfuse import fusing
-    from swinfuse.fusing.options import with_settings
 
-    options, dev, dtype = _speed(with_settings(options, settings, "fuse_batch"))
+    options, dev, dtype = _speed(options)
     model, meta = _fusing_model(weights, dev, dtype, options)
     report = fusing.fuse_batch(root=root, output_dir=output_dir, prompt=prompt, model=model, meta=meta,
                                ir_dir=ir_dir, vis_dir=vis_dir, recursive=recursive, overwrite=overwrite, shard=shard,

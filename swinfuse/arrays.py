@@ -9,18 +9,16 @@ Y with the infrared, and Cr/Cb are put back; a gray visible gives a gray result.
   tensor in [0, 1] with the visible's layout (times the model's upscale), on the CPU.
 
 How the images are fused (device, precision, tiles, resize, gray, bit depth) takes the same options as the
-`fuse` command: a swinfuse.fusing.FuseOptions, or its fields as keyword arguments.
+`fuse` command: a swinfuse.FuseOptions.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from swinfuse.errors import InputError
 
-if TYPE_CHECKING:
-    from swinfuse.fusing.options import FuseOptions
+from swinfuse.fusing.options import FuseOptions
 
 _MODELS: dict[tuple, tuple[object, dict]] = {}
 
@@ -77,12 +75,11 @@ def _model(weights, options):
 
 
 def fuse(ir, vis, prompt: str = "", *, model=None, weights: str | Path | None = None, channel_order: str = "rgb",
-         options: FuseOptions | None = None, **settings):
+         options: FuseOptions = FuseOptions()):
     """Fuse an infrared and a visible image held in memory; returns the fused image (see the module doc).
 
     `model`: a loaded SwinFuse (else the checkpoint `weights`, else the shipped default, loaded once and
-    kept for later calls). options: a swinfuse.fusing.FuseOptions, or its fields as keyword arguments, as for
-    `swinfuse.fuse_pair`: device, precision, compile and threads say how the checkpoint runs (a `model` given
+    kept for later calls). options: a swinfuse.FuseOptions, as for `swinfuse.fuse_pair`: device, precision, compile and threads say how the checkpoint runs (a `model` given
     runs as it is); tile and tile_overlap as on the command line (default: tiles only for a frame beyond the
     memory budget); resize: an infrared of another size is resized to the visible; gray: the fused Y only;
     bit_depth 8 or 16: a numpy result as uint8 or uint16 whatever the visible's dtype (a tensor result stays
@@ -93,9 +90,6 @@ def fuse(ir, vis, prompt: str = "", *, model=None, weights: str | Path | None = 
     from swinfuse.data.io import VisibleImage, bgr_to_ycrcb, compose_output
     from swinfuse.data.loading import match_size
     from swinfuse.fusing.forward import fuse_y, model_upscale
-    from swinfuse.fusing.options import with_settings
-
-    options = with_settings(options, settings, "fuse")
     if options.bit_depth not in (None, 8, 16):
         raise InputError(f"bit_depth must be 8 or 16, got {options.bit_depth}")
     if channel_order not in ("rgb", "bgr"):

@@ -247,7 +247,7 @@ def fuse(
 
     # A tiled frame (a large one) shows its tiles; the bar appears at the first tile, so a whole frame shows none.
     with render.progress_bar("tiles", transient=True) as update:
-        result = api.fuse_pair(ir=ir, vis=vis, prompts=list(prompt or [""]), output=output, weights=weights,
+        result = api.fuse_pair(ir=ir, vis=vis, prompts=prompt or [], output=output, weights=weights,
                                sheet=sheet, options=_fuse_options(options), progress=update)
     for note in getattr(result, "notes", []) or []:
         render.stderr.print(f"note: {note}")

@@ -95,7 +95,8 @@ def test_shipped_checkpoint_loads_and_responds_to_the_prompt():
     y, x = np.mgrid[0:48, 0:64]
     vis = (0.5 + 0.3 * np.sin(x / 5.0)).astype(np.float32)
     ir = np.clip(0.3 + 0.4 * (np.hypot(y - 24, x - 32) < 10) + 0.05 * rng.standard_normal((48, 64)), 0, 1).astype(np.float32)
-    neutral = swinfuse.fuse(ir, vis, "", weights=weights, device="cpu")
-    dark = swinfuse.fuse(ir, vis, "the visible image is in extremely low light", weights=weights, device="cpu")
+    cpu = swinfuse.FuseOptions(device="cpu")
+    neutral = swinfuse.fuse(ir, vis, "", weights=weights, options=cpu)
+    dark = swinfuse.fuse(ir, vis, "the visible image is in extremely low light", weights=weights, options=cpu)
     assert neutral.shape == (48, 64) and neutral.dtype == np.float32
     assert np.abs(neutral - dark).mean() > 1e-3

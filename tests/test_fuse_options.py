@@ -1,6 +1,5 @@
 """FuseOptions, the one record of how `fuse` and `batch` make each image and how fast: the command line makes one
-option per field with the field's help, builds it once and hands it to the api; library callers may still
-pass the fields as keyword arguments (api, pipelines, swinfuse.fuse), with the same result."""
+option per field with the field's help, builds it once and hands it to the api; library callers pass one too."""
 
 from __future__ import annotations
 
@@ -15,7 +14,6 @@ import typer
 from swinfuse import api
 from swinfuse.cli import app
 from swinfuse.fusing import FuseOptions
-from swinfuse.fusing.options import IMAGE_FIELDS, with_settings
 
 ASSETS = Path(__file__).parent / "assets"
 FIELDS = [f.name for f in dataclasses.fields(FuseOptions)]
@@ -39,22 +37,6 @@ def test_every_field_is_an_option_of_both_commands_with_its_help(command):
     assert params["compile"].opts == ["--compile"] and not params["compile"].secondary_opts
 
 
-def test_the_image_fields_are_the_manifests_making_settings():
-    from swinfuse.fusing.manifest import MAKING_SETTINGS
-
-    assert MAKING_SETTINGS == IMAGE_FIELDS == ("resize", "gray", "bit_depth", "tile", "tile_overlap")
-
-
-def test_keyword_arguments_replace_fields_and_unknown_ones_are_a_type_error():
-    base = FuseOptions(tile=64, precision="bf16")
-    assert with_settings(base, {"tile": 128}, "f") == FuseOptions(tile=128, precision="bf16")
-    assert with_settings(None, {}, "f") == FuseOptions()
-    with pytest.raises(TypeError, match=r"^fuse_pair\(\) got an unexpected keyword argument 'tiles'$"):
-        api.fuse_pair(ir="a.png", vis="b.png", prompts=[""], tiles=64)
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        base.tile = 1
-
-
 def test_the_cli_hands_one_options_record_to_the_api(batch_arguments, tmp_path):
     from typer.testing import CliRunner
 
@@ -63,20 +45,6 @@ def test_the_cli_hands_one_options_record_to_the_api(batch_arguments, tmp_path):
                              "--threads", "2"])
     assert seen["options"] == FuseOptions(gray=True, bit_depth=16, resize=True, device="cpu", threads=2)
     assert not set(FIELDS) & set(seen)  # the fields travel in the record, nowhere else
-
-
-def test_keywords_and_options_fuse_the_same_image(tiny_checkpoint, tmp_path):
-    ir = sorted((ASSETS / "ir").iterdir())[0]
-    vis = ASSETS / "vis" / ir.name
-    common = dict(ir=ir, vis=vis, prompts=["a prompt"], weights=tiny_checkpoint)
-    by_keywords = api.fuse_pair(**common, output=tmp_path / "k.png", tile=24, tile_overlap=16, gray=True,
-                                device="cpu", threads=1)
-    by_options = api.fuse_pair(**common, output=tmp_path / "o.png",
-                               options=FuseOptions(tile=24, tile_overlap=16, gray=True, device="cpu", threads=1))
-    assert by_keywords.device == by_options.device == "cpu"
-    a, b = (cv2.imread(str(tmp_path / n), cv2.IMREAD_UNCHANGED) for n in ("k.png", "o.png"))
-    assert a.ndim == 2 and np.array_equal(a, b)
-    assert any("tiles" in note for note in by_keywords.notes)
 
 
 def test_the_batch_manifest_records_the_options_with_the_device_used(tiny_checkpoint, tmp_path):
@@ -100,9 +68,9 @@ def test_arrays_take_the_same_options(tiny_model):
     whole = swinfuse.fuse(ir, vis, model=tiny_model)
     tiled = swinfuse.fuse(ir, vis, model=tiny_model, options=FuseOptions(tile=40, tile_overlap=32))
     assert tiled.shape == whole.shape and np.abs(tiled.astype(int) - whole.astype(int)).mean() < 2
-    gray = swinfuse.fuse(ir, vis, model=tiny_model, gray=True, bit_depth=16)
+    gray = swinfuse.fuse(ir, vis, model=tiny_model, options=FuseOptions(gray=True, bit_depth=16))
     assert gray.shape == (48, 64) and gray.dtype == np.uint16
-    resized = swinfuse.fuse(ir[::2, ::2], vis, model=tiny_model, resize=True)
+    resized = swinfuse.fuse(ir[::2, ::2], vis, model=tiny_model, options=FuseOptions(resize=True))
     assert resized.shape == (48, 64, 3)
     with pytest.raises(swinfuse.SwinfuseError, match=r"sizes differ: .*resize=True"):
         swinfuse.fuse(ir[::2, ::2], vis, model=tiny_model)

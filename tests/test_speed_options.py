@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from swinfuse import api
+from swinfuse.api import FuseOptions
 from swinfuse.cli import app, main
 
 runner = CliRunner()
@@ -122,10 +123,11 @@ def test_the_library_leaves_process_tuning_to_the_command(tiny_checkpoint, tmp_p
     monkeypatch.setattr(devices, "tune_process", lambda: calls.append("process"))
     ir, vis = _pair()
     api.profile_model(preset="smoke", sizes=["16"], warmup=0, repetitions=1, device="cpu")
-    api.fuse_pair(ir=ir, vis=vis, prompts=[""], output=tmp_path / "one.png", weights=tiny_checkpoint, device="cpu")
-    api.fuse_batch(root=ASSETS, output_dir=tmp_path / "batch", weights=tiny_checkpoint, device="cpu")
+    cpu = FuseOptions(device="cpu")
+    api.fuse_pair(ir=ir, vis=vis, prompts=[""], output=tmp_path / "one.png", weights=tiny_checkpoint, options=cpu)
+    api.fuse_batch(root=ASSETS, output_dir=tmp_path / "batch", weights=tiny_checkpoint, options=cpu)
     swinfuse.fuse(np.zeros((16, 16), np.uint8), np.zeros((16, 16), np.uint8), "", weights=tiny_checkpoint,
-                  device="cpu")
+                  options=cpu)
     assert calls == []
 
 
@@ -145,10 +147,11 @@ def test_a_tiled_fuse_reports_its_progress_tile_by_tile(tiny_checkpoint, tmp_pat
     ir, vis = _pair()
     seen = []
     api.fuse_pair(ir=ir, vis=vis, prompts=["a", "b"], output=tmp_path / "out", weights=tiny_checkpoint,
-                  device="cpu", tile=24, tile_overlap=16, progress=lambda done, total: seen.append((done, total)))
+                  options=FuseOptions(device="cpu", tile=24, tile_overlap=16),
+                  progress=lambda done, total: seen.append((done, total)))
     total = seen[0][1]
     assert total > 1 and seen == [(k, total) for k in range(1, total + 1)] * 2  # every tile, for each prompt
     seen.clear()
     api.fuse_pair(ir=ir, vis=vis, prompts=["a"], output=tmp_path / "whole.png", weights=tiny_checkpoint,
-                  device="cpu", progress=lambda done, total: seen.append((done, total)))
+                  options=FuseOptions(device="cpu"), progress=lambda done, total: seen.append((done, total)))
     assert seen == []  # a frame fused whole has no tiles to report

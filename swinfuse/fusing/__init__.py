@@ -8,7 +8,7 @@ The model is any module with `encode_prompts(list[str]) -> (N, D)`, `forward(ir,
 (B, 1, H, W) tensors in [0, 1] returning (B, 1, H*upscale, W*upscale), and `config.upscale`, plus the config
 fields tiling reads (window_size, embed_dim, mlp_ratio, upsampler) unless tile is None (whole frames); `meta`
 is the dict `load_checkpoint` returns ("config", "provenance", "sha256"). How each image is made (resize,
-gray, bit depth, tiles, device, ...) is one FuseOptions (options), or its fields as keyword arguments.
+gray, bit depth, tiles, device, ...) is one FuseOptions (options).
 
 The pieces: options (FuseOptions), results (the result types), pair (open_pair, fuse_pair), batch
 (fuse_batch), manifest, forward (one forward, whole or tiled); reading a pair, output names and checks and

@@ -16,7 +16,7 @@ from swinfuse.data.outputs import check_not_an_input_folder, check_output, make_
 from swinfuse.errors import OutputError
 from swinfuse.fusing.forward import check_tiling, fuse_y, model_upscale, run_device, to_tensor
 from swinfuse.fusing.manifest import made_with, manifest_name, previous_records, write_manifest
-from swinfuse.fusing.options import FuseOptions, with_settings
+from swinfuse.fusing.options import FuseOptions
 from swinfuse.fusing.results import BatchInterrupted, BatchReport, PairRecord
 from swinfuse.jsonable import to_jsonable
 from swinfuse.memory import gpu_peak_mb, peak_rss_mb, reset_gpu_peak
@@ -96,7 +96,7 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, 
                ir_dir: str | Path | None = None, vis_dir: str | Path | None = None, recursive: bool = False,
                overwrite: bool = False, shard: str | tuple[int, int] | None = None, ext: str = ".png",
                weights: str | Path | None = None, progress: Progress | None = None,
-               options: FuseOptions | None = None, **settings) -> BatchReport:
+               options: FuseOptions = FuseOptions()) -> BatchReport:
     """Fuse every pair under `root` (or ir_dir/vis_dir) into output_dir/<rel><ext>, streaming from disk.
 
     Existing outputs are skipped unless overwrite, so a killed run resumes where it stopped. A pair that
@@ -105,8 +105,7 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, 
     progress(done, total, record) is called once with record None before the first pair, then after
     each pair. A manifest.json (manifest-shard-i-of-n.json for a shard, so concurrent shards writing to
     one folder don't overwrite each other's) is written beside the outputs, its settings the folder's and
-    dataclasses.asdict(options). options: a FuseOptions, or its fields as keyword arguments; read as
-    fusing.fuse_pair reads them.
+    dataclasses.asdict(options). The options are read as open_pair and fuse_pair read them.
     """
     import torch
 
@@ -114,7 +113,6 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, 
     from swinfuse.data.pairs import find_pairs, parse_shard
     from swinfuse.data.pairs import shard as take_shard
 
-    options = with_settings(options, settings, "fuse_batch")
     device = run_device(model, options.device)
     output_dir = Path(output_dir)
     ext = ext if ext.startswith(".") else f".{ext}"

@@ -36,14 +36,10 @@ def _versions() -> dict[str, str]:
             "numpy": numpy.__version__, "python": platform.python_version()}
 
 
-# The settings that shape an output image (the rest, as root or device, say where and how the run went): the
-# options' image fields, under the names the manifest has always given them.
-MAKING_SETTINGS = IMAGE_FIELDS
-
-
 def made_with(sha256: str | None, prompt: str, settings: dict) -> dict:
-    """What makes an output: the weights (by hash), the prompt and the settings that shape the image."""
-    making = {k: settings.get(k) for k in MAKING_SETTINGS}
+    """What makes an output: the weights (by hash), the prompt and the settings that shape the image (the
+    options' IMAGE_FIELDS; the rest, as root or device, say where and how the run went)."""
+    making = {k: settings.get(k) for k in IMAGE_FIELDS}
     making["tile"] = making["tile"] or None  # 0 and None both mean automatic
     return {"weights_sha256": sha256, "prompt": prompt, "settings": making}
 

@@ -2,15 +2,14 @@
 dataclass, FuseOptions, carried from the command line to the batch manifest.
 
 The CLI makes one option per field (swinfuse.cli, with the help written here, so each help text has one
-place), builds one FuseOptions and hands it to the api (api.fuse_pair, api.fuse_batch; swinfuse.fuse for
-arrays), which applies the speed fields (device, threads, precision, compile) to the model and passes the
-options on to the pipelines (fusing.pair, fusing.batch); they read the image fields, and a batch records
+place), builds one FuseOptions and hands it to the api (api.fuse_pair, api.fuse_batch, api.fuse), which
+applies the speed fields (device, threads, precision, compile) to the model and passes the options on to the
+pipelines (fusing.pair, fusing.batch); they read the image fields, and a batch records
 dataclasses.asdict(options) among the manifest's "settings". The fields that shape an output image
 (shapes_image in their metadata) are those the manifest's per-output records compare on a rerun.
 
-Library callers may pass the fields as keyword arguments instead (`api.fuse_pair(..., tile=512)`), as before
-this class existed; `with_settings` turns them into a FuseOptions. Standard library only, so the CLI imports
-it without torch.
+Every fusing function takes its options this one way: `options=FuseOptions(tile=512)`. Standard library
+only, so the CLI imports it without torch.
 """
 
 from __future__ import annotations
@@ -55,17 +54,5 @@ class FuseOptions:
         object.__setattr__(self, "device", str(self.device))  # a torch.device is recorded as its name
 
 
-FIELDS = tuple(f.name for f in dataclasses.fields(FuseOptions))
-
 # The fields that shape an output image (the others say where and how fast it was made).
 IMAGE_FIELDS = tuple(f.name for f in dataclasses.fields(FuseOptions) if f.metadata["shapes_image"])
-
-
-def with_settings(options: FuseOptions | None, settings: dict, caller: str) -> FuseOptions:
-    """options (default: FuseOptions()) with the fields given as keyword arguments replaced; a name that is not
-    a field is the TypeError Python gives for an unexpected keyword argument of caller."""
-    unknown = sorted(set(settings) - set(FIELDS))
-    if unknown:
-        raise TypeError(f"{caller}() got an unexpected keyword argument {unknown[0]!r}")
-    options = FuseOptions() if options is None else options
-    return dataclasses.replace(options, **settings) if settings else options

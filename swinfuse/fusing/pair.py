@@ -1,6 +1,6 @@
 """One infrared/visible pair, fused once per prompt: open_pair checks the outputs and reads the pair (no model
-needed), fuse_pair runs the model, writes each prompt's output (and a comparison sheet when asked) and
-returns a FuseResult with the time each step took."""
+needed), fuse_pair runs the model on what open_pair returned, writes each prompt's output (and a comparison
+sheet when asked) and returns a FuseResult with the time each step took."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from swinfuse.data.loading import LoadedPair, read_pair
 from swinfuse.data.outputs import check_not_a_source, check_output, output_paths
 from swinfuse.fusing.forward import check_tiling, fuse_y, model_upscale, run_device, to_tensor
-from swinfuse.fusing.options import FuseOptions, with_settings
+from swinfuse.fusing.options import FuseOptions
 from swinfuse.fusing.results import FusedOutput, FuseResult
 from swinfuse.memory import gpu_peak_mb, peak_rss_mb, reset_gpu_peak, sync
 
@@ -30,11 +30,10 @@ class OpenedPair:
 
 
 def open_pair(*, ir_path: str | Path, vis_path: str | Path, prompts: list[str], output: str | Path | None,
-              sheet: str | Path | None = None, options: FuseOptions | None = None, **settings) -> OpenedPair:
+              sheet: str | Path | None = None, options: FuseOptions = FuseOptions()) -> OpenedPair:
     """Check every output path (writable format, never a source image) and read the pair. Model-free, so a
-    caller can do it before loading the weights: a bad path or image then costs no model load. Of the options
-    (FuseOptions, or its fields as keyword arguments) it reads resize and bit_depth."""
-    options = with_settings(options, settings, "open_pair")
+    caller can do it before loading the weights: a bad path or image then costs no model load. No prompt means
+    one empty prompt ("no instruction"). Of the options it reads resize, bit_depth and max_pixels."""
     resize, bit_depth = options.resize, options.bit_depth
     ir_path, vis_path = Path(ir_path), Path(vis_path)
     prompts = list(prompts) or [""]
@@ -52,32 +51,25 @@ def open_pair(*, ir_path: str | Path, vis_path: str | Path, prompts: list[str], 
     return OpenedPair(ir_path, vis_path, prompts, paths, sheet, pair, (time.perf_counter() - start) * 1e3)
 
 
-def fuse_pair(*, ir_path: str | Path, vis_path: str | Path, prompts: list[str], output: str | Path | None,
-              model, meta: dict, sheet: str | Path | None = None, weights: str | Path | None = None,
-              opened: OpenedPair | None = None, options: FuseOptions | None = None, on_tile=None,
-              **settings) -> FuseResult:
-    """Fuse one infrared/visible pair once per prompt and write the results (see output_paths).
+def fuse_pair(opened: OpenedPair, *, model, meta: dict, weights: str | Path | None = None,
+              options: FuseOptions = FuseOptions(), on_tile=None) -> FuseResult:
+    """Fuse the pair open_pair read once per prompt and write the results to the paths it checked (see
+    output_paths), with the comparison sheet when it was asked for.
 
-    No prompt means one empty prompt ("no instruction"). sheet writes a captioned side-by-side comparison
-    there; weights is the checkpoint path, for the report only (default: meta["path"], which load_checkpoint
-    sets). options: a FuseOptions, or its fields as keyword arguments; this reads resize, gray (the fused Y
-    only), bit_depth (8 or 16 instead of the visible's), tile and tile_overlap (see
-    swinfuse.fusing.forward.fuse_y) and device (the model's, for 'auto'); the model is used in the precision
-    it has. opened: what open_pair returned for these same arguments, when the caller checked and read the
-    pair before loading the model. on_tile(done, total) follows a tiled forward, tile by tile.
+    weights is the checkpoint path, for the report only (default: meta["path"], which load_checkpoint sets).
+    Of the options (the same open_pair read) this reads gray (the fused Y only), bit_depth (8 or 16 instead of
+    the visible's), tile and tile_overlap (see swinfuse.fusing.forward.fuse_y) and device (the model's, for
+    'auto'); the model is used in the precision it has. on_tile(done, total) follows a tiled forward, tile by
+    tile.
     """
     import torch
 
     from swinfuse.data.io import compose_output, output_bit_depth, write_image_atomic
     from swinfuse.data.sheet import make_sheet
 
-    options = with_settings(options, settings, "fuse_pair")
     gray, bit_depth, tile, tile_overlap = options.gray, options.bit_depth, options.tile, options.tile_overlap
     device = run_device(model, options.device)
     weights = weights or meta.get("path")
-    if opened is None:
-        opened = open_pair(ir_path=ir_path, vis_path=vis_path, prompts=prompts, output=output, sheet=sheet,
-                           options=options)
     ir_path, vis_path, prompts, paths, sheet = opened.ir_path, opened.vis_path, opened.prompts, opened.paths, opened.sheet
     pair = opened.pair
     ir, visible, notes = pair.ir, pair.visible, pair.notes
