@@ -23,7 +23,7 @@ _PUBLIC = {
     "TextEncoderSpec": ("swinfuse.model.config", "TextEncoderSpec"),
     "load_checkpoint": ("swinfuse.model.checkpoint", "load_checkpoint"),
     "save_checkpoint": ("swinfuse.model.checkpoint", "save_checkpoint"),
-    "fuse": ("swinfuse.arrays", "fuse"),
+    "fuse": ("swinfuse.api", "fuse"),
     "fuse_pair": ("swinfuse.api", "fuse_pair"),
     "fuse_batch": ("swinfuse.api", "fuse_batch"),
     "profile": ("swinfuse.api", "profile_model"),
@@ -32,7 +32,7 @@ _PUBLIC = {
     "train": ("swinfuse.api", "train"),
     "TrainArgs": ("swinfuse.training.args", "TrainArgs"),
     "TrainResult": ("swinfuse.training.args", "TrainResult"),
-    "FuseOptions": ("swinfuse.fusing.options", "FuseOptions"),
+    "FuseOptions": ("swinfuse.api", "FuseOptions"),
     "SwinfuseError": ("swinfuse.errors", "SwinfuseError"),
 }
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from swinfuse.errors import CheckpointError, ConfigError
 
+from swinfuse.errors import CheckpointError, ConfigError, InputError
 from swinfuse.fusing.options import FuseOptions
 
 DEFAULT_WEIGHTS_NAME = "swinfuse-default.safetensors"
@@ -132,6 +132,63 @@ def _fusing_model(weights, dev, dtype, options):
     """The checkpoint loaded for fusing (never random weights), in the asked precision, compiled when asked."""
     model, meta, _ = load_model(weights=weights, device=dev, require_weights=True)
     return _for_speed(model, dtype, options.compile), meta
+
+
+# The checkpoint `fuse` runs when no model is given, kept for the next call: one model at a time, so a
+# notebook that fuses with several checkpoints holds one in memory, not all of them.
+_KEPT: dict = {"key": None, "model": None}
+
+
+def _kept_model(weights, options: FuseOptions):
+    """The checkpoint for these weights and speed options (device, precision, compile), loaded once and kept
+    until a call asks for another (or the file changes); torch's threads set as the options say."""
+    options, dev, dtype = _speed(options)
+    path = Path(weights) if weights is not None else default_weights_path()
+    st = path.stat() if path.is_file() else None
+    stamp = (st.st_mtime_ns, st.st_ino, st.st_size) if st else None  # a file rewritten is a new checkpoint
+    key = (str(path.resolve()), stamp, options.device, options.precision, options.compile)
+    if _KEPT["key"] != key:
+        _KEPT.update(key=None, model=None)  # the old model goes before the new one loads
+        _KEPT.update(key=key, model=_fusing_model(path, dev, dtype, options)[0])
+    return _KEPT["model"]
+
+
+def fuse(ir, vis, prompt: str = "", *, model=None, weights: str | Path | None = None, channel_order: str = "rgb",
+         options: FuseOptions = FuseOptions()):
+    """Fuse an infrared and a visible image held in memory -> the fused image; no files. Colour in, colour out,
+    as the CLI does: the visible's BT.601 Y is fused with the infrared and its Cr/Cb put back; a gray visible
+    gives a gray result.
+
+    numpy: (H, W) or (H, W, 3) channel-last, uint8, uint16 or float in [0, 1] (RGB, or BGR with
+    channel_order="bgr"); the result has the visible's dtype and layout. torch: (H, W), (1, H, W) or
+    (3, H, W) channel-first floats in [0, 1]; the result is a float tensor in the visible's layout, on the CPU
+    (swinfuse.data.arrays). Times the model's upscale in both cases.
+
+    model: a loaded SwinFuse, run as it is; else the checkpoint `weights`, else the shipped default, loaded
+    and kept for later calls (one model at a time). options: as for fuse_pair; device, precision, compile and
+    threads say how a checkpoint runs; tile and tile_overlap as on the command line; resize: an infrared of
+    another size is resized to the visible; gray: the fused Y only; bit_depth 8 or 16: a numpy result as
+    uint8 or uint16 whatever the visible's dtype (a tensor result stays float)."""
+    import numpy as np
+    import torch
+
+    from swinfuse import devices
+    from swinfuse.data.arrays import read_arrays, to_caller
+    from swinfuse.data.io import compose_output
+    from swinfuse.fusing.forward import fuse_y, model_upscale
+
+    if options.bit_depth not in (None, 8, 16):
+        raise InputError(f"bit_depth must be 8 or 16, got {options.bit_depth}")
+    pair = read_arrays(ir, vis, channel_order=channel_order, resize=options.resize)
+    if model is None:
+        model = _kept_model(weights, options)  # threads set there, with the other speed options
+    else:
+        devices.set_threads(options.threads)
+    with torch.inference_mode():
+        text = model.encode_prompts([prompt])  # (1, D), on the model's device
+        ir_t, vis_t = (torch.from_numpy(np.ascontiguousarray(x))[None, None] for x in (pair.ir, pair.visible.y))
+        y = fuse_y(model, ir_t, vis_t, text, model_upscale(model), options.tile, options.tile_overlap)
+    return to_caller(compose_output(y, pair.visible, options.gray), pair, options.bit_depth)
 
 
 def fuse_pair(*, ir: str | Path, vis: str | Path, prompts: list[str] = (), output: str | Path | None = None,

@@ -100,3 +100,26 @@ def test_shipped_checkpoint_loads_and_responds_to_the_prompt():
     dark = swinfuse.fuse(ir, vis, "the visible image is in extremely low light", weights=weights, options=cpu)
     assert neutral.shape == (48, 64) and neutral.dtype == np.float32
     assert np.abs(neutral - dark).mean() > 1e-3
+
+
+def test_fuse_keeps_one_loaded_checkpoint(tiny_model, tmp_path, monkeypatch):
+    from swinfuse import api
+    from swinfuse.model.checkpoint import save_checkpoint
+
+    a = save_checkpoint(tiny_model, tmp_path / "a.safetensors")
+    b = save_checkpoint(tiny_model, tmp_path / "b.safetensors")
+    loads, real = [], api.load_model
+
+    def counting(**kwargs):  # the real loader, counted
+        loads.append(Path(kwargs["weights"]).name)
+        return real(**kwargs)
+
+    monkeypatch.setattr(api, "load_model", counting)
+    monkeypatch.setattr(api, "_KEPT", {"key": None, "model": None})
+    image, cpu = np.zeros((16, 16), np.uint8), api.FuseOptions(device="cpu")
+    for weights in (a, a, b, b, a):
+        api.fuse(image, image, weights=weights, options=cpu)
+    assert loads == ["a.safetensors", "b.safetensors", "a.safetensors"]  # kept while asked for, one at a time
+    save_checkpoint(tiny_model, a, {"note": "retrained"})
+    api.fuse(image, image, weights=a, options=cpu)
+    assert loads[-1] == "a.safetensors" and len(loads) == 4  # a rewritten file is loaded again
