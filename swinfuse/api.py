@@ -1,7 +1,12 @@
-"""The library behind the CLI: one keyword-only function per subcommand, each returning a dataclass.
+"""The library's face: one keyword-only function per command, each returning a dataclass, and what the command
+line needs to build its options (the config fields, FuseOptions, the metric conventions, TrainArgs).
 
-Only the standard library at module top: torch and friends load inside the functions, so importing this
-module (and `swinfuse --help`) stays instant, and tests can patch these functions cheaply.
+    fuse (arrays in memory), fuse_pair, fuse_batch, profile_model, summarize_model, evaluate, train
+
+Only the standard library (and the standard-library modules errors and fusing.options) at module top: torch
+and friends load inside the functions, so importing this module (and `swinfuse --help`) stays instant, and
+tests can patch these functions cheaply. The command line (swinfuse.cli) imports this module, not the
+packages behind it.
 """
 
 from __future__ import annotations
@@ -36,6 +41,63 @@ def parse_size(text: str) -> tuple[int, int]:
     if len(parts) != 2 or min(parts) < 1:
         raise ConfigError(f"size must be H or HxW with positive numbers, got {text!r}")
     return parts[0], parts[1]
+
+
+# -- what the command line builds its options from -------------------------------------------------------------
+def default_threads() -> int:
+    """The commands' CPU thread count when --threads is unset or 0 (swinfuse.devices.default_threads: the
+    usable cores less those other processes keep busy, or OMP_NUM_THREADS)."""
+    from swinfuse import devices
+
+    return devices.default_threads()
+
+
+def tune_process() -> bool:
+    """The process-wide CPU tuning the `swinfuse` command applies before it runs (swinfuse.devices.tune_process);
+    the library functions never apply it themselves."""
+    from swinfuse import devices
+
+    return devices.tune_process()
+
+
+def config_fields() -> list[tuple[str, str]]:
+    """The FusionConfig fields a command may override (all but the text encoder's spec), in order, each with its
+    kind: 'ints' (a tuple of ints), 'bool', 'int', 'float' or 'str'. The commands make one option of each."""
+    import dataclasses
+
+    from swinfuse.model.config import FusionConfig
+
+    fields = []
+    for f in dataclasses.fields(FusionConfig):
+        if f.name == "text":
+            continue
+        kind = str(f.type)
+        fields.append((f.name, "ints" if "tuple" in kind else next(
+            (k for k in ("bool", "int", "float") if kind.startswith(k)), "str")))
+    return fields
+
+
+def conventions() -> tuple[str, ...]:
+    """The names of the metric conventions `evaluate` accepts (swinfuse.metrics.CONVENTIONS)."""
+    from swinfuse.metrics import CONVENTIONS
+
+    return tuple(CONVENTIONS)
+
+
+def train_args(*, loss_weights: str | tuple[float, ...] = "10,20,20", command: str | None = None, **fields):
+    """A TrainArgs (swinfuse.training.args) from the options of `swinfuse train`: loss_weights as the command
+    line writes them ("10,20,20", or four numbers with the pyramid weight) or as numbers, checked here;
+    command: the command line the checkpoint records (default: this process's, as a user would retype it)."""
+    from swinfuse.training.args import TrainArgs, check_loss_weights
+    from swinfuse.training.provenance import invocation
+
+    values = loss_weights.split(",") if isinstance(loss_weights, str) else loss_weights
+    try:
+        weights = tuple(check_loss_weights(values).values())
+    except ConfigError:
+        raise ConfigError(f"--loss-weights takes three non-negative numbers like 10,20,20, or four with a pyramid "
+                          f"weight like 10,10,60,20; got {loss_weights!r}") from None
+    return TrainArgs(**fields, loss_weights=weights, command=invocation() if command is None else command)
 
 
 def build_config(preset: str = "smoke", overrides: dict | None = None):

@@ -122,6 +122,10 @@ class EvaluationReport:
             rows.append(cells)
         return (["rank"] if ranked else []), rows
 
+    def heading(self, metric: str) -> str:
+        """A metric's column heading with the arrow of its better direction: 'EN ↑', 'Nabf ↓'."""
+        return f"{metric} {ARROWS[self.directions[metric]]}"
+
     def caption(self) -> str:
         n = sorted({m.count for m in self.methods})
         images = f"{n[0]} images" if len(n) == 1 else f"{n[0]}-{n[-1]} images"
@@ -130,7 +134,7 @@ class EvaluationReport:
 
     def to_markdown(self) -> str:
         extra, rows = self._cells(lambda s: f"**{s}**", " ± ")
-        head = ["Method", "Images", *(f"{k} {ARROWS[self.directions[k]]}" for k in self.metrics),
+        head = ["Method", "Images", *(self.heading(k) for k in self.metrics),
                 *(["Mean rank ↓"] if extra else [])]
         lines = ["| " + " | ".join(head) + " |", "| :-- | " + " | ".join("--:" for _ in head[1:]) + " |"]
         lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]

@@ -321,7 +321,7 @@ def test_batch_metrics_table_in_80_columns_cuts_no_number(tiny_checkpoint, tmp_p
     import cv2
     import numpy as np
 
-    from swinfuse import render
+    from swinfuse.cli import render
 
     rng = np.random.default_rng(2)
     for sub in ("ir", "vis"):
@@ -453,7 +453,7 @@ def test_a_long_prompt_is_one_line_in_the_table_and_one_warning(tiny_checkpoint,
 
 
 def test_prompt_label_cuts_a_long_prompt():
-    from swinfuse.render import prompt_label
+    from swinfuse.cli.render import prompt_label
 
     assert prompt_label("low light") == "'low light'"
     assert prompt_label("x" * 61) == f"{'x' * 60!r}… (61 characters)"

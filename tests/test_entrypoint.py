@@ -29,3 +29,24 @@ def test_failed_command_exits_non_zero(tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert out.stderr.strip().startswith("Error: ") and out.stderr.count("\n") == 1
+
+
+def test_the_command_line_imports_the_library_face_only():
+    """swinfuse.cli imports swinfuse.api (and the error and JSON leaves), never the packages behind the api."""
+    import ast
+    from pathlib import Path
+
+    import swinfuse.cli
+
+    allowed = {"swinfuse", "swinfuse.api", "swinfuse.errors", "swinfuse.jsonable"}
+    for path in Path(swinfuse.cli.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("swinfuse"):
+                names = [node.module] if node.module != "swinfuse" else [f"swinfuse.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names if a.name.startswith("swinfuse")]
+            else:
+                continue
+            for name in names:
+                assert name in allowed or name.startswith("swinfuse.cli") or name == "swinfuse.__version__", \
+                    f"{path.name} imports {name}"

@@ -13,7 +13,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from swinfuse import api, evaluate_cmd
+from swinfuse import api
+from swinfuse.cli import evaluate as evaluate_cmd
 from swinfuse.errors import InputError
 from swinfuse.metrics import METRIC_NAMES
 
@@ -205,7 +206,7 @@ def test_two_methods_best_marked_on_shared_images_with_a_warning(two_methods, mo
 
 def test_several_fused_folders_are_named_by_their_folder_and_the_table_marks_the_best(two_methods, monkeypatch,
                                                                                        capsys):
-    monkeypatch.setattr("swinfuse.render.stdout.width", 200)
+    monkeypatch.setattr("swinfuse.cli.render.stdout.width", 200)
     code, out = _main(monkeypatch, capsys, ["evaluate", two_methods / "sharp", two_methods / "blur",
                                             two_methods / "src", "--workers", "2", "--rank"])
     assert code in (0, None), out.err

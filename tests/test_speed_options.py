@@ -131,14 +131,18 @@ def test_the_library_leaves_process_tuning_to_the_command(tiny_checkpoint, tmp_p
     assert calls == []
 
 
-def test_the_command_tunes_the_process_once_before_it_runs(monkeypatch):
-    from swinfuse import cli, devices
+def test_the_command_tunes_the_process_before_torch_loads():
+    # THP_MEM_ALLOC_ENABLE only takes effect if set before torch is imported (devices.tune_process).
+    import subprocess
+    import sys
 
-    calls = []
-    monkeypatch.setattr(devices, "tune_process", lambda: calls.append("tune"))
-    monkeypatch.setattr(cli, "app", lambda: calls.append("app"))
-    main()
-    assert calls == ["tune", "app"]
+    code = ("import os, sys; sys.argv = ['swinfuse', '--version']\n"
+            "from swinfuse.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(os.environ.get('THP_MEM_ALLOC_ENABLE'), 'torch' in sys.modules)")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert out.stdout.splitlines()[-1] == "1 False", out.stdout + out.stderr
 
 
 def test_a_tiled_fuse_reports_its_progress_tile_by_tile(tiny_checkpoint, tmp_path):

@@ -265,17 +265,9 @@ def test_init_converts_a_head_count_change(pair_dir, tmp_path, monkeypatch):
 
 
 def test_train_command_runs(pair_dir, tmp_path):
-    import typer
     from typer.testing import CliRunner
 
-    from swinfuse.train_cmd import register
-
-    app = typer.Typer()
-    register(app)
-
-    @app.callback()
-    def _root() -> None:
-        pass
+    from swinfuse.cli import app
 
     out = tmp_path / "cli"
     result = CliRunner().invoke(app, ["train", "--data", str(pair_dir), "--out", str(out), "--preset", "smoke",
@@ -292,19 +284,6 @@ def test_recorded_command_names_swinfuse_for_python_dash_m(monkeypatch):
     assert invocation() == "swinfuse train --out 'a b'"
     monkeypatch.setattr(sys, "argv", ["/venv/bin/swinfuse", "train"])
     assert invocation() == "swinfuse train"
-
-
-def test_stand_alone_train_module_is_the_train_command(monkeypatch):
-    """`python -m swinfuse.train_cmd ARGS` hands `swinfuse train ARGS` to the CLI's entry (its one error map),
-    and the recorded command says so."""
-    from swinfuse import cli, train_cmd
-    from swinfuse.training.provenance import invocation
-
-    seen = []
-    monkeypatch.setattr(cli, "main", lambda: seen.append((list(sys.argv), invocation())))
-    monkeypatch.setattr(sys, "argv", ["/x/swinfuse/train_cmd.py", "--steps", "5"])
-    train_cmd.main()
-    assert seen == [(["swinfuse", "train", "--steps", "5"], "swinfuse train --steps 5")]
 
 
 def _main(argv, monkeypatch, capsys) -> tuple[int, str, str]:
@@ -337,7 +316,7 @@ def _free_port() -> int:
 def test_torchrun_two_cpu_processes(pair_dir, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-           "--master-port", str(_free_port()), "-m", "swinfuse.train_cmd",
+           "--master-port", str(_free_port()), "-m", "swinfuse", "train",
            "--data", str(pair_dir), "--out", str(out), "--preset", "smoke", "--steps", "3", "--batch-size", "4",
            "--crop", "16", "--val-count", "2", "--val-crop", "16", "--warmup", "1", "--val-every", "2",
            "--device", "cpu", "--threads", "1", "--no-progress"]

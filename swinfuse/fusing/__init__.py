@@ -13,7 +13,7 @@ gray, bit depth, tiles, device, ...) is one FuseOptions (options).
 The pieces: options (FuseOptions), results (the result types), pair (open_pair, fuse_pair), batch
 (fuse_batch), manifest, forward (one forward, whole or tiled); reading a pair, output names and checks and
 the comparison sheet are image concerns, in swinfuse.data (loading, outputs, sheet). Only the standard
-library is imported at the top, so api.py and cli.py can import the result types without pulling in torch
+library is imported at the top, so the api and the CLI can import the result types without pulling in torch
 or OpenCV.
 """
 

@@ -1,5 +1,5 @@
 """What fusing reports: one pair's result (FuseResult, one FusedOutput per prompt) and a batch's report
-(BatchReport, one PairRecord per pair). Standard library only, so api.py and cli.py can import them without
+(BatchReport, one PairRecord per pair). Standard library only, so the api and the CLI can import them without
 pulling in torch or OpenCV; to_dict gives their JSON (swinfuse.jsonable: NaN and inf become null)."""
 
 from __future__ import annotations

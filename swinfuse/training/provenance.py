@@ -29,8 +29,7 @@ def git_commit() -> str:
 
 def invocation() -> str:
     """The command line as a user would retype it: `python -m swinfuse train ...` (and torchrun's
-    `-m swinfuse`) run `__main__.py`, which is the `swinfuse` command (as is `python -m swinfuse.train_cmd`,
-    which hands the CLI `swinfuse train ...`)."""
+    `-m swinfuse`) run `__main__.py`, which is the `swinfuse` command."""
     name = Path(sys.argv[0]).name
     return shlex.join(["swinfuse" if name == "__main__.py" else name, *sys.argv[1:]])
 

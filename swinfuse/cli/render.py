@@ -1,5 +1,5 @@
 """Results to people and machines: a rich table on stdout, or JSON on stdout (nothing else there).
-Progress, notes and warnings go to stderr. Table and JSON are drawn from the same dict."""
+Progress, notes and warnings go to stderr. Table and JSON are drawn from the same dict (show_result)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,16 @@ def to_jsonable(value: Any) -> Any:
 
 def emit_json(data: Any, *, digits: int | None = 6) -> None:
     print(jsonable.dumps(data, digits=digits))
+
+
+def show_result(data, tables_fn, as_json: bool) -> None:
+    """A command's result (a dataclass with to_dict, or a dict): its JSON on stdout, or tables_fn's tables of
+    the same dict."""
+    payload = to_jsonable(data.to_dict() if hasattr(data, "to_dict") else data)
+    if as_json:
+        emit_json(payload)
+    else:
+        show(tables_fn(payload))
 
 
 def fmt(value: Any) -> str:
@@ -197,8 +207,6 @@ def evaluate_tables(report) -> list[Table]:
     console is too narrow for all ten metrics. Several: one row per method, mean ± std, best in bold."""
     from rich.markup import escape
 
-    from swinfuse.evaluation import ARROWS
-
     def values(record: dict) -> list[str]:
         return [f"{record[m]:.4f}" for m in report.metrics]
 
@@ -209,7 +217,7 @@ def evaluate_tables(report) -> list[Table]:
                            footer=[(f"mean ({m.count})", values(m.mean))])
     ranked = any(m.rank is not None for m in report.methods)
     best_rank = min((m.rank for m in report.methods if m.rank is not None), default=None)
-    columns = ["images", *(f"{k} {ARROWS[report.directions[k]]}" for k in report.metrics),
+    columns = ["images", *(report.heading(k) for k in report.metrics),
                *(["rank ↓"] if ranked else [])]
     rows = []
     for m in report.methods:
@@ -226,6 +234,41 @@ def evaluate_tables(report) -> list[Table]:
             for m in report.methods]
     return wide_tables(f"swinfuse evaluate, convention {report.convention} (best: bold, *)", "method", columns,
                        rows, footer=stds)
+
+
+def show_evaluation(report, output_format: str, csv=None) -> None:
+    """`swinfuse evaluate`'s report in the format asked for on stdout; on stderr, the names each method could
+    not match, the images that failed, the warnings and the CSV file written."""
+    from rich.markup import escape
+
+    if output_format == "json":
+        emit_json(report.to_dict(), digits=None)
+    elif output_format == "markdown":
+        print(report.to_markdown(), end="")
+    elif output_format == "latex":
+        print(report.to_latex(), end="")
+    elif output_format == "csv":
+        print(report.to_csv(), end="")
+    else:
+        show(evaluate_tables(report))
+        if len(report.methods) > 1:
+            stdout.print(escape(report.caption()))
+    several = len(report.methods) > 1
+    for m in report.methods:
+        who = f"{m.name}: " if several else ""
+        kinds = [("fused images without a source pair", m.unmatched)]
+        if not several:
+            kinds.append(("source pairs without a fused image", m.missing))
+        for kind, names in kinds:
+            if names:
+                shown = escape(", ".join(names[:10]))
+                stderr.print(f"{escape(who)}{len(names)} {kind}: {shown}{' ...' if len(names) > 10 else ''}")
+        for record in m.failed:
+            stderr.print(f"[red]failed[/red] {escape(who)}{escape(record['name'])}: {escape(record['error'])}")
+    for warning in report.warnings:
+        stderr.print(f"[yellow]warning[/yellow]: {escape(warning)}")
+    if csv is not None:
+        stderr.print(f"wrote {escape(str(csv))}")
 
 
 @contextlib.contextmanager
@@ -254,6 +297,14 @@ def progress_bar(label: str, *fields: str, elapsed: bool = False, transient: boo
     finally:
         if task is not None:
             bar.stop()
+
+
+def batch_interrupted_line(report) -> str:
+    """What Ctrl-C left of a batch (its partial BatchReport, or None when it came before any pair)."""
+    written = report.written if report is not None else 0
+    where = f", recorded in {report.manifest}" if report is not None else ""
+    return (f"interrupted: {written} output{'' if written == 1 else 's'} written this run{where}; "
+            "rerun the same command to resume (existing outputs are skipped)")
 
 
 def train_line(result: dict) -> str:

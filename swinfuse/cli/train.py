@@ -1,7 +1,5 @@
-"""`swinfuse train`: parse the options into a TrainArgs, call `api.train`, render the TrainResult (one line
-on stderr, or JSON with --json). torch is imported inside the command, so registering it keeps
-`swinfuse --help` instant. Library errors go to the main CLI's one error map (`Error: <one line>`, exit 1);
-Ctrl-C names the last saved step and exits 130.
+"""`swinfuse train`: parse the options into a TrainArgs (api.train_args), call `api.train`, render the
+TrainResult (one line on stderr, or JSON with --json). Ctrl-C names the last saved step and exits 130.
 
     swinfuse train --out runs/default --steps 3000
     torchrun --nproc-per-node 2 -m swinfuse train --out runs/ddp      # same command, N processes
@@ -10,14 +8,17 @@ Ctrl-C names the last saved step and exits 130.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from swinfuse import api
+from swinfuse.cli import render
+from swinfuse.cli.options import DeviceOpt, JsonOpt, ThreadsOpt
 
-def train_command(
+
+def train(
     data: Annotated[list[str] | None, typer.Option(
         help="Folder of aligned pairs (ir/ + vis/, ...), as DIR or DIR:WEIGHT (sampling weight, 1 by default); "
              "repeat for several folders. The last --val-count stems (sorted) of the first are validation.")] = None,
@@ -61,25 +62,21 @@ def train_command(
         "open_clip one as MODEL:TAG or MODEL:FILE (e.g. ViT-B-32:laion2b_s34b_b79k, "
         "ViT-B-32:/models/clip.safetensors); the FiLM layers take its vectors' width. A tag that is not "
         "cached is downloaded."))] = "compact",
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
-    threads: Annotated[int, typer.Option(min=0, help="torch CPU threads per process (0: torch's default).")] = 0,
+    device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (nothing else there).")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Train the fusion network with degraded inputs and prompts naming the degradation (Text-IF's recipe,
     SwinFusion's loss). Resumable; single process, or unchanged under torchrun."""
-    from swinfuse import api, render
-    from swinfuse.training.args import TrainArgs
-    from swinfuse.training.provenance import invocation
-
-    args = TrainArgs(data=tuple(data or ()), val_data=tuple(str(d) for d in val_data or ()), out=str(out),
-                     preset=preset, steps=steps, stop_after=stop_after, max_minutes=max_minutes,
-                     batch_size=batch_size, lr=lr, warmup=warmup, crop=crop, prompt_augment=prompt_augment,
-                     val_count=val_count, val_every=val_every, val_crop=val_crop, seed=seed, resume=resume,
-                     init=str(init) if init else "", loss_weights=_loss_weights(loss_weights), device=device,
-                     threads=threads, progress=progress, command=invocation(), rescale=rescale,
-                     gamma_jitter=gamma_jitter, gain_jitter=gain_jitter, clean_share=clean_share,
-                     gradient_target=gradient_target, bf16=bf16, overwrite=overwrite, text_encoder=text_encoder)
+    args = api.train_args(data=tuple(data or ()), val_data=tuple(str(d) for d in val_data or ()), out=str(out),
+                          preset=preset, steps=steps, stop_after=stop_after, max_minutes=max_minutes,
+                          batch_size=batch_size, lr=lr, warmup=warmup, crop=crop, prompt_augment=prompt_augment,
+                          val_count=val_count, val_every=val_every, val_crop=val_crop, seed=seed, resume=resume,
+                          init=str(init) if init else "", loss_weights=loss_weights, device=device, threads=threads,
+                          progress=progress, rescale=rescale, gamma_jitter=gamma_jitter, gain_jitter=gain_jitter,
+                          clean_share=clean_share, gradient_target=gradient_target, bf16=bf16, overwrite=overwrite,
+                          text_encoder=text_encoder)
     main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, one process speaks
     try:
         with render.progress_bar("train", "loss {task.fields[loss]:.4f}", "{task.fields[rate]:.2f} steps/s",
@@ -93,31 +90,5 @@ def train_command(
         render.show_train(result, json_out)
 
 
-def _loss_weights(text: str) -> tuple[float, ...]:
-    """--loss-weights 10,20,20 -> (10.0, 20.0, 20.0); a ConfigError naming the option otherwise."""
-    from swinfuse.errors import ConfigError
-    from swinfuse.training.args import check_loss_weights
-
-    try:
-        return tuple(check_loss_weights(text.split(",")).values())
-    except ConfigError:
-        raise ConfigError(f"--loss-weights takes three non-negative numbers like 10,20,20, or four with a pyramid "
-                          f"weight like 10,10,60,20; got {text!r}") from None
-
-
 def register(app: typer.Typer) -> None:
-    """Add the `train` command to `app`."""
-    app.command("train")(train_command)
-
-
-def main() -> None:
-    """Stand-alone entry: `python -m swinfuse.train_cmd ...` (or `torchrun -m swinfuse.train_cmd ...`) is
-    `swinfuse train ...`, through the CLI's entry (its error map and its process tuning)."""
-    from swinfuse import cli
-
-    sys.argv[:1] = ["swinfuse", "train"]
-    cli.main()
-
-
-if __name__ == "__main__":
-    main()
+    app.command()(train)

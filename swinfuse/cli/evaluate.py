@@ -3,10 +3,6 @@
     swinfuse evaluate runs/fused ../data/roadscene                  # one method; sources as ir/ + vis/
     swinfuse evaluate out.png --ir-dir IR --vis-dir VIS --json
     swinfuse evaluate ../data/roadscene --method ours=runs/fused --method SeAFusion=peer/ --format latex --rank
-
-The metrics and their conventions live in `swinfuse.metrics`; scoring in `swinfuse.evaluation`. numpy and
-cv2 are imported inside the functions, so registering the command keeps `swinfuse --help` instant. Library
-errors go to the main CLI's one error map (`Error: <one line>`, exit 1).
 """
 
 from __future__ import annotations
@@ -16,9 +12,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from swinfuse import api
+from swinfuse.cli import render
+from swinfuse.cli.options import JsonOpt
+
 FORMATS = ("table", "markdown", "latex", "csv", "json")
 
-# Stated in --help; kept in step with swinfuse.metrics.CONVENTIONS (a test checks every name appears here).
+# What each name of api.conventions() means, for --help (a test checks that every name appears here).
 CONVENTION_HELP = (
     "cddfuse (default): CDDFuse's utils/Evaluator.py (Zhaozixiang1228/MMIF-CDDFuse) with scikit-image 0.19: MI "
     "in nats; MI, VIF and SSIM summed over the two sources; SSIM with scikit-image 0.19's implicit range 2 for "
@@ -34,7 +34,7 @@ def _parse_method(text: str) -> tuple[str, Path]:
     return name.strip(), Path(folder.strip())
 
 
-def evaluate_command(
+def evaluate(
     paths: Annotated[Optional[list[Path]], typer.Argument(
         show_default=False, metavar="FUSED... SOURCES",
         help="FUSED SOURCES: a fused image or folder (named like the sources) and the folder of source pairs "
@@ -54,7 +54,7 @@ def evaluate_command(
         "--all-images", help="Score each method on all of its images, not only those every method has.")] = False,
     workers: Annotated[int, typer.Option(min=0, help="Processes computing metrics (0: one per CPU; 1: no pool).")] = 0,
     csv: Annotated[Optional[Path], typer.Option(help="Also write the per-image rows and each mean to this CSV file.")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout (as --format json).")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Score fused images with the field's metrics: EN, SD, SF, AG, MI, SCD, VIF, Qabf, SSIM (higher is
     better) and Nabf (lower is better); one method per image and their mean, several side by side.
@@ -67,15 +67,10 @@ def evaluate_command(
     switches to another. Fused images are matched to source pairs by file name stem; unmatched names are
     listed. Several methods are scored on the images they all have (each image's sources read once for all).
     """
-    from rich.markup import escape
-
-    from swinfuse import api, render
-    from swinfuse.metrics import CONVENTIONS
-
     if output_format not in FORMATS:
         raise typer.BadParameter(f"{output_format!r} is not one of {', '.join(FORMATS)}", param_hint="'--format'")
-    if convention not in CONVENTIONS:
-        raise typer.BadParameter(f"{convention!r} is not one of {', '.join(CONVENTIONS)}",
+    if convention not in api.conventions():
+        raise typer.BadParameter(f"{convention!r} is not one of {', '.join(api.conventions())}",
                                  param_hint="'--convention'")
     if json_out:
         if output_format not in ("table", "json"):
@@ -100,39 +95,10 @@ def evaluate_command(
         report = api.evaluate(methods=methods, sources=sources, ir_dir=ir_dir, vis_dir=vis_dir,
                               convention=convention, all_images=all_images, rank=rank, workers=workers, csv=csv,
                               on_done=update)
-
-    if output_format == "json":
-        render.emit_json(report.to_dict(), digits=None)
-    elif output_format == "markdown":
-        print(report.to_markdown(), end="")
-    elif output_format == "latex":
-        print(report.to_latex(), end="")
-    elif output_format == "csv":
-        print(report.to_csv(), end="")
-    else:
-        render.show(render.evaluate_tables(report))
-        if len(report.methods) > 1:
-            render.stdout.print(escape(report.caption()))
-    several = len(report.methods) > 1
-    for m in report.methods:
-        who = f"{m.name}: " if several else ""
-        kinds = [("fused images without a source pair", m.unmatched)]
-        if not several:
-            kinds.append(("source pairs without a fused image", m.missing))
-        for kind, names in kinds:
-            if names:
-                shown = escape(", ".join(names[:10]))
-                render.stderr.print(f"{escape(who)}{len(names)} {kind}: {shown}{' ...' if len(names) > 10 else ''}")
-        for record in m.failed:
-            render.stderr.print(f"[red]failed[/red] {escape(who)}{escape(record['name'])}: {escape(record['error'])}")
-    for warning in report.warnings:
-        render.stderr.print(f"[yellow]warning[/yellow]: {escape(warning)}")
-    if csv is not None:
-        render.stderr.print(f"wrote {escape(str(csv))}")
+    render.show_evaluation(report, output_format, csv)
     if report.failed:
         raise typer.Exit(code=1)
 
 
 def register(app: typer.Typer) -> None:
-    """Add `evaluate` to a Typer app (the main CLI calls this)."""
-    app.command("evaluate")(evaluate_command)
+    app.command()(evaluate)

@@ -1,0 +1,89 @@
+"""`swinfuse fuse` (one pair, one output per prompt) and `swinfuse batch` (every pair of a folder, streamed),
+each with one option per FuseOptions field (how each image is made and how fast)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from swinfuse import api
+from swinfuse.cli import render
+from swinfuse.cli.options import JsonOpt, WeightsOpt, check_prompts, fuse_options, with_fuse_options
+
+
+@with_fuse_options(after="sheet")
+def fuse(
+    ir: Annotated[Path, typer.Argument(help="Infrared image.")],
+    vis: Annotated[Path, typer.Argument(help="Visible image (colour or gray).")],
+    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", "-p", help=(
+        "What to fix, e.g. 'the visible image is in low light'. Repeat for one output per prompt. "
+        "An empty prompt means no instruction."), callback=check_prompts)] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help=(
+        "Output file, or folder (an existing one, or a path without an extension) that receives "
+        "<stem>_fused.png (default: here). With several prompts each name gets _p<k>-<prompt>.")) ] = None,
+    sheet: Annotated[Optional[Path], typer.Option(help="Also write infrared | visible | fused-per-prompt, captioned.")] = None,
+    weights: WeightsOpt = None,
+    json_out: JsonOpt = False,
+    **options,
+):
+    """Fuse one infrared/visible pair under a prompt and write the result."""
+    # A tiled frame (a large one) shows its tiles; the bar appears at the first tile, so a whole frame shows none.
+    with render.progress_bar("tiles", transient=True) as update:
+        result = api.fuse_pair(ir=ir, vis=vis, prompts=prompt or [], output=output, weights=weights, sheet=sheet,
+                               options=fuse_options(options), progress=update)
+    for note in result.notes:
+        render.stderr.print(f"note: {note}")
+    render.show_result(result, render.fuse_tables, json_out)
+
+
+@with_fuse_options(after="shard")
+def batch(
+    root: Annotated[Optional[Path], typer.Argument(help="Folder with ir/+vis/, ir/+vi/, Infrared/+Visible/ or IR/+VI_Y/.")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")] = Path("fused"),
+    # A list, so that a second -p is refused instead of silently replacing the first.
+    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", "-p", help=(
+        "One prompt for every pair (empty: no instruction); for another prompt, run batch again with "
+        "another -o."), callback=check_prompts)] = None,
+    ir_dir: Annotated[Optional[Path], typer.Option(help="Infrared folder (instead of a layout under ROOT).")] = None,
+    vis_dir: Annotated[Optional[Path], typer.Option(help="Visible folder (instead of a layout under ROOT).")] = None,
+    recursive: Annotated[bool, typer.Option(help="Descend into subfolders, mirroring the tree.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Redo pairs whose output exists (default: skip, so reruns resume).")] = False,
+    shard: Annotated[Optional[str], typer.Option(help="i/n: process the i-th (1-based) of n slices of the sorted pairs.")] = None,
+    metrics: Annotated[bool, typer.Option(help="Score every output with the field's metrics (as `swinfuse evaluate`) "
+                                               "and add them to the report.")] = False,
+    weights: WeightsOpt = None,
+    json_out: JsonOpt = False,
+    **options,
+):
+    """Fuse every pair of a folder, streamed from disk, with a progress bar; failures are listed, the run goes on.
+    Exit code 0 when every pair is written or skipped, 1 when any failed."""
+    if prompt and len(prompt) > 1:
+        raise typer.BadParameter(f"batch takes one prompt, got {len(prompt)}; run batch once per prompt, each "
+                                 "with its own -o folder", param_hint="'--prompt' / '-p'")
+    # The bar starts once the pairs are found and the weights loaded, so an early error stays one line.
+    started = time.perf_counter()
+    try:
+        with render.progress_bar("fusing", "{task.fields[rate]}", transient=json_out) as update:
+            def progress(done: int, total: int, record) -> None:
+                elapsed = time.perf_counter() - started
+                update(done, total, rate=f"{done / elapsed:.2f} pairs/s" if done else "")
+
+            report = api.fuse_batch(root=root, output_dir=output, prompt=prompt[0] if prompt else "",
+                                    weights=weights, ir_dir=ir_dir, vis_dir=vis_dir, recursive=recursive,
+                                    overwrite=overwrite, shard=shard, progress=progress, metrics=metrics,
+                                    options=fuse_options(options))
+    except KeyboardInterrupt as exc:
+        # Ctrl-C: one line on what is on disk (the manifest was written for it) and how to go on.
+        typer.echo(render.batch_interrupted_line(getattr(exc, "report", None)), err=True)
+        raise typer.Exit(code=130) from None
+    render.show_result(report, render.batch_tables, json_out)
+    if report.failed:
+        raise typer.Exit(code=1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(fuse)
+    app.command()(batch)
