@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -48,3 +50,27 @@ def batch_arguments(monkeypatch):
 
     monkeypatch.setattr(api, "fuse_batch", record)
     return seen
+
+
+def run_main(monkeypatch, capsys, args):
+    """The `swinfuse` entry point (its one error map), in this process -> (exit code, captured out and err)."""
+    from swinfuse.cli import main
+
+    monkeypatch.setattr("sys.argv", ["swinfuse", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    return exit_info.value.code, capsys.readouterr()
+
+
+def strict_json(text: str):
+    """json.loads that refuses NaN and Infinity, as any JSON parser but Python's does."""
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def asset_pair() -> tuple[Path, Path]:
+    """The first infrared/visible pair of tests/assets."""
+    assets = Path(__file__).parent / "assets"
+    ir = sorted((assets / "ir").iterdir())[0]
+    return ir, assets / "vis" / ir.name

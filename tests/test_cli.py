@@ -1,76 +1,16 @@
-"""The command line: exit codes, exact error sentences, JSON on stdout, kwargs passed to the api."""
+"""The command line's root, shared options and rendering (swinfuse/cli/root.py, options.py, render.py): the
+entry point, exit codes, one-line errors, usage errors, prompts that are not text, and what it imports."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from conftest import asset_pair, run_main
 from swinfuse import api
-from swinfuse.cli import app
-
-runner = CliRunner()
-
-
-def test_profile_json_reports_shapes_params_memory_latency():
-    result = runner.invoke(app, ["profile", "--size", "64", "--json", "--repetitions", "2", "--warmup", "1"])
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
-    (size,) = data["sizes"]
-    assert size["output_shape"] == [1, 1, 128, 128] and size["shape_ok"]
-    assert data["params"]["total"] == sum(v for k, v in data["params"].items() if k != "total")
-    assert size["rss_mb"]["peak"] >= size["rss_mb"]["before"] > 0
-    assert size["latency_ms"]["min"] <= size["latency_ms"]["median"] <= size["latency_ms"]["p95"]
-    assert size["gflops"] > 0
-
-
-def test_profile_odd_size_and_sweep():
-    result = runner.invoke(app, ["profile", "--sizes", "67,20x36", "--json", "--repetitions", "1", "--warmup", "0"])
-    assert result.exit_code == 0, result.output
-    shapes = [s["output_shape"] for s in json.loads(result.stdout)["sizes"]]
-    assert shapes == [[1, 1, 134, 134], [1, 1, 40, 72]]
-
-
-def test_profile_config_options_reach_the_api(monkeypatch):
-    seen = {}
-
-    def fake(**kwargs):
-        seen.update(kwargs)
-        raise SystemExit(0)
-
-    monkeypatch.setattr(api, "profile_model", fake)
-    runner.invoke(app, ["profile", "--embed-dim", "12", "--ex-depths", "2,2", "--ex-num-heads", "1,1",
-                        "--no-qkv-bias", "--window-size", "8", "--preset", "default", "--batch", "3"])
-    assert seen["overrides"] == {"embed_dim": 12, "ex_depths": (2, 2), "ex_num_heads": (1, 1), "qkv_bias": False,
-                                 "window_size": 8}
-    assert seen["preset"] == "default" and seen["batch"] == 3 and seen["sizes"] == ["64"]
-
-
-def test_summary_json_params_add_up_to_profile_total():
-    s = runner.invoke(app, ["summary", "--json"])
-    p = runner.invoke(app, ["profile", "--json", "--repetitions", "1", "--warmup", "0"])
-    assert s.exit_code == 0 and p.exit_code == 0, s.output + p.output
-    summary, profile = json.loads(s.stdout), json.loads(p.stdout)
-    assert sum(row["own_params"] for row in summary["layers"]) == summary["total_params"]
-    assert summary["total_params"] == profile["params"]["total"]
-    names = [row["name"] for row in summary["layers"]]
-    assert "decoder.film.0" in names and "fusion.reduce" in names and "decoder.head" in names
-
-
-def test_summary_counts_modules_torchinfo_cannot_see():
-    # The default preset has two FiLM layers in a list the decoder calls item by item, between its Re stages.
-    for depth in ("1", "2"):
-        data = json.loads(runner.invoke(app, ["summary", "--json", "--preset", "default", "--size", "16",
-                                              "--depth", depth]).stdout)
-        assert sum(r["own_params"] for r in data["layers"]) == data["total_params"]
-        assert ("decoder.film" in [r["name"] for r in data["layers"]]) == (depth == "2")
-
-
-def test_summary_depth_collapses():
-    deep = json.loads(runner.invoke(app, ["summary", "--json", "--depth", "4"]).stdout)
-    shallow = json.loads(runner.invoke(app, ["summary", "--json", "--depth", "1"]).stdout)
-    assert max(r["depth"] for r in shallow["layers"]) == 1
-    assert len(deep["layers"]) > len(shallow["layers"])
-    assert sum(r["own_params"] for r in shallow["layers"]) == shallow["total_params"]
 
 
 @pytest.mark.parametrize("args,message", [
@@ -105,168 +45,6 @@ def test_main_prints_error_line(monkeypatch, capsys):
     assert err == "Error: weights file not found: nope.safetensors\n"
 
 
-def test_fuse_without_default_weights_refuses_random_ones(monkeypatch, tmp_path, capsys):
-    from swinfuse.cli import main
-
-    monkeypatch.setenv("SWINFUSE_WEIGHTS", str(tmp_path / "none.safetensors"))
-    ir, vis = _asset_pair()
-    monkeypatch.setattr("sys.argv", ["swinfuse", "fuse", str(ir), str(vis), "-o", str(tmp_path / "out.png")])
-    with pytest.raises(SystemExit):
-        main()
-    assert "no trained default checkpoint at" in capsys.readouterr().err
-
-
-def test_fuse_json_with_a_checkpoint(tiny_checkpoint, tmp_path):
-    assets = __import__("pathlib").Path(__file__).parent / "assets"
-    ir = sorted((assets / "ir").iterdir())[0]
-    vis = assets / "vis" / ir.name
-    out = tmp_path / "fused.png"
-    result = runner.invoke(app, ["fuse", str(ir), str(vis), "-p", "low light", "-o", str(out),
-                                 "--weights", str(tiny_checkpoint), "--json", "--device", "cpu"])
-    assert result.exit_code == 0, result.output
-    data = json.loads(result.stdout)
-    assert out.exists() and data["outputs"][0]["path"] == str(out)
-    assert set(data["latency_ms"]) >= {"weights", "forward", "write"}
-    assert data["weights_short_hash"] and data["params"] > 0
-
-
-def test_batch_json_and_exit_code(tiny_checkpoint, tmp_path):
-    import shutil
-
-    assets = __import__("pathlib").Path(__file__).parent / "assets"
-    root = tmp_path / "data"
-    shutil.copytree(assets, root)
-    (root / "vis" / "broken.png").write_bytes(b"not an image")
-    (root / "ir" / "broken.png").write_bytes(b"not an image")
-    out = tmp_path / "out"
-    result = runner.invoke(app, ["batch", str(root), "-o", str(out), "--weights", str(tiny_checkpoint), "--json"])
-    assert result.exit_code == 1  # one pair failed
-    data = json.loads(result.stdout)
-    assert data["failed"] == 1 and data["written"] == data["pairs_found"] - 1
-    again = runner.invoke(app, ["batch", str(root), "-o", str(out), "--weights", str(tiny_checkpoint), "--json"])
-    assert json.loads(again.stdout)["skipped"] == data["written"]
-
-
-def _asset_pair():
-    from pathlib import Path
-
-    assets = Path(__file__).parent / "assets"
-    ir = sorted((assets / "ir").iterdir())[0]
-    return ir, assets / "vis" / ir.name
-
-
-def _run_main(monkeypatch, capsys, args):
-    from swinfuse.cli import main
-
-    monkeypatch.setattr("sys.argv", ["swinfuse", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    return exit_info.value.code, capsys.readouterr()
-
-
-def test_fuse_bad_inputs_give_one_line_and_write_nothing(tiny_checkpoint, tmp_path, monkeypatch, capsys):
-    import cv2
-    import numpy as np
-
-    ir, vis = _asset_pair()
-    small = tmp_path / "small.png"
-    cv2.imwrite(str(small), np.zeros((20, 30), np.uint8))
-    empty = tmp_path / "empty.png"
-    empty.write_bytes(b"")
-    out = tmp_path / "o.png"
-    cases = [
-        ([str(tmp_path / "missing.png"), str(vis)], "missing.png"),
-        ([str(ir), str(small)], "20×30"),
-        ([str(empty), str(vis)], "empty"),
-        ([str(tmp_path), str(vis)], "directory"),
-    ]
-    for pair, fragment in cases:
-        code, captured = _run_main(monkeypatch, capsys,
-                                   ["fuse", *pair, "-o", str(out), "--weights", str(tiny_checkpoint)])
-        assert code == 1 and captured.err.startswith("Error: ") and fragment in captured.err
-        assert captured.err.count("\n") == 1 and captured.out == ""
-        assert not out.exists()
-
-
-def test_fuse_checks_paths_and_images_before_loading_the_model(tmp_path, monkeypatch, capsys):
-    import shutil
-
-    def no_model(**kwargs):
-        raise AssertionError("the model was loaded before the inputs were checked")
-
-    monkeypatch.setattr(api, "load_model", no_model)
-    ir, vis = _asset_pair()
-    vis_copy = shutil.copy(vis, tmp_path / "vis.png")
-    broken = tmp_path / "broken.png"
-    broken.write_bytes(b"not an image")
-    cases = [
-        ([str(tmp_path / "missing.png"), str(vis)], "missing.png: no such file"),
-        ([str(broken), str(vis)], "not a readable image"),
-        ([str(ir), str(vis), "-o", str(tmp_path / "out.webp")], "unsupported output format"),
-        ([str(ir), str(vis_copy), "-o", str(vis_copy)], f"{vis_copy}: output would overwrite an input image"),
-    ]
-    for args, fragment in cases:
-        code, captured = _run_main(monkeypatch, capsys, ["fuse", *args, "--device", "cpu"])
-        assert code == 1 and captured.err.startswith("Error: ") and fragment in captured.err, captured.err
-    assert (tmp_path / "vis.png").read_bytes() == vis.read_bytes()
-
-
-def test_fuse_output_folder_with_several_prompts(tiny_checkpoint, tmp_path):
-    ir, vis = _asset_pair()
-    folder = tmp_path / "fused"
-    result = runner.invoke(app, ["fuse", str(ir), str(vis), "-p", "A", "-p", "B", "-o", str(folder),
-                                 "--weights", str(tiny_checkpoint), "--json", "--device", "cpu"])
-    assert result.exit_code == 0, result.output
-    names = [f"{vis.stem}_fused_p1-a.png", f"{vis.stem}_fused_p2-b.png"]
-    assert [o["path"] for o in json.loads(result.stdout)["outputs"]] == [str(folder / n) for n in names]
-    assert sorted(p.name for p in folder.iterdir()) == names
-
-
-def test_batch_empty_folder_and_bad_shard(tiny_checkpoint, tmp_path, monkeypatch, capsys):
-    (tmp_path / "ir").mkdir()
-    (tmp_path / "vis").mkdir()
-    code, captured = _run_main(monkeypatch, capsys, ["batch", str(tmp_path), "--weights", str(tiny_checkpoint)])
-    assert code == 1 and captured.err.startswith("Error: ") and "no" in captured.err.lower()
-    ir, vis = _asset_pair()
-    import shutil
-
-    shutil.copy(ir, tmp_path / "ir")
-    shutil.copy(vis, tmp_path / "vis")
-    code, captured = _run_main(monkeypatch, capsys, ["batch", str(tmp_path), "--shard", "5/4",
-                                                     "--weights", str(tiny_checkpoint)])
-    assert code == 1 and "5/4" in captured.err
-
-
-def test_wrong_checkpoint_is_named(tmp_path, monkeypatch, capsys):
-    ir, vis = _asset_pair()
-    bad = tmp_path / "w.safetensors"
-    bad.write_bytes(b"garbage")
-    code, captured = _run_main(monkeypatch, capsys, ["fuse", str(ir), str(vis), "--weights", str(bad)])
-    assert code == 1 and captured.err == f"Error: {bad} is not a safetensors file (a swinfuse checkpoint is one)\n"
-
-
-def test_batch_metrics_adds_scores(tiny_checkpoint, tmp_path):
-    import cv2
-    import numpy as np
-
-    rng = np.random.default_rng(1)
-    for sub in ("ir", "vis"):
-        (tmp_path / "d" / sub).mkdir(parents=True)
-    for i in range(2):
-        cv2.imwrite(str(tmp_path / "d" / "ir" / f"{i}.png"), rng.integers(0, 255, (48, 64), dtype=np.uint8))
-        cv2.imwrite(str(tmp_path / "d" / "vis" / f"{i}.png"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
-    result = runner.invoke(app, ["batch", str(tmp_path / "d"), "-o", str(tmp_path / "o"), "--metrics", "--json",
-                                 "--weights", str(tiny_checkpoint)])
-    assert result.exit_code == 0, result.output
-    scores = json.loads(result.stdout)["metrics"]
-    assert len(scores["images"]) == 2 and scores["mean"]["EN"] > 0 and "Qabf" in scores["mean"]
-    from swinfuse.metrics import compute_metrics, read_gray
-
-    direct = compute_metrics(read_gray(tmp_path / "o" / "0.png"), read_gray(tmp_path / "d" / "ir" / "0.png"),
-                             read_gray(tmp_path / "d" / "vis" / "0.png"))
-    assert abs(scores["images"][0]["EN"] - direct["EN"]) < 1e-5  # JSON keeps 6 decimals
-
-
 # -- usage errors: typer's own short message and exit 2, whichever click typer carries ----------------------
 @pytest.mark.parametrize("args,fragment", [
     (["fuse", "a.png", "b.png", "--promt", "x"], "No such option: --promt"),
@@ -277,16 +55,13 @@ def test_batch_metrics_adds_scores(tiny_checkpoint, tmp_path):
     ([], "COMMAND [ARGS]"),
 ])
 def test_usage_errors_exit_2_without_a_traceback(args, fragment, monkeypatch, capsys):
-    code, captured = _run_main(monkeypatch, capsys, args)
+    code, captured = run_main(monkeypatch, capsys, args)
     output = captured.out + captured.err
     assert code == 2, output
     assert "Traceback" not in output and fragment in output
 
 
 def test_usage_error_from_the_console_script():
-    import subprocess
-    import sys
-
     out = subprocess.run([sys.executable, "-m", "swinfuse", "fsue"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "No such command 'fsue'" in out.stderr and "Traceback" not in out.stderr
 
@@ -296,160 +71,17 @@ def test_interrupt_exits_130(monkeypatch, capsys):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(api, "summarize_model", interrupted)
-    code, captured = _run_main(monkeypatch, capsys, ["summary"])
+    code, captured = run_main(monkeypatch, capsys, ["summary"])
     assert code == 130 and "Traceback" not in captured.err
-
-
-def test_batch_refuses_several_prompts(monkeypatch, capsys, tmp_path):
-    def fake(**kwargs):
-        raise AssertionError("batch ran with several prompts")
-
-    monkeypatch.setattr(api, "fuse_batch", fake)
-    code, captured = _run_main(monkeypatch, capsys, ["batch", str(tmp_path), "-p", "A", "-p", "B"])
-    assert code == 2 and "batch takes one prompt, got 2" in captured.err and "Traceback" not in captured.err
-
-
-def test_batch_passes_its_one_prompt(batch_arguments, tmp_path):
-    seen = batch_arguments
-    runner.invoke(app, ["batch", str(tmp_path), "-p", "low light"])
-    assert seen["prompt"] == "low light"
-    runner.invoke(app, ["batch", str(tmp_path)])
-    assert seen["prompt"] == ""
-
-
-def test_batch_metrics_table_in_80_columns_cuts_no_number(tiny_checkpoint, tmp_path, monkeypatch):
-    import cv2
-    import numpy as np
-
-    from swinfuse.cli import render
-
-    rng = np.random.default_rng(2)
-    for sub in ("ir", "vis"):
-        (tmp_path / "d" / sub).mkdir(parents=True)
-    cv2.imwrite(str(tmp_path / "d" / "ir" / "0.png"), rng.integers(0, 255, (48, 64), dtype=np.uint8))
-    cv2.imwrite(str(tmp_path / "d" / "vis" / "0.png"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
-    args = ["batch", str(tmp_path / "d"), "-o", str(tmp_path / "o"), "--metrics", "--weights", str(tiny_checkpoint)]
-    mean = json.loads(runner.invoke(app, [*args, "--json"]).stdout)["metrics"]["mean"]
-    monkeypatch.setattr(render.stdout, "width", 80)
-    result = runner.invoke(app, args)  # the rerun skips the output and scores it again
-    assert result.exit_code == 0, result.output
-    assert "…" not in result.stdout and max(len(line) for line in result.stdout.splitlines()) <= 80
-    assert all(render.fmt(v) in result.stdout for v in mean.values())
-
-
-def test_tiles_too_small_to_blend_are_refused_before_anything_is_written(tiny_checkpoint, tmp_path, monkeypatch,
-                                                                       capsys):
-    ir, vis = _asset_pair()
-    out = tmp_path / "out.png"
-    code, captured = _run_main(monkeypatch, capsys, ["fuse", str(ir), str(vis), "-o", str(out), "--tile", "7",
-                                                     "--weights", str(tiny_checkpoint), "--device", "cpu"])
-    assert code == 1 and captured.err.startswith("Error: --tile 7 is too small to blend tiles without seams: "
-                                                 "the minimum is 20") and captured.err.count("\n") == 1
-    assert not out.exists()
-    code, captured = _run_main(monkeypatch, capsys, ["batch", str(ir.parent.parent), "-o", str(tmp_path / "b"),
-                                                     "--tile-overlap", "100", "--tile", "24",
-                                                     "--weights", str(tiny_checkpoint), "--device", "cpu"])
-    assert code == 1 and captured.err == "Error: --tile-overlap 100 does not fit --tile 24: at most 20 (one " \
-                                         "window of 4 less than the tile), or a larger tile\n"
-    assert not (tmp_path / "b").exists()
-    code, captured = _run_main(monkeypatch, capsys, ["fuse", str(ir), str(vis), "--tile", "-8"])
-    assert code == 2 and "Traceback" not in captured.err
-
-
-def test_fuse_reports_the_tiles_used(tiny_checkpoint, tmp_path):
-    ir, vis = _asset_pair()
-    result = runner.invoke(app, ["fuse", str(ir), str(vis), "-o", str(tmp_path / "o.png"), "--tile", "24",
-                                 "--weights", str(tiny_checkpoint), "--device", "cpu", "--json"])
-    assert result.exit_code == 0, result.output
-    notes = json.loads(result.stdout)["notes"]
-    assert any(n.startswith("fused in ") and "tiles of at most 24×24 pixels, overlapping by 16" in n for n in notes)
 
 
 @pytest.mark.parametrize("command", [["fuse", "a.png", "b.png"], ["batch", "."], ["profile"]])
 def test_negative_threads_are_a_usage_error(command, monkeypatch, capsys):
-    code, captured = _run_main(monkeypatch, capsys, [*command, "--threads", "-3"])
+    code, captured = run_main(monkeypatch, capsys, [*command, "--threads", "-3"])
     assert code == 2 and "--threads" in captured.err and "Traceback" not in captured.err
 
 
-def test_threads_zero_is_torch_default_and_negative_is_refused():
-    import torch
-
-    from swinfuse import devices
-    from swinfuse.errors import DeviceError
-
-    assert devices.set_threads(0) == devices.set_threads(None) == torch.get_num_threads()
-    with pytest.raises(DeviceError, match=r"^--threads must be a positive count, or 0 for torch's default; got -3$"):
-        devices.set_threads(-3)
-
-
-def _strict_json(text: str):
-    """json.loads that refuses NaN and Infinity, as any JSON parser but Python's does."""
-    def refuse(name):
-        raise ValueError(f"{name} is not JSON")
-    return json.loads(text, parse_constant=refuse)
-
-
-def test_batch_metrics_json_of_flat_sources_is_strict_json(tiny_checkpoint, tmp_path):
-    """Black sources leave Qabf and SCD undefined (0/0): they are null in the JSON, never NaN."""
-    import cv2
-    import numpy as np
-
-    for sub in ("ir", "vis"):
-        (tmp_path / "d" / sub).mkdir(parents=True)
-    cv2.imwrite(str(tmp_path / "d" / "ir" / "0.png"), np.zeros((48, 64), np.uint8))
-    cv2.imwrite(str(tmp_path / "d" / "vis" / "0.png"), np.zeros((48, 64, 3), np.uint8))
-    result = runner.invoke(app, ["batch", str(tmp_path / "d"), "-o", str(tmp_path / "o"), "--metrics", "--json",
-                                 "--weights", str(tiny_checkpoint)])
-    assert result.exit_code == 0, result.output
-    scores = _strict_json(result.stdout)["metrics"]
-    assert scores["images"][0]["Qabf"] is None and scores["mean"]["Qabf"] is None
-    assert scores["images"][0]["SCD"] is None and scores["images"][0]["EN"] is not None
-
-
-def test_evaluate_json_of_flat_sources_is_strict_json(tmp_path, monkeypatch, capsys):
-    import cv2
-    import numpy as np
-
-    from swinfuse.cli import main
-
-    for sub in ("src/ir", "src/vis", "fused"):
-        (tmp_path / sub).mkdir(parents=True)
-    cv2.imwrite(str(tmp_path / "src/ir/0.png"), np.zeros((48, 64), np.uint8))
-    cv2.imwrite(str(tmp_path / "src/vis/0.png"), np.zeros((48, 64), np.uint8))
-    cv2.imwrite(str(tmp_path / "fused/0.png"), np.full((48, 64), 115, np.uint8))
-    monkeypatch.setattr("sys.argv", ["swinfuse", "evaluate", str(tmp_path / "fused"), str(tmp_path / "src"),
-                                     "--json", "--workers", "1"])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    assert exit_info.value.code in (0, None)
-    data = _strict_json(capsys.readouterr().out)
-    assert data["images"][0]["Qabf"] is None and data["mean"]["SCD"] is None
-
-
-# ---- prompts a person did not mean: very long, or not UTF-8 -------------------------------------------------
-
-def test_a_long_prompt_is_one_line_in_the_table_and_one_warning(tiny_checkpoint, tmp_path, monkeypatch, capsys):
-    import warnings
-
-    from swinfuse.cli import main
-
-    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # main() installs its own; restore it
-    monkeypatch.setenv("COLUMNS", "80")
-    prompt = ("the visible image is dark " * 200)[:5000]
-    ir, vis = _asset_pair()
-    monkeypatch.setattr("sys.argv", ["swinfuse", "fuse", str(ir), str(vis), "-p", prompt, "--device", "cpu",
-                                     "-o", str(tmp_path / "out.png"), "--weights", str(tiny_checkpoint)])
-    with warnings.catch_warnings():
-        warnings.simplefilter("default")
-        with pytest.raises(SystemExit) as info:
-            main()
-    out, err = capsys.readouterr()
-    assert info.value.code in (0, None)
-    assert "(5,000 characters)" in out and prompt not in out
-    assert len(out.splitlines()) < 30  # was 160 lines: the prompt, folded into the table
-    warning_lines = [line for line in err.splitlines() if not line.startswith("note: ")]
-    assert len(warning_lines) == 1 and warning_lines[0].startswith("Warning: prompt has ")
-    assert "UserWarning" not in err and "forward_call" not in err
+# ---- prompts: a long one shown short, bytes that are not UTF-8 refused ---------------------------------------
 
 
 def test_prompt_label_cuts_a_long_prompt():
@@ -463,7 +95,7 @@ def test_prompt_label_cuts_a_long_prompt():
 def test_a_prompt_that_is_not_utf8_is_a_usage_error(command, tmp_path, monkeypatch, capsys):
     from swinfuse.cli import main
 
-    ir, vis = _asset_pair()
+    ir, vis = asset_pair()
     args = {"fuse": ["fuse", str(ir), str(vis), "-o", str(tmp_path / "o.png")],
             "batch": ["batch", str(tmp_path), "-o", str(tmp_path / "out")]}.get(command, [command])
     # bytes that are not UTF-8 reach sys.argv as lone surrogates (surrogateescape): b"dark \xff" -> "dark \udcff"
@@ -476,44 +108,60 @@ def test_a_prompt_that_is_not_utf8_is_a_usage_error(command, tmp_path, monkeypat
     assert not (tmp_path / "o.png").exists() and not (tmp_path / "out").exists()
 
 
-def test_batch_interrupt_says_what_was_written_and_how_to_resume(monkeypatch, capsys, tmp_path):
-    from pathlib import Path
-    from types import SimpleNamespace
-
-    from swinfuse.fusing import BatchInterrupted
-
-    def interrupted(**kwargs):
-        raise BatchInterrupted(SimpleNamespace(written=3, manifest=Path(kwargs["output_dir"]) / "manifest.json"))
-
-    monkeypatch.setattr(api, "fuse_batch", interrupted)
-    code, captured = _run_main(monkeypatch, capsys, ["batch", str(tmp_path), "-o", str(tmp_path / "out")])
-    assert code == 130 and captured.out == "" and "Traceback" not in captured.err
-    manifest = tmp_path / "out" / "manifest.json"
-    assert captured.err == (f"interrupted: 3 outputs written this run, recorded in {manifest}; "
-                            "rerun the same command to resume (existing outputs are skipped)\n")
-
-    def before_any(**kwargs):  # Ctrl-C while the model loads: nothing written
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(api, "fuse_batch", before_any)
-    code, captured = _run_main(monkeypatch, capsys, ["batch", str(tmp_path)])
-    assert code == 130 and captured.err.startswith("interrupted: 0 outputs written this run; rerun the same command")
+def test_the_command_tunes_the_process_before_torch_loads():
+    # THP_MEM_ALLOC_ENABLE only takes effect if set before torch is imported (devices.tune_process).
+    code = ("import os, sys; sys.argv = ['swinfuse', '--version']\n"
+            "from swinfuse.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(os.environ.get('THP_MEM_ALLOC_ENABLE'), 'torch' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "THP_MEM_ALLOC_ENABLE"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert out.stdout.splitlines()[-1] == "1 False", out.stdout + out.stderr
 
 
-def test_batch_rerun_warns_once_of_skipped_outputs_made_with_another_prompt(tiny_checkpoint, tmp_path, monkeypatch,
-                                                                            capsys):
-    import shutil
-    from pathlib import Path
+def test_help_and_version_do_not_import_torch():
+    code = ("import sys; sys.argv = ['swinfuse', '--help']\n"
+            "from swinfuse.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('TORCH', 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "TORCH False" in out.stdout, out.stdout + out.stderr
 
-    root, out = tmp_path / "data", tmp_path / "out"
-    shutil.copytree(Path(__file__).parent / "assets", root)
-    args = ["batch", str(root), "-o", str(out), "--weights", str(tiny_checkpoint), "--json"]
-    first = runner.invoke(app, args + ["-p", "A"])
-    assert first.exit_code == 0, first.output
-    count = json.loads(first.stdout)["written"]
-    code, captured = _run_main(monkeypatch, capsys, args + ["-p", "B"])
-    assert code == 0 and json.loads(captured.out)["skipped"] == count
-    warning = [line for line in captured.err.splitlines() if line.startswith("Warning:")]
-    assert len(warning) == 1 and f"{count} skipped output" in warning[0] and "--overwrite" in warning[0]
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["prompt"] == "B" and [m["prompt"] for m in manifest["made_with"]] == ["A"]
+
+def test_console_script_runs_profile_json():
+    out = subprocess.run([sys.executable, "-m", "swinfuse", "profile", "--size", "67", "--json",
+                          "--repetitions", "1", "--warmup", "0"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["sizes"][0]["output_shape"] == [1, 1, 134, 134]
+
+
+def test_version():
+    out = subprocess.run([sys.executable, "-m", "swinfuse", "--version"], capture_output=True, text=True, timeout=60)
+    assert out.stdout.startswith("swinfuse ")
+
+
+def test_failed_command_exits_non_zero(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "swinfuse", "evaluate", str(tmp_path / "nothing"), str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.strip().startswith("Error: ") and out.stderr.count("\n") == 1
+
+
+def test_the_command_line_imports_the_library_face_only():
+    """swinfuse.cli imports swinfuse.api (and the error and JSON leaves), never the packages behind the api."""
+    import ast
+
+    import swinfuse.cli
+
+    allowed = {"swinfuse", "swinfuse.api", "swinfuse.errors", "swinfuse.jsonable"}
+    for path in Path(swinfuse.cli.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("swinfuse"):
+                names = [node.module] if node.module != "swinfuse" else [f"swinfuse.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names if a.name.startswith("swinfuse")]
+            else:
+                continue
+            for name in names:
+                assert name in allowed or name.startswith("swinfuse.cli") or name == "swinfuse.__version__", \
+                    f"{path.name} imports {name}"

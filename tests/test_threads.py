@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from conftest import run_main
 from swinfuse import devices
 
 
@@ -107,27 +108,39 @@ def test_busy_cores_leaves_out_this_process_on_the_real_machine():
     assert during < before + 0.6  # our spinning thread (about one core) is not counted
 
 
-def _run_main(monkeypatch, capsys, args):
-    from swinfuse.cli import main
-
-    monkeypatch.setattr("sys.argv", ["swinfuse", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    return exit_info.value.code, capsys.readouterr()
 
 
 @pytest.mark.parametrize("given, expected", [([], 1), (["--threads", "0"], 1), (["--threads", "2"], 2)])
 def test_cli_unset_and_zero_threads_take_the_default_rule(machine, monkeypatch, capsys, given, expected):
     machine.update(usable=2, busy=1.0)
-    code, out = _run_main(monkeypatch, capsys, ["profile", "--size", "16", "--repetitions", "1", "--warmup", "0",
+    code, out = run_main(monkeypatch, capsys, ["profile", "--size", "16", "--repetitions", "1", "--warmup", "0",
                                                 "--device", "cpu", "--json", *given])
     assert code in (0, None), out.err
     assert json.loads(out.out)["threads"] == expected
 
 
-@pytest.mark.parametrize("command", ["fuse", "batch", "profile"])
-def test_threads_help_states_the_rule(monkeypatch, capsys, command):
-    monkeypatch.setenv("COLUMNS", "400")
-    code, out = _run_main(monkeypatch, capsys, [command, "--help"])
-    assert code == 0
-    assert "usable cores" in out.out and "less those other processes keep busy" in out.out
+@pytest.mark.parametrize("given, expected", [([], 1), (["--threads", "0"], 1), (["--threads", "2"], 2)])
+def test_train_threads_take_the_same_rule(machine, monkeypatch, capsys, given, expected):
+    from swinfuse import api
+
+    seen = []
+
+    def record(args, progress=None):
+        seen.append(args.threads)
+        raise api.ConfigError("stop here")
+
+    machine.update(usable=2, busy=1.0)
+    monkeypatch.setattr(api, "train", record)
+    code, _ = run_main(monkeypatch, capsys, ["train", "--data", "pairs", *given])
+    assert code == 1 and seen == [expected]
+
+
+def test_threads_zero_is_torch_default_and_negative_is_refused():
+    import torch
+
+    from swinfuse import devices
+    from swinfuse.errors import DeviceError
+
+    assert devices.set_threads(0) == devices.set_threads(None) == torch.get_num_threads()
+    with pytest.raises(DeviceError, match=r"^--threads must be a positive count, or 0 for torch's default; got -3$"):
+        devices.set_threads(-3)

@@ -264,19 +264,6 @@ def test_init_converts_a_head_count_change(pair_dir, tmp_path, monkeypatch):
             assert torch.equal(sa[key], sb[key]), key
 
 
-def test_train_command_runs(pair_dir, tmp_path):
-    from typer.testing import CliRunner
-
-    from swinfuse.cli import app
-
-    out = tmp_path / "cli"
-    result = CliRunner().invoke(app, ["train", "--data", str(pair_dir), "--out", str(out), "--preset", "smoke",
-                                      "--steps", "2", "--batch-size", "2", "--crop", "16", "--val-count", "2",
-                                      "--val-crop", "16", "--warmup", "1", "--threads", "1", "--no-progress"])
-    assert result.exit_code == 0, result.output
-    assert (out / "model.safetensors").exists() and "finished at step 2/2" in result.stderr
-
-
 def test_recorded_command_names_swinfuse_for_python_dash_m(monkeypatch):
     from swinfuse.training.provenance import invocation
 
@@ -284,26 +271,6 @@ def test_recorded_command_names_swinfuse_for_python_dash_m(monkeypatch):
     assert invocation() == "swinfuse train --out 'a b'"
     monkeypatch.setattr(sys, "argv", ["/venv/bin/swinfuse", "train"])
     assert invocation() == "swinfuse train"
-
-
-def _main(argv, monkeypatch, capsys) -> tuple[int, str, str]:
-    """Run the `swinfuse` entry (the one error map) -> (exit code, stdout, stderr)."""
-    from swinfuse.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["swinfuse", *argv])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
-
-
-def test_train_command_rejects_bad_loss_weights(tmp_path, monkeypatch, capsys):
-    for bad in ("10,20", "10,x,20", "10,-1,20", "10,nan,20"):
-        code, out, err = _main(["train", "--out", str(tmp_path / "x"), "--loss-weights", bad], monkeypatch, capsys)
-        assert code == 1 and out == ""
-        assert err == ("Error: --loss-weights takes three non-negative numbers like 10,20,20, or four with a "
-                       f"pyramid weight like 10,10,60,20; got {bad!r}\n")
-    assert not (tmp_path / "x").exists()
 
 
 def _free_port() -> int:
@@ -434,44 +401,6 @@ def test_train_refuses_an_existing_run_without_resume_or_overwrite(pair_dir, tmp
     train(_args(pair_dir, tmp_path / "run", steps=2, overwrite=True))
     records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [(r["type"], r["step"]) for r in records] == [("train", 1), ("train", 2), ("val", 2)]  # no old lines
-
-
-def test_train_command_needs_data(tmp_path, monkeypatch, capsys):
-    code, out, err = _main(["train", "--out", str(tmp_path / "run")], monkeypatch, capsys)
-    assert code == 1 and out == "" and not (tmp_path / "run").exists()
-    assert err == ("Error: no training data: give --data DIR (a folder with ir/ + vis/ pairs), repeated for "
-                   "several folders, DIR:WEIGHT to weight one\n")
-
-
-def test_train_command_resuming_a_finished_run_says_so(pair_dir, tmp_path):
-    from typer.testing import CliRunner
-
-    from swinfuse.cli import app
-
-    run = tmp_path / "run"
-    argv = ["train", "--data", str(pair_dir), "--out", str(run), "--preset", "smoke", "--steps", "2", "--batch-size", "2",
-            "--crop", "16", "--val-count", "2", "--val-every", "0", "--val-crop", "16", "--warmup", "1",
-            "--threads", "1", "--no-progress"]
-    assert CliRunner().invoke(app, argv).exit_code == 0
-    before = (run / "model.safetensors").read_bytes()
-    again = CliRunner().invoke(app, argv + ["--resume"])
-    assert again.exit_code == 0 and "nothing to do" in again.output and "nan" not in again.output
-    assert (run / "model.safetensors").read_bytes() == before
-    assert CliRunner().invoke(app, argv[:-3] + ["--threads", "-3", "--no-progress"]).exit_code == 2
-
-
-def test_train_command_interrupted_says_what_was_saved(pair_dir, tmp_path, monkeypatch):
-    from typer.testing import CliRunner
-
-    from swinfuse.cli import app
-    from swinfuse.training import trainer
-
-    def interrupted(args, progress=None):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(trainer, "train", interrupted)
-    result = CliRunner().invoke(app, ["train", "--data", str(pair_dir), "--out", str(tmp_path / "run")])
-    assert result.exit_code == 130 and "nothing saved yet" in result.output and "--resume" in result.output
 
 
 def test_pyramid_target_keeps_the_stronger_detail_and_the_mean_base():

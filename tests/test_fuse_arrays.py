@@ -1,36 +1,16 @@
-"""The library face: `import swinfuse` (lazy), the `swinfuse_cli` alias, fusing arrays and tensors in memory."""
+"""swinfuse.fuse (api.fuse): arrays and tensors in memory, colour in and colour out, the same options as the
+`fuse` command, one checkpoint kept between calls."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from swinfuse.api import FuseOptions
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def test_import_swinfuse_loads_no_torch():
-    code = "import sys, swinfuse; assert 'torch' not in sys.modules; swinfuse.SwinFuse; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "True"  # loaded when a name that needs it is first used, not before
-
-
-def test_old_import_name_is_the_same_module():
-    import swinfuse.model.network as new
-    import swinfuse_cli.model.network as old
-    from swinfuse_cli.training.trainer import train
-
-    assert old is new and train.__module__ == "swinfuse.training.trainer"
-
-
-def test_public_names_resolve():
-    import swinfuse
-
-    for name in swinfuse.__all__:
-        assert getattr(swinfuse, name) is not None, name
 
 
 def _perturb_film(model):
@@ -123,3 +103,20 @@ def test_fuse_keeps_one_loaded_checkpoint(tiny_model, tmp_path, monkeypatch):
     save_checkpoint(tiny_model, a, {"note": "retrained"})
     api.fuse(image, image, weights=a, options=cpu)
     assert loads[-1] == "a.safetensors" and len(loads) == 4  # a rewritten file is loaded again
+
+
+def test_arrays_take_the_same_options(tiny_model):
+    import swinfuse
+
+    rng = np.random.default_rng(0)
+    ir = rng.integers(0, 255, (48, 64), dtype=np.uint8)
+    vis = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    whole = swinfuse.fuse(ir, vis, model=tiny_model)
+    tiled = swinfuse.fuse(ir, vis, model=tiny_model, options=FuseOptions(tile=40, tile_overlap=32))
+    assert tiled.shape == whole.shape and np.abs(tiled.astype(int) - whole.astype(int)).mean() < 2
+    gray = swinfuse.fuse(ir, vis, model=tiny_model, options=FuseOptions(gray=True, bit_depth=16))
+    assert gray.shape == (48, 64) and gray.dtype == np.uint16
+    resized = swinfuse.fuse(ir[::2, ::2], vis, model=tiny_model, options=FuseOptions(resize=True))
+    assert resized.shape == (48, 64, 3)
+    with pytest.raises(swinfuse.SwinfuseError, match=r"sizes differ: .*resize=True"):
+        swinfuse.fuse(ir[::2, ::2], vis, model=tiny_model)
