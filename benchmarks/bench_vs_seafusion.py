@@ -1,7 +1,7 @@
 """The shipped model's forward against SeAFusion's on the same machine, in one run (issue 11's speed constraint).
 
 SeAFusion comes from VIF-Benchmark's published checkpoint, imported at run time from --seafusion-root (a
-checkout of github.com/Linfeng-Tang/VIF-Benchmark; see seafusion_peer.py; its code never enters this
+checkout of github.com/Linfeng-Tang/VIF-Benchmark; see tools/seafusion_peer.py; its code never enters this
 repository). Ours: --weights (default: the shipped checkpoint) with the neutral prompt, whose embedding is
 cached by the warm-up, so the timed forward is the fusion network itself. Every measurement is a fresh process:
 load, one 64x64 forward, --warmup forwards at --size, then the median of --reps timed forwards under
@@ -32,7 +32,7 @@ def child(args, H: int, W: int) -> None:
     ir, vis = example_pair(size=(H, W))
     small = example_pair(size=(64, 64))
     if args.which == "seafusion":
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
         from seafusion_peer import SeAFusionPeer
 
         peer = SeAFusionPeer(args.seafusion_root)
@@ -101,7 +101,7 @@ def compare(args, H: int, W: int) -> None:
 
 
 def main() -> None:
-    p = peer_parser(__doc__, ("--seafusion-root", "VIF-Benchmark checkout (see seafusion_peer.py)"), reps=3)
+    p = peer_parser(__doc__, ("--seafusion-root", "VIF-Benchmark checkout (see tools/seafusion_peer.py)"), reps=3)
     p.add_argument("--warmup", type=int, default=1, help="untimed forwards at --size before the timed ones")
     p.add_argument("--rounds", type=int, default=3, help="fresh-process pairs, alternating the order")
     p.add_argument("--json-out", default=None)

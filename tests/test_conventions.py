@@ -1,5 +1,5 @@
 """How the named conventions relate on a non-trivial image (the reference code itself is checked by
-benchmarks/compare_evaluator.py, which needs CDDFuse's evaluator; these tests need nothing but swinfuse)."""
+tools/compare_evaluator.py, which needs CDDFuse's evaluator; these tests need nothing but swinfuse)."""
 
 import math
 

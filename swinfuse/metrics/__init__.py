@@ -2,7 +2,7 @@
 
 Reference: `utils/Evaluator.py` and `test_IVF.py` of Zhaozixiang1228/MMIF-CDDFuse (the most used Python
 evaluator; scikit-image 0.19 and scikit-learn as pinned in its requirements). This is our own vectorised
-numpy/scipy implementation of the same numbers (`benchmarks/compare_evaluator.py` checks them to 1e-3):
+numpy/scipy implementation of the same numbers (`tools/compare_evaluator.py` checks them to 1e-3):
 
 - images are gray float32 values on 0..255: read with cv2 (3 channels), BGR->gray, rounded;
 - EN: Shannon entropy in bits of the 256-level histogram; SD: population standard deviation;

@@ -49,7 +49,7 @@ def _pyr_up(img: torch.Tensor, size) -> torch.Tensor:
 
 
 def pyramid_fusion(ir: torch.Tensor, vis: torch.Tensor, levels: int = PYRAMID_LEVELS) -> torch.Tensor:
-    """Laplacian-pyramid fusion of two (B, 1, H, W) images in [0, 1] (benchmarks/baselines.py's rule, in
+    """Laplacian-pyramid fusion of two (B, 1, H, W) images in [0, 1] (tools/baselines.py's rule, in
     torch): detail levels keep the coefficient of larger magnitude, the base is the mean -> (B, 1, H, W)."""
     details, a, b = [], ir, vis
     for _ in range(levels):

@@ -3,7 +3,7 @@
 They are the bar of issue 5: a learned model should beat mean(Y, IR) everywhere. max(Y, IR) copies source
 pixels, so it scores high on MI, VIF and Qabf while losing contrast and detail (SD, SF, AG).
 
-    python benchmarks/baselines.py --ir-dir DATA/ir --vis-dir DATA/vis --out-dir runs/baselines
+    python tools/baselines.py --ir-dir DATA/ir --vis-dir DATA/vis --out-dir runs/baselines
 
 writes OUT/{mean,max,laplacian}/<stem>.png (gray, the visible image's BT.601 Y fused with the infrared)
 and prints the mean of every metric per baseline (swinfuse.metrics, CDDFuse's conventions).

@@ -1,11 +1,11 @@
 """The shipped model's bars, measured: on RoadScene's validation split and on out-of-distribution folders,
 against the classical baselines and (given its code and checkpoint) the learned peer SeAFusion.
 
-    python benchmarks/evaluate_model.py --weights weights/swinfuse-default.safetensors \
-        --data ../shared/data/roadscene --json-out benchmarks/validation.json --figures docs
+    python tools/evaluate_model.py --weights weights/swinfuse-default.safetensors \
+        --data ../shared/data/roadscene --json-out runs/validation.json --figures docs | tee docs/validation.txt
 
     # issue 11's bars: RoadScene split + out-of-distribution sets + SeAFusion, clean pairs only
-    taskset -c 1 python benchmarks/evaluate_model.py --weights weights/swinfuse-default.safetensors \
+    taskset -c 1 python tools/evaluate_model.py --weights weights/swinfuse-default.safetensors \
         --data ../shared/data/roadscene --ood ../shared/data/m3svd_val --ood ../shared/data/m3fd_val \
         --seafusion-root /path/to/VIF-Benchmark --cache runs/seafusion_cache --clean-only \
         --threads 1 --workers 1 [--compare-weights runs/new/model.safetensors] --json-out runs/eval.json
@@ -162,7 +162,8 @@ def main(argv=None) -> int:
     ap.add_argument("--clean-only", action="store_true", help="skip the degraded pairs (= --degraded-pairs 0)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json-out", default=None)
+    ap.add_argument("--json-out", default=None, help="write the whole report, per-image values included, as JSON "
+                    "(what tools/ship.py reads; large, so keep it out of the repository: runs/ is ignored)")
     ap.add_argument("--figures", default=None, help="folder for the README pictures")
     ap.add_argument("--figure-kind", default="vis_haze", help="degradation shown in the prompt figure")
     ap.add_argument("--ship", default=None, help="write the checkpoint here with these results added to its "
@@ -189,7 +190,7 @@ def main(argv=None) -> int:
 
         peer = SeAFusionPeer(args.seafusion_root)
         print(f"SeAFusion: {peer.net_file.parent.parent} ({peer.params} params, checkpoint sha256:"
-              f"{peer.sha256[:12]}); VIF-Benchmark's pre/post-processing, see benchmarks/seafusion_peer.py",
+              f"{peer.sha256[:12]}); VIF-Benchmark's pre/post-processing, see tools/seafusion_peer.py",
               flush=True)
     cache = _PeerCache(peer, args.cache) if peer else None
 
@@ -392,7 +393,7 @@ def main(argv=None) -> int:
 
         provenance = dict(meta["provenance"])
         provenance["validation_metrics"] = {
-            "command": "python benchmarks/evaluate_model.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "command": "python tools/evaluate_model.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             "clean_means": {m: report["clean"][m] for m in ("swinfuse", *BASELINES, *(PEERS if peer else ()))},
             "wins_vs_baselines": {b: report["clean"][f"wins_vs_{b}"] for b in (*BASELINES, *(PEERS if peer else ()))},
             "degraded": summary}

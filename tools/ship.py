@@ -1,8 +1,8 @@
 """Ship a checkpoint with the evaluation it was judged by: copy `--weights` to `--out` with the results of an
 `evaluate_model.py --json-out` run (of the same checkpoint, checked by SHA-256) added to its provenance.
 
-    python benchmarks/ship.py --weights runs/NEW.safetensors --results runs/eval.json \
-        --command "python benchmarks/evaluate_model.py ..." --out weights/swinfuse-default.safetensors
+    python tools/ship.py --weights runs/NEW.safetensors --results runs/eval.json \
+        --command "python tools/evaluate_model.py ..." --out weights/swinfuse-default.safetensors
 
 `evaluate_model.py --ship` does the same at the end of an evaluation; this script ships one made earlier, so a
 long evaluation is not run twice. Per-image values stay in the JSON file, not in the checkpoint.

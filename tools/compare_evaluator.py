@@ -1,7 +1,7 @@
 """Check swinfuse.metrics against the evaluators its conventions follow (a script, not a test).
 
     git --git-dir=<mirror of Zhaozixiang1228/MMIF-CDDFuse> archive HEAD utils test_img | tar -x -C /tmp/cddfuse
-    python benchmarks/compare_evaluator.py --cddfuse /tmp/cddfuse [--extra-pairs ../shared/data/roadscene]
+    python tools/compare_evaluator.py --cddfuse /tmp/cddfuse [--extra-pairs ../shared/data/roadscene]
         [--convention cddfuse|cddfuse-255|mean-bits|all] [--per-set N (0: every pair)]
 
 Their `utils/Evaluator.py` is imported at run time from that path (their code never enters this repo); it
@@ -47,7 +47,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "tools"))
 
 from baselines import BASELINES, _read_y  # noqa: E402
 from swinfuse import metrics  # noqa: E402

@@ -31,7 +31,7 @@ stretched = the gray (BT.601 luma) of the 8-bit RGB image VIF-Benchmark writes, 
 given it is computed through the RGB reconstruction, the global RGB min-max and the truncation exactly as above;
 without them (gray visible) it is the min-max of Y, truncated to 8 bits.
 
-    python benchmarks/seafusion_peer.py --seafusion-root /work/ref/VIF-Benchmark IR VIS -o /tmp/sea.png
+    python tools/seafusion_peer.py --seafusion-root /work/ref/VIF-Benchmark IR VIS -o /tmp/sea.png
 """
 
 from __future__ import annotations
