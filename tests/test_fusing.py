@@ -457,8 +457,8 @@ def test_an_interrupted_batch_writes_its_manifest_for_what_it_wrote(tmp_path):
 
 # --- the manifest's settings: the folder's and the FuseOptions, old manifests still read ---------------------
 
-# The settings as the manifest recorded them before FuseOptions (every key keeps its name and meaning).
-OLD_SETTING_KEYS = {"root", "ir_dir", "vis_dir", "recursive", "overwrite", "shard", "resize", "gray", "bit_depth",
+# The settings keys manifests carry besides the options' fields; a rerun reads manifests by these names.
+FOLDER_SETTING_KEYS = {"root", "ir_dir", "vis_dir", "recursive", "overwrite", "shard", "resize", "gray", "bit_depth",
                     "ext", "device", "tile", "tile_overlap"}
 
 
@@ -471,7 +471,7 @@ def test_the_manifest_records_the_options_beside_the_folder_settings(tmp_path):
     options = FuseOptions(gray=True, bit_depth=16, tile=None, device="cpu")
     report = batch(root, tmp_path / "out", options=options)
     settings = json.loads(report.manifest.read_text())["settings"]
-    assert set(settings) == OLD_SETTING_KEYS | {f.name for f in dataclasses.fields(FuseOptions)}
+    assert set(settings) == FOLDER_SETTING_KEYS | {f.name for f in dataclasses.fields(FuseOptions)}
     shown = ("gray", "bit_depth", "tile", "precision", "compile", "threads", "device", "ext")
     assert {k: settings[k] for k in shown} == \
         {"gray": True, "bit_depth": 16, "tile": None, "precision": "fp32", "compile": False, "threads": None,

@@ -82,7 +82,7 @@ def test_clip_offline_fails_at_once_with_what_to_do(hub, monkeypatch, tmp_path):
 
 
 def test_clip_hub_offline_is_huggingface_hubs_reading_of_the_variable(hub, monkeypatch):
-    # HF_HUB_OFFLINE=no means online to huggingface_hub; swinfuse used to read any value but 0 as offline.
+    # HF_HUB_OFFLINE=no means online to huggingface_hub, so swinfuse goes by huggingface_hub's reading of it.
     from huggingface_hub import constants
 
     from swinfuse.model.text import _check_available

@@ -34,7 +34,7 @@ class Convention:
 
 
 CONVENTIONS = {c.name: c for c in (
-    Convention("cddfuse", "nats", "sum", 2.0,  # the text `evaluate --json` has always carried
+    Convention("cddfuse", "nats", "sum", 2.0,  # this description is part of `evaluate --json`: keep it word for word
                "Images are read as the CDDFuse evaluator reads them (cv2, BGR->gray, rounded) and scored as "
                "gray float values on 0..255. MI, VIF and SSIM are summed over the two sources (infrared and "
                "visible), so SSIM of a perfect copy of both is 2. EN in bits, MI in nats (sklearn), SSIM as "

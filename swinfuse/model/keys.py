@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-# Older key prefix -> today's, oldest first. The FiLM layers were the network's own (`film.N.*`) until the
-# decoder that applies them took them over (`decoder.film.N.*`); checkpoints and training states of that layout
-# are being written still.
+# Older key prefix -> today's, oldest first. `film.N.*`: the FiLM layers as the network's own modules, a layout
+# shipped checkpoints and saved training states still have; today the decoder that applies them owns them
+# (`decoder.film.N.*`).
 LEGACY_PREFIXES = (("film.", "decoder.film."),)
 
 
