@@ -5,7 +5,7 @@ The public face, loaded lazily (importing `swinfuse` imports no torch; `swinfuse
     import swinfuse
     fused = swinfuse.fuse(ir, vis, "the visible image is in extremely low light")  # arrays or tensors
     from swinfuse.api import default_weights_path
-    model, meta = swinfuse.load_checkpoint(default_weights_path())  # the shipped checkpoint
+    model, meta = swinfuse.load_checkpoint(default_weights_path())  # the shipped checkpoint, as a SwinFuse
 
 `fuse_pair`, `fuse_batch`, `profile`, `summarize`, `evaluate` and `train` are the library functions behind
 the six commands; `SwinFuse` and `FusionConfig` the network and its configuration.
