@@ -49,7 +49,7 @@ def provenance(args, data, *, step: int, final: bool, val_loss: float | None, wo
         "val_data": [{"path": d, "resolved": str(Path(d).resolve())} for d in args.val_data],
         "augment": {"rescale": args.rescale, "gamma_jitter": args.gamma_jitter,
                     "gain_jitter": args.gain_jitter, "clean_share": args.clean_share},
-        "gradient_target": args.gradient_target, "bf16": args.bf16,
+        "gradient_target": args.gradient_target, "intensity_target": args.intensity_target, "bf16": args.bf16,
         "git_commit": git_commit(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "step": step, "steps": args.steps, "finished": final, "val_loss": val_loss,
         "preset": args.preset, "crop": args.crop, "batch_size": args.batch_size, "lr": args.lr,

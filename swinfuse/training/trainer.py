@@ -131,7 +131,7 @@ def _train(args: TrainArgs, weights: dict, files: RunFiles, rank: int, world: in
         ir_in, vis_in, ir, vis = (t.to(device, non_blocking=True) for t in (ir_in, vis_in, ir, vis))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
             out = net(ir_in, vis_in, prompts)
-        loss, terms = output_loss(out, ir, vis, weights, args.gradient_target)
+        loss, terms = output_loss(out, ir, vis, weights, args.gradient_target, args.intensity_target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
