@@ -42,6 +42,8 @@ def train_command(
     gamma_jitter: Annotated[float, typer.Option(help="Per-modality gamma exp(U(-g, g)) of the clean sources (0: none).")] = 0.0,
     gain_jitter: Annotated[float, typer.Option(help="Per-modality gain U(1-g, 1) of the clean sources (0: none).")] = 0.0,
     clean_share: Annotated[float, typer.Option(help="Share of undegraded samples (0: uniform over the 9 kinds).")] = 0.0,
+    wrong_prompt_share: Annotated[float, typer.Option(help="Share of samples whose prompt names a degradation "
+                                                           "the input does not have (target unchanged).")] = 0.0,
     gradient_target: Annotated[str, typer.Option(help="Gradient term's target: magnitude (SwinFusion) | signed.")] = "magnitude",
     intensity_target: Annotated[str, typer.Option(help="Intensity term's target: max (SwinFusion) | max-matched "
                                                        "(the max shifted to the brighter source's mean).")] = "max",
@@ -80,7 +82,7 @@ def train_command(
                      val_count=val_count, val_every=val_every, val_crop=val_crop, seed=seed, resume=resume,
                      init=str(init) if init else "", loss_weights=_loss_weights(loss_weights), device=device,
                      threads=threads, progress=progress, command=invocation(), rescale=rescale,
-                     gamma_jitter=gamma_jitter, gain_jitter=gain_jitter, clean_share=clean_share,
+                     gamma_jitter=gamma_jitter, gain_jitter=gain_jitter, clean_share=clean_share, wrong_prompt_share=wrong_prompt_share,
                      gradient_target=gradient_target, intensity_target=intensity_target, bf16=bf16, overwrite=overwrite, text_encoder=text_encoder)
     main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, one process speaks
     try:
