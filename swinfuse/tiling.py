@@ -116,7 +116,7 @@ def fuse_tiled(model, ir: torch.Tensor, vis: torch.Tensor, text: torch.Tensor, t
     is added to the frame. on_tile(k, n) is called after each tile."""
     device, dtype = _model_device_dtype(model)
     cfg = model.config
-    up, ws = cfg.upscale, cfg.window_size
+    up, ws = cfg.upscale, cfg.pad_multiple
     B, C, H, W = ir.shape
     boxes = plan_tiles(H, W, tile, overlap, ws)
     text = text.to(device=device, dtype=dtype) if isinstance(text, torch.Tensor) else text
@@ -147,7 +147,9 @@ def bytes_per_pixel(config, dtype: torch.dtype = torch.float32) -> float:
     residuals, the convs' outputs. The estimate, embed_dim * (10 + 2 * mlp_ratio) values, gives 0.9 kB.
     Upsampling heads add their 64 features at the output resolution."""
     size = torch.empty((), dtype=dtype).element_size()
-    values = config.embed_dim * (10 + 2 * config.mlp_ratio)
+    values = config.embed_dim * (10 + 2 * config.mlp_ratio) / config.patch_size ** 2
+    if config.patch_size > 1:  # the full-resolution path: both shallow features, the detail and the head
+        values += 6 * config.detail_width
     if config.upsampler in ("pixelshuffle", "nearest+conv"):
         values += 2 * HEAD_FEATURES * config.upscale ** 2
     return size * values
@@ -172,13 +174,13 @@ def auto_tile(H: int, W: int, B: int, config, device, dtype: torch.dtype = torch
     if per_pixel * H * W <= budget:
         return 0
     side = int(math.sqrt(budget / per_pixel))
-    return _round_to(min(side, MAX_AUTO_TILE), config.window_size)
+    return _round_to(min(side, MAX_AUTO_TILE), config.pad_multiple)
 
 
 def default_overlap(config) -> int:
     """Four windows, the least that blends (MIN_OVERLAP_WINDOWS): a shifted window and the convs around it see
     about two windows past a tile edge."""
-    return MIN_OVERLAP_WINDOWS * config.window_size
+    return MIN_OVERLAP_WINDOWS * config.pad_multiple
 
 
 def min_tile(window: int) -> int:
@@ -216,7 +218,7 @@ def check_tiling(tile: int | None, overlap: int | None, window: int) -> None:
 
 def _overlap_for(overlap: int | None, config) -> int:
     """The overlap used: the asked one rounded up to the window, or the default."""
-    return default_overlap(config) if overlap is None else _ceil_to(overlap, config.window_size)
+    return default_overlap(config) if overlap is None else _ceil_to(overlap, config.pad_multiple)
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -235,7 +237,7 @@ def fuse_frame(model, ir: torch.Tensor, vis: torch.Tensor, text, *, tile: int | 
 
     device, dtype = _model_device_dtype(model)
     cfg = model.config
-    ws = cfg.window_size
+    ws = cfg.pad_multiple
     B, _, H, W = ir.shape
     check_tiling(tile, overlap, ws)
     smallest = max(min_tile(ws), _ceil_to(overlap, ws) + ws if overlap is not None else 0)

@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -58,8 +59,8 @@ def test_cross_attention_reads_the_other_modality(tiny_model):
     ir, vis = _pair(1, 16, 16)
     fusion, enc_ir, enc_vis = tiny_model.fusion, tiny_model.encoder_ir, tiny_model.encoder_vis
     with torch.inference_mode():
-        a_ir, a_vis = enc_ir(ir), enc_vis(vis)
-        b_vis = enc_vis(torch.rand_like(vis))
+        (a_ir, _), (a_vis, _) = enc_ir(ir), enc_vis(vis)
+        b_vis, _ = enc_vis(torch.rand_like(vis))
         ir_1, _ = fusion.layers[0](a_ir, a_vis)
         ir_2, _ = fusion.layers[0](a_ir, b_vis)  # same infrared, other visible
     assert not torch.allclose(ir_1, ir_2)  # the infrared stream saw the visible change
@@ -188,3 +189,59 @@ def test_summary_rows_add_up_with_interleaved_film_and_re_stages(depth):
         assert {"decoder.film", "decoder.layers"} <= set(names)
     if depth >= 3:
         assert {"decoder.film.0", "decoder.film.1", "decoder.layers.1"} <= set(names)
+
+
+def _halfres(tiny_config, patch_size=2, **kw):
+    return dataclasses.replace(tiny_config, patch_size=patch_size, embed_dim=16, detail_dim=8, **kw)
+
+
+@pytest.mark.parametrize("patch_size", [2, 4])
+@pytest.mark.parametrize("size", [(16, 16), (13, 21), (5, 7)])
+def test_strided_patch_embedding_keeps_the_input_size(tiny_config, patch_size, size):
+    model = SwinFuse(_halfres(tiny_config, patch_size)).eval()
+    ir, vis = _pair(2, *size)
+    with torch.inference_mode():
+        out = model(ir, vis, "low light")
+    assert out.shape == (2, 1, *size)
+    assert model.config.pad_multiple == tiny_config.window_size * patch_size
+    # the Swin stages see a grid patch_size times coarser: the encoder's tokens are (B, H/p, W/p, C)
+    with torch.inference_mode():
+        tokens, shallow = model.encoder_ir(torch.rand(1, 1, 8 * patch_size, 8 * patch_size))
+    assert tokens.shape == (1, 8, 8, 16) and shallow.shape == (1, 8, 8 * patch_size, 8 * patch_size)
+
+
+def test_strided_layout_keeps_full_resolution_detail_and_reads_the_prompt(tiny_config):
+    torch.manual_seed(0)
+    model = SwinFuse(_halfres(tiny_config)).eval()
+    torch.nn.init.normal_(model.decoder.detail_film.to_film[-1].weight, std=0.5)
+    ir, vis = _pair(1, 16, 16)
+    checker = vis.clone()
+    checker[..., ::2, ::2] += 0.3  # a pattern at the pixel pitch, below what a 2x2 patch grid can resolve
+    with torch.inference_mode():
+        base, fine = model(ir, vis, ""), model(ir, checker, "")
+        other = model(ir, vis, "stripe noise in the infrared image")
+    # one-pixel detail reaches the output through the full-resolution path, and the prompt modulates it
+    diff = (fine - base)[0, 0]
+    assert (diff[::2, ::2] - diff[1::2, 1::2]).abs().mean() > 1e-4
+    assert (other - base).abs().max() > 1e-4
+
+
+def test_every_parameter_of_the_strided_layout_gets_a_gradient(tiny_config):
+    torch.manual_seed(0)
+    model = SwinFuse(_halfres(tiny_config)).train()
+    for film in [*model.decoder.film, model.decoder.detail_film]:
+        torch.nn.init.normal_(film.to_film[-1].weight, std=0.1)
+    model(*_pair(2, 16, 16), ["a prompt", "another prompt"]).square().mean().backward()
+    assert not [n for n, p in model.named_parameters() if p.grad is None or (p.grad == 0).all()]
+
+
+def test_patch_size_and_detail_dim_are_checked():
+    with pytest.raises(ConfigError, match="patch_size must be one of"):
+        FusionConfig(patch_size=3)
+    with pytest.raises(ConfigError, match="detail_dim"):
+        FusionConfig(patch_size=2, detail_dim=-1)
+    assert FusionConfig.halfres().patch_size == 2 and FusionConfig.preset("halfres").detail_width == 16
+    # a config written before these fields existed reads as the full-resolution layout
+    old = json.loads(FusionConfig.default().to_json())
+    del old["detail_dim"]
+    assert FusionConfig.from_json(json.dumps(old)) == FusionConfig.default()

@@ -10,12 +10,12 @@ import torch.nn.functional as F
 from swinfuse import tiling
 
 
-def _model(upscale=1, upsampler=""):
+def _model(upscale=1, upsampler="", **fields):
     from swinfuse.model.config import FusionConfig, TextEncoderSpec
     from swinfuse.model.network import SwinFuse
 
     cfg = FusionConfig.smoke(upscale=upscale, upsampler=upsampler, use_checkpoint=False, text_dim=16,
-                             text=TextEncoderSpec(width=16, layers=1, heads=2, context_length=16))
+                             text=TextEncoderSpec(width=16, layers=1, heads=2, context_length=16), **fields)
     torch.manual_seed(0)
     return SwinFuse(cfg).eval()
 
@@ -74,6 +74,17 @@ def test_tiled_matches_whole_frame():
         tiled = tiling.fuse_tiled(model, ir, vis, text, tile=16, overlap=8)
     assert tiled.shape == whole.shape
     assert _psnr(tiled, whole) >= 45
+
+
+def test_tiled_matches_whole_frame_with_a_strided_patch_embedding():
+    model = _model(patch_size=2, detail_dim=8)
+    ir, vis = _pair(64, 112)
+    text = torch.zeros(1, 16)
+    with torch.inference_mode():
+        frame = tiling.fuse_frame(model, ir, vis, text, tile=44)  # rounded to window x patch = 8: 40, overlap 32
+        whole = model(ir, vis, text)
+    assert frame.tiles > 1 and frame.image.shape == whole.shape
+    assert _psnr(frame.image, whole) >= 40
 
 
 def test_tiled_with_upscale_and_a_batch():

@@ -427,3 +427,33 @@ def test_loss_weights_take_an_optional_fourth():
     assert check_loss_weights([10, 10, 60, 20])["pyramid"] == 20
     with pytest.raises(ConfigError, match="pyramid"):
         check_loss_weights([1, 2, 3, 4, 5])
+
+
+def test_max_matched_intensity_target_has_the_brighter_source_mean():
+    ir, vis = _scene(seed=1)[None].flip(-1) * 0.9, _scene(seed=2)[None]  # each brighter in places
+    brighter = torch.maximum(ir, vis)
+    assert float(brighter.mean()) > max(float(ir.mean()), float(vis.mean())) + 0.02
+    shifted = (brighter - (brighter.mean() - max(ir.mean(), vis.mean()))).clamp(0, 1)
+    only = {"ssim": 0, "intensity": 1, "gradient": 0}
+    _, at_max = fusion_loss(ir, vis, brighter, only, intensity_target="max")
+    _, at_shift = fusion_loss(ir, vis, shifted, only, intensity_target="max-matched")
+    _, max_under_matched = fusion_loss(ir, vis, brighter, only, intensity_target="max-matched")
+    assert float(at_max["intensity"]) == 0 and float(at_shift["intensity"]) < 1e-6
+    assert float(max_under_matched["intensity"]) > 1e-3  # the plain max is now too bright
+    assert abs(float(shifted.mean()) - max(float(ir.mean()), float(vis.mean()))) < 0.01
+    with pytest.raises(ValueError, match="intensity_target"):
+        fusion_loss(ir, vis, brighter, only, intensity_target="min")
+
+
+def test_wrong_prompt_share_names_another_degradation_and_keeps_the_draws_without_it():
+    from swinfuse.training.batches import make_sample
+
+    images = [(_scene(40, 40, 1), _scene(40, 40, 2))]
+    plain = [make_sample(images, 32, (0, 0, i), 0.0, clean_share=0.3) for i in range(40)]
+    off = [make_sample(images, 32, (0, 0, i), 0.0, clean_share=0.3, wrong_share=0.0) for i in range(40)]
+    assert [s[4] for s in plain] == [s[4] for s in off]  # share 0: the runs made before it repeat exactly
+    wrong = [make_sample(images, 32, (0, 0, i), 0.0, clean_share=0.3, wrong_share=1.0) for i in range(40)]
+    corpus = {k: set(P.CORPUS[k]) for k in P.CORPUS}
+    for ir_in, vis_in, ir, vis, prompt, kind in wrong:
+        assert prompt not in corpus[kind] and prompt not in corpus["none"]
+    assert any(kind == "none" for *_, kind in wrong)  # clean inputs get degradation prompts too

@@ -1,26 +1,28 @@
 """The shipped model's bars, measured: on RoadScene's validation split and on out-of-distribution folders,
 against the classical baselines and (given its code and checkpoint) the learned peer SeAFusion.
 
-    python tools/evaluate_model.py --weights weights/swinfuse-default.safetensors \
-        --data ../shared/data/roadscene --json-out runs/validation.json --figures docs | tee docs/validation.txt
-
-    # issue 11's bars: RoadScene split + out-of-distribution sets + SeAFusion, clean pairs only
-    taskset -c 1 python tools/evaluate_model.py --weights weights/swinfuse-default.safetensors \
+    # RoadScene split + out-of-distribution sets + SeAFusion, a candidate beside the shipped model
+    taskset -c 1 python tools/evaluate_model.py --weights runs/new/model.safetensors \
+        --compare-weights weights/swinfuse-default.safetensors \
         --data ../shared/data/roadscene --ood ../shared/data/m3svd_val --ood ../shared/data/m3fd_val \
-        --seafusion-root /path/to/VIF-Benchmark --cache runs/seafusion_cache --clean-only \
-        --threads 1 --workers 1 [--compare-weights runs/new/model.safetensors] --json-out runs/eval.json
+        --seafusion-root /path/to/VIF-Benchmark --cache runs/seafusion_cache \
+        --threads 1 --workers 1 --json-out runs/eval.json
 
 1. Clean pairs of each set: RoadScene's validation split (the last 21 stems of --data, never trained on) and
    every pair of each --ood folder (cameras the training data does not have). Each model (--weights, and
    every --compare-weights) with the neutral prompt against mean(Y, IR), max(Y, IR) and a Laplacian pyramid,
    and against SeAFusion (--seafusion-root: a checkout of github.com/Linfeng-Tang/VIF-Benchmark, imported at
-   run time, see seafusion_peer.py) reported both ways: its raw network output, and VIF-Benchmark's own
-   output, which stretches every image to 0..255 with a global min-max (that stretch rewards EN, SD, SF, AG).
-   Nine metrics (EN SD SF AG MI SCD VIF Qabf SSIM; Nabf reported too), every fused image quantised to 8 bits
-   first, as it would be written; our outputs are not stretched. "beats X on k/9": metrics where the model's
-   mean is strictly higher. Issue 11's bars, per set: >= 6/9 against SeAFusion (VIF-Benchmark's stretched
-   output, the numbers the field publishes; the raw output is shown too), 9/9 against mean, >= 5/9 against
-   max and against the Laplacian pyramid.
+   run time, see seafusion_peer.py) under two conventions: raw against raw, and both stretched the way
+   VIF-Benchmark saves SeAFusion's output (one global min-max of the colour image to 0..255, then its gray;
+   the stretch rewards EN, SD, SF, AG). Nine metrics (EN SD SF AG MI SCD VIF Qabf SSIM; Nabf reported too),
+   every fused image quantised to 8 bits first, as it would be written. "beats X on k/9": metrics where the
+   model's mean is strictly higher. The tone of each output with the neutral prompt: its mean Y against the
+   brighter source's, and its share of pixels at 250 or more against the sources'. The wrong-prompt measure:
+   every pair fused again with each degradation's prompt, compared with the neutral fusion (skip it with
+   --no-prompt-harm). The bars, per set (BARS and the constants below): >= 6/9 against SeAFusion in both
+   conventions, 9/9 against mean, worse than each compared model on at most 2, mean Y at most 5 levels above
+   the brighter source, saturation at most 1 point above the sources', every wrong prompt within 3 % on each
+   metric and 10 levels of mean Y; and MI among the wins against SeAFusion on at least two sets.
 2. Degraded RoadScene validation pairs (skipped with --clean-only / --degraded-pairs 0), one fixed degradation
    per kind and pair (training's `degrade_fixed`): each model with the matching prompt, with a held-out
    paraphrase never trained on, and with a neutral prompt; metrics against the CLEAN sources. "Matching beats
@@ -50,12 +52,30 @@ NINE = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM")
 BASELINES = {"mean": fuse_mean, "max": fuse_max, "laplacian": fuse_laplacian}
 PEERS = ("SeAFusion-raw", "SeAFusion-stretched")
 ROADSCENE = "roadscene-val"
-# issue 11: (reference, wins needed out of 9); SeAFusion's bar is on VIF-Benchmark's own (stretched) output
-BARS = (("SeAFusion-stretched", 6), ("mean", 9), ("max", 5), ("laplacian", 5))
+STRETCHED = "-stretched"  # suffix of a model's output stretched as VIF-Benchmark saves SeAFusion's
+# The bars, per set: (our output, reference, wins needed out of 9). Both conventions against SeAFusion: raw
+# against raw, and ours stretched the way VIF-Benchmark stretches SeAFusion's against that.
+BARS = (("", "SeAFusion-raw", 6), (STRETCHED, "SeAFusion-stretched", 6), ("", "mean", 9))
+MI_SETS = 2  # MI must be among the wins against SeAFusion (both conventions) on at least this many sets
+WORSE_THAN_COMPARED = 2  # at most this many metrics worse than each --compare-weights model, per set
+# Tone with the neutral prompt, per set (means over its images): fused mean Y at most BRIGHTER_BY levels above
+# the brighter source's, and at most SATURATED_BY points more pixels >= SATURATION than the more saturated source
+BRIGHTER_BY, SATURATED_BY, SATURATION = 5.0, 1.0, 250
+# A degradation prompt on a clean pair (the wrong prompt) must leave the fusion near the neutral one:
+# every metric's set mean within HARM_METRIC (relative) and the mean Y within HARM_LEVELS
+HARM_METRIC, HARM_LEVELS = 0.03, 10.0
 
 
 def _u8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.round(x), 0, 255).astype(np.uint8)
+
+
+def _tone(fused: np.ndarray, ir: np.ndarray, y: np.ndarray) -> dict:
+    """8-bit fused and sources -> how far the fusion's mean Y is above the brighter source's (levels), and its
+    share of pixels >= SATURATION above the more saturated source's (points)."""
+    sat = [100.0 * float((a >= SATURATION).mean()) for a in (fused, ir, y)]
+    return {"mean_y": float(fused.mean()), "above_brighter": float(fused.mean() - max(ir.mean(), y.mean())),
+            "saturated": sat[0], "saturated_above_sources": sat[0] - max(sat[1:])}
 
 
 def _metrics(job):
@@ -142,6 +162,7 @@ def main(argv=None) -> int:
     from swinfuse.training.degrade import KINDS, degrade_fixed
     from swinfuse.training.prompts import HELD_OUT, canonical_prompt
     from swinfuse.training.batches import split_pairs
+    from seafusion_peer import stretch_like_vif_benchmark
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--weights", default="weights/swinfuse-default.safetensors")
@@ -160,6 +181,8 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="use only the first N pairs of every set (0: all)")
     ap.add_argument("--degraded-pairs", type=int, default=21, help="validation pairs used per degradation kind")
     ap.add_argument("--clean-only", action="store_true", help="skip the degraded pairs (= --degraded-pairs 0)")
+    ap.add_argument("--no-prompt-harm", action="store_true",
+                    help="skip fusing the clean pairs with every degradation prompt (the wrong-prompt measure)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json-out", default=None, help="write the whole report, per-image values included, as JSON "
@@ -222,7 +245,10 @@ def main(argv=None) -> int:
 
     fusers = {tag: fuser(m) for tag, m in models.items()}
     fuse = fusers["swinfuse"]
-    methods = [*tags, *BASELINES, *(PEERS if peer else ())]
+    stretched_tags = [t + STRETCHED for t in tags]
+    methods = [*tags, *stretched_tags, *BASELINES, *(PEERS if peer else ())]
+    wrong_kinds = [] if args.no_prompt_harm else [k for k in KINDS if k != "none"]
+    tone: dict[tuple[str, str], list[dict]] = {}
 
     jobs, started, model_seconds = [], time.perf_counter(), {t: 0.0 for t in tags}
     roadscene_sources, figure_pairs = [], []
@@ -242,12 +268,22 @@ def main(argv=None) -> int:
                 fused = fusers[tag](ir, y, neutral)
                 model_seconds[tag] += time.perf_counter() - t0
                 jobs.append(((set_name, tag, stem), _u8(fused), *src))
+                tone.setdefault((set_name, tag), []).append(_tone(_u8(fused), *src))
+                stretched = stretch_like_vif_benchmark(_u8(fused) / 255.0, vis.cr, vis.cb) * 255.0
+                jobs.append(((set_name, tag + STRETCHED, stem), _u8(stretched), *src))
+                for kind in wrong_kinds:  # a degradation prompt on a clean pair: the wrong prompt
+                    wrong = _u8(fusers[tag](ir, y, canonical_prompt(kind)))
+                    jobs.append(((f"{set_name} wrong:{kind}", tag, stem), wrong, *src))
+                    tone.setdefault((f"{set_name} wrong:{kind}", tag), []).append(_tone(wrong, *src))
             for name, fn in BASELINES.items():
                 jobs.append(((set_name, name, stem), _u8(fn(y255, ir255)), *src))
+            for name, fn in BASELINES.items():
+                tone.setdefault((set_name, name), []).append(_tone(_u8(fn(y255, ir255)), *src))
             if peer:
                 raw, stretched = cache.get(set_name, stem, ir, vis)
                 jobs.append(((set_name, "SeAFusion-raw", stem), _u8(raw * 255.0), *src))
                 jobs.append(((set_name, "SeAFusion-stretched", stem), _u8(stretched * 255.0), *src))
+                tone.setdefault((set_name, "SeAFusion-raw"), []).append(_tone(_u8(raw * 255.0), *src))
     # 2. degraded RoadScene validation, metrics against the clean sources
     for kind in KINDS if args.degraded_pairs > 0 else ():
         if kind == "none":
@@ -288,36 +324,69 @@ def main(argv=None) -> int:
                                 "infrared in [0, 1], FusionNet(vi_Y, ir); raw = network output; stretched = "
                                 "YCbCr2RGB with the visible's Cr/Cb, one global min-max over RGB to 0..255, "
                                 "uint8 truncation, then its BT.601 gray"},
-              "bars": {ref: need for ref, need in BARS},
+              "bars": {ref: need for _, ref, need in BARS},
               "validation_stems": [s for s, _, _ in next((p for n, p in sets if n == ROADSCENE), [])],
               "sets": {}, "clean": {}, "degraded": {}, "per_image": per_image}
 
     print()
     verdicts: dict[str, dict[str, bool]] = {tag: {} for tag in tags}
+    mi_sets: dict[str, int] = {tag: 0 for tag in tags}
     for set_name, pairs in sets:
         rows = {m: means[(set_name, m)] for m in methods}
         title = (f"Clean validation pairs ({len(pairs)}, RoadScene's split), means:" if set_name == ROADSCENE
                  else f"Out-of-distribution set {set_name} ({len(pairs)} pairs, all validation), means:")
         print(_table(title, rows))
         entry = {"pairs": len(pairs), "stems": [s for s, _, _ in pairs], "means": rows, "wins": {},
-                 "worse": {}, "metric_by_metric": {}, "bars": {}}
+                 "worse": {}, "metric_by_metric": {}, "bars": {}, "tone": {}, "prompt_harm": {}}
+        for method in [*tags, *BASELINES, *(("SeAFusion-raw",) if peer else ())]:
+            entry["tone"][method] = _mean(tone[(set_name, method)])
         for tag in tags:
-            refs = [r for r in methods if r != tag]
+            refs = [r for r in methods if r not in (tag, tag + STRETCHED)]
             entry["wins"][tag], entry["worse"][tag], entry["metric_by_metric"][tag] = {}, {}, {}
             for ref in refs:
-                won, lost = _wins(rows[tag], rows[ref])
+                mine = rows[tag + STRETCHED] if ref == "SeAFusion-stretched" else rows[tag]  # equal footing
+                won, lost = _wins(mine, rows[ref])
                 entry["wins"][tag][ref], entry["worse"][tag][ref] = won, lost
-                entry["metric_by_metric"][tag][ref] = {k: float(rows[tag][k] - rows[ref][k]) for k in NINE}
-                print(f"  {tag} beats {ref:<20} on {won}/9 (worse on {lost}/9)   {_signs(rows[tag], rows[ref])}")
+                entry["metric_by_metric"][tag][ref] = {k: float(mine[k] - rows[ref][k]) for k in NINE}
+                label = f"{tag + STRETCHED if ref == 'SeAFusion-stretched' else tag} beats {ref}"
+                print(f"  {label:<48} on {won}/9 (worse on {lost}/9)   {_signs(mine, rows[ref])}")
             bars = {}
-            for ref, need in BARS:
+            for suffix, ref, need in BARS:
                 if ref in rows:
                     bars[ref] = entry["wins"][tag][ref] >= need
+            for other in tags:
+                if other != tag:
+                    bars[f"worse than {other} on <= {WORSE_THAN_COMPARED}"] = \
+                        entry["worse"][tag][other] <= WORSE_THAN_COMPARED
+            t = entry["tone"][tag]
+            bars[f"mean Y <= brighter source + {BRIGHTER_BY:g}"] = t["above_brighter"] <= BRIGHTER_BY
+            bars[f"saturated <= sources + {SATURATED_BY:g} pt"] = t["saturated_above_sources"] <= SATURATED_BY
+            if peer and all(rows[tag + c]["MI"] > rows[r]["MI"] for c, r in (("", "SeAFusion-raw"),
+                                                                              (STRETCHED, "SeAFusion-stretched"))):
+                mi_sets[tag] += 1
+            harm = {}
+            for kind in wrong_kinds:
+                wrong = means[(f"{set_name} wrong:{kind}", tag)]
+                rel = {k: float((wrong[k] - rows[tag][k]) / abs(rows[tag][k])) if rows[tag][k] else 0.0 for k in NINE}
+                dy = _mean(tone[(f"{set_name} wrong:{kind}", tag)])["mean_y"] - t["mean_y"]
+                worst = max(rel, key=lambda k: abs(rel[k]))
+                ok = abs(rel[worst]) <= HARM_METRIC and abs(dy) <= HARM_LEVELS
+                harm[kind] = {"relative": rel, "mean_y_change": dy, "worst_metric": worst, "ok": ok,
+                              "prompt": canonical_prompt(kind)}
+            if harm:
+                entry["prompt_harm"][tag] = harm
+                bars[f"wrong prompts within {HARM_METRIC:.0%} / {HARM_LEVELS:g} levels"] = all(
+                    h["ok"] for h in harm.values())
             entry["bars"][tag] = bars
-            verdicts[tag][set_name] = all(bars.values()) and len(bars) == len(BARS)
-            marks = ", ".join(f"{ref} {entry['wins'][tag][ref]}/9 (need {need}): {'ok' if bars[ref] else 'FAIL'}"
-                              for ref, need in BARS if ref in rows)
-            missing = "" if peer else "; SeAFusion not run (--seafusion-root), so the bar is incomplete"
+            verdicts[tag][set_name] = all(bars.values()) and peer is not None
+            print(f"  {tag} tone: mean Y {t['mean_y']:.1f}, {t['above_brighter']:+.1f} against the brighter source; "
+                  f"{t['saturated']:.2f} % pixels >= {SATURATION} ({t['saturated_above_sources']:+.2f} pt against "
+                  "the sources)")
+            for kind, h in harm.items():
+                print(f"  {tag} wrong prompt {kind:<17} mean Y {h['mean_y_change']:+6.1f}, largest metric change "
+                      f"{h['worst_metric']} {h['relative'][h['worst_metric']]:+.1%}  {'ok' if h['ok'] else 'FAIL'}")
+            marks = ", ".join(f"{name}: {'ok' if good else 'FAIL'}" for name, good in bars.items())
+            missing = "" if peer else "; SeAFusion not run (--seafusion-root), so the bars are incomplete"
             print(f"  {tag} bars on {set_name}: {marks}{missing}")
         report["sets"][set_name] = entry
         print()
@@ -329,23 +398,25 @@ def main(argv=None) -> int:
 
     # summary: wins per set and reference, one row per model
     refs = [*BASELINES, *(PEERS if peer else ())]
-    header = f"{'model':<24}{'set':<16}" + "".join(f"{r:>21}" for r in refs) + f"{'bars (issue 11)':>18}"
-    print("Summary: model beats X on k/9 (bars: SeAFusion-stretched >= 6, mean 9, max >= 5, laplacian >= 5)")
+    header = f"{'model':<24}{'set':<16}" + "".join(f"{r:>21}" for r in refs) + f"{'bars':>10}"
+    print("Summary: model beats X on k/9 (SeAFusion-stretched: ours stretched the same way). Bars per set: "
+          "SeAFusion raw and stretched >= 6, mean 9, tone, wrong prompts, compared models")
     print(header)
     for tag in tags:
         for set_name, _ in sets:
             w = report["sets"][set_name]["wins"][tag]
             verdict = "met" if verdicts[tag][set_name] else ("NOT met" if peer else "incomplete")
-            print(f"{tag:<24}{set_name:<16}" + "".join(f"{w[r]:>19}/9" for r in refs) + f"{verdict:>18}")
+            print(f"{tag:<24}{set_name:<16}" + "".join(f"{w[r]:>19}/9" for r in refs) + f"{verdict:>10}")
     for other in tags[1:]:
         line = ", ".join(f"{s} {report['sets'][s]['wins']['swinfuse'][other]}/9 (worse on "
                          f"{report['sets'][s]['worse']['swinfuse'][other]}/9)" for s, _ in sets)
         print(f"swinfuse beats {other} on: {line}")
-    overall = {tag: all(verdicts[tag].values()) and peer is not None for tag in tags}
+    overall = {tag: all(verdicts[tag].values()) and peer is not None and mi_sets[tag] >= MI_SETS for tag in tags}
     for tag in tags:
-        print(f"{tag}: issue 11's clean bars {'met on every set' if overall[tag] else 'NOT met on every set'}"
-              + ("" if peer else " (SeAFusion not run)"))
-    report["bars_met"] = {tag: {"per_set": verdicts[tag], "all": overall[tag]} for tag in tags}
+        print(f"{tag}: MI beats SeAFusion (both conventions) on {mi_sets[tag]} set(s) (need {MI_SETS}); clean bars "
+              f"{'met on every set' if overall[tag] else 'NOT met on every set'}" + ("" if peer else " (SeAFusion not run)"))
+    report["bars_met"] = {tag: {"per_set": verdicts[tag], "mi_sets": mi_sets[tag], "all": overall[tag]}
+                          for tag in tags}
     print()
 
     kinds_ok = {}

@@ -13,7 +13,7 @@ from swinfuse.cli.options import (DeviceOpt, JsonOpt, ThreadsOpt, WeightsOpt, ch
                                   with_config_options)
 
 SizeOpt = Annotated[str, typer.Option(help="Input size: H or HxW.")]
-PresetOpt = Annotated[str, typer.Option(help="smoke | default | swinfusion.")]
+PresetOpt = Annotated[str, typer.Option(help="smoke | default | halfres | swinfusion.")]
 PromptOpt = Annotated[str, typer.Option(help="Prompt fed to the text encoder.", callback=check_prompts)]
 
 

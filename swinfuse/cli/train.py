@@ -26,7 +26,7 @@ def train(
         help="Folder validated on whole, never trained on (another camera); repeatable.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory: model.safetensors, trainer_state.pt, "
                                                           "log.jsonl.")] = Path("runs/default"),
-    preset: Annotated[str, typer.Option(help="Model size: default | smoke | swinfusion.")] = "default",
+    preset: Annotated[str, typer.Option(help="Model size: default | halfres | smoke | swinfusion.")] = "default",
     steps: Annotated[int, typer.Option(help="Length of the run (and of the cosine LR schedule).")] = 3000,
     stop_after: Annotated[int, typer.Option(help="Stop and checkpoint at this step (0: at --steps); "
                                                  "--resume continues.")] = 0,
@@ -43,7 +43,11 @@ def train(
     gamma_jitter: Annotated[float, typer.Option(help="Per-modality gamma exp(U(-g, g)) of the clean sources (0: none).")] = 0.0,
     gain_jitter: Annotated[float, typer.Option(help="Per-modality gain U(1-g, 1) of the clean sources (0: none).")] = 0.0,
     clean_share: Annotated[float, typer.Option(help="Share of undegraded samples (0: uniform over the 9 kinds).")] = 0.0,
+    wrong_prompt_share: Annotated[float, typer.Option(help="Share of samples whose prompt names a degradation "
+                                                           "the input does not have (target unchanged).")] = 0.0,
     gradient_target: Annotated[str, typer.Option(help="Gradient term's target: magnitude (SwinFusion) | signed.")] = "magnitude",
+    intensity_target: Annotated[str, typer.Option(help="Intensity term's target: max (SwinFusion) | max-matched "
+                                                       "(the max shifted to the brighter source's mean).")] = "max",
     bf16: Annotated[bool, typer.Option("--bf16", help="bf16 autocast in the forward pass.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over in an --out folder that holds a run.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the weights and of every sample: runs repeat exactly.")] = 0,
@@ -75,8 +79,9 @@ def train(
                           val_count=val_count, val_every=val_every, val_crop=val_crop, seed=seed, resume=resume,
                           init=str(init) if init else "", loss_weights=loss_weights, device=device, threads=threads,
                           progress=progress, rescale=rescale, gamma_jitter=gamma_jitter, gain_jitter=gain_jitter,
-                          clean_share=clean_share, gradient_target=gradient_target, bf16=bf16, overwrite=overwrite,
-                          text_encoder=text_encoder)
+                          clean_share=clean_share, wrong_prompt_share=wrong_prompt_share,
+                          gradient_target=gradient_target, intensity_target=intensity_target, bf16=bf16,
+                          overwrite=overwrite, text_encoder=text_encoder)
     main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, one process speaks
     try:
         with render.progress_bar("train", "loss {task.fields[loss]:.4f}", "{task.fields[rate]:.2f} steps/s",

@@ -49,4 +49,4 @@ def check_tiling(model, tile: int | None, overlap: int | None) -> None:
     """A tile or overlap that cannot blend is one error before any work, not one failure per pair."""
     if tile is not None:
         from swinfuse import tiling
-        tiling.check_tiling(tile, overlap, model.config.window_size)
+        tiling.check_tiling(tile, overlap, model.config.pad_multiple)

@@ -11,6 +11,7 @@ from swinfuse.errors import ConfigError
 
 UPSAMPLERS = ("", "pixelshuffle", "pixelshuffledirect", "nearest+conv")
 UPSCALES = (1, 2, 3, 4, 8)
+PATCH_SIZES = (1, 2, 4)
 CLIP_RANDOM = "random"  # TextEncoderSpec.pretrained value that asks for an untrained CLIP on purpose
 
 
@@ -104,6 +105,9 @@ class FusionConfig:
     upsampler: str = ""
     resi_connection: str = "1conv"
     text_dim: int = 64  # length of the prompt vector the FiLM layers receive
+    # Width of the full-resolution convolutional path when patch_size > 1 (shallow features, detail fusion,
+    # the head); 0: embed_dim // 2. Unused at patch_size 1, where everything runs at full resolution.
+    detail_dim: int = 0
     text: TextEncoderSpec = field(default_factory=TextEncoderSpec)
 
     def __post_init__(self):
@@ -127,8 +131,11 @@ class FusionConfig:
             raise ConfigError(f"embed_dim must be >= 1, got {self.embed_dim}")
         if self.window_size < 2:
             raise ConfigError(f"window_size must be >= 2, got {self.window_size}")
-        if self.patch_size != 1:
-            raise ConfigError(f"patch_size must be 1 (SwinFusion works at full resolution), got {self.patch_size}")
+        if self.patch_size not in PATCH_SIZES:
+            raise ConfigError(f"patch_size must be one of {PATCH_SIZES} (1: every Swin stage at full resolution, "
+                              f"as SwinFusion; 2 or 4: a strided patch embedding), got {self.patch_size}")
+        if self.detail_dim < 0:
+            raise ConfigError(f"detail_dim must be >= 0 (0: embed_dim // 2), got {self.detail_dim}")
         if self.in_chans < 1:
             raise ConfigError(f"in_chans must be >= 1, got {self.in_chans}")
         if self.mlp_ratio <= 0:
@@ -157,6 +164,16 @@ class FusionConfig:
         if self.text_dim < 1:
             raise ConfigError(f"text_dim must be >= 1, got {self.text_dim}")
 
+    @property
+    def detail_width(self) -> int:
+        """Channels of the full-resolution path (patch_size > 1)."""
+        return self.detail_dim or max(self.embed_dim // 2, 1)
+
+    @property
+    def pad_multiple(self) -> int:
+        """Inputs are padded to a multiple of this: one window of the (possibly strided) Swin stages."""
+        return self.window_size * self.patch_size
+
     # Named presets play timm's @register_model role.
     @classmethod
     def smoke(cls, **overrides) -> "FusionConfig":
@@ -179,13 +196,22 @@ class FusionConfig:
         return dataclasses.replace(base, **overrides)
 
     @classmethod
+    def halfres(cls, **overrides) -> "FusionConfig":
+        """Swin stages at half resolution (a 2x2 strided patch embedding) at twice the default's width, with a
+        full-resolution convolutional path for detail: a quarter of the tokens buys the width at less time
+        than the default's full-resolution stages (benchmarks/RESULTS.md)."""
+        base = cls.default(patch_size=2, embed_dim=32, ex_num_heads=(2,), fusion_num_heads=(2,),
+                           re_num_heads=(2, 2), detail_dim=16)
+        return dataclasses.replace(base, **overrides)
+
+    @classmethod
     def swinfusion(cls, **overrides) -> "FusionConfig":
         """SwinFusion's own test configuration (embed_dim 60, window 8, depths [4] [2,2] [4], 6 heads)."""
         return dataclasses.replace(cls(), **overrides)
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "FusionConfig":
-        presets = {"smoke": cls.smoke, "default": cls.default, "swinfusion": cls.swinfusion}
+        presets = {"smoke": cls.smoke, "default": cls.default, "halfres": cls.halfres, "swinfusion": cls.swinfusion}
         if name not in presets:
             raise ConfigError(f"unknown preset {name!r}; choose one of {sorted(presets)}")
         return presets[name](**overrides)
@@ -205,4 +231,4 @@ class FusionConfig:
         except (json.JSONDecodeError, TypeError) as exc:
             raise ConfigError(f"config JSON cannot be read: {exc}") from None
 
-PRESETS = ("smoke", "default", "swinfusion")
+PRESETS = ("smoke", "default", "halfres", "swinfusion")

@@ -6,7 +6,12 @@
     prompt -> text encoder -> (B, D) -> FiLM before every Re stage
     fused feature -> [FiLM -> RSTB] x Re stages -> conv (+ fused) -> reconstruction head -> image
 
-Inputs are reflect-padded to a multiple of the window, outputs cropped to (H * upscale, W * upscale).
+With patch_size > 1 (`FusionConfig.halfres`) the Swin stages run on a grid patch_size times coarser: the
+shallow convs stay at full resolution and a strided conv embeds their output; after the Re stages a conv and a
+pixel shuffle bring the feature back up, where the two sources' shallow features, fused by a conv and
+modulated by the prompt, add the full-resolution detail before the head.
+
+Inputs are reflect-padded to a multiple of window * patch_size, outputs cropped to (H * upscale, W * upscale).
 """
 
 from __future__ import annotations
@@ -47,9 +52,13 @@ class Encoder(nn.Module):
 
     def __init__(self, cfg: FusionConfig):
         super().__init__()
-        C = cfg.embed_dim
-        self.conv_first = nn.Sequential(nn.Conv2d(cfg.in_chans, max(C // 2, 1), 3, 1, 1),
-                                        nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(max(C // 2, 1), C, 3, 1, 1))
+        C, p = cfg.embed_dim, cfg.patch_size
+        shallow = C if p == 1 else cfg.detail_width
+        self.conv_first = nn.Sequential(nn.Conv2d(cfg.in_chans, max(shallow // 2, 1), 3, 1, 1),
+                                        nn.LeakyReLU(0.2, inplace=True),
+                                        nn.Conv2d(max(shallow // 2, 1), shallow, 3, 1, 1))
+        # patch_size > 1: a strided conv embeds p x p patches of the shallow feature (Swin's patch embedding)
+        self.patch_embed = nn.Conv2d(shallow, C, p, p) if p > 1 else None
         self.patch_norm = nn.LayerNorm(C) if cfg.patch_norm else nn.Identity()
         self.absolute_pos_embed = nn.Parameter(torch.zeros(1, C, cfg.img_size, cfg.img_size)) if cfg.ape else None
         if self.absolute_pos_embed is not None:
@@ -60,16 +69,18 @@ class Encoder(nn.Module):
                                     for d, h, r in zip(cfg.ex_depths, cfg.ex_num_heads, rates))
         self.norm = nn.LayerNorm(C)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, in_chans, Hp, Wp) -> (B, Hp, Wp, C)."""
-        x = self.conv_first(x)  # (B, C, Hp, Wp)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, in_chans, Hp, Wp) -> tokens (B, Hp/p, Wp/p, C) and, for p > 1, the full-resolution shallow
+        feature (B, detail_width, Hp, Wp) (else None)."""
+        shallow = self.conv_first(x)  # (B, C or detail_width, Hp, Wp)
+        x = shallow if self.patch_embed is None else self.patch_embed(shallow)  # (B, C, Hp/p, Wp/p)
         if self.absolute_pos_embed is not None:
             # Trained at img_size; other sizes get the embedding resized (inputs may be any size).
             x = x + F.interpolate(self.absolute_pos_embed, size=x.shape[-2:], mode="bicubic", align_corners=False)
         x = self.pos_drop(self.patch_norm(x.permute(0, 2, 3, 1)))  # (B, Hp, Wp, C)
         for layer in self.layers:
             x = layer(x)
-        return self.norm(x)
+        return self.norm(x), (None if self.patch_embed is None else shallow)
 
 
 class CrossFusion(nn.Module):
@@ -107,15 +118,31 @@ class Decoder(nn.Module):
                                     for d, h, r in zip(cfg.re_depths, cfg.re_num_heads, rates))
         self.norm = nn.LayerNorm(C)
         self.conv_after_body = nn.Conv2d(C, C, 3, 1, 1)
+        p = cfg.patch_size
+        if p > 1:  # back to full resolution, where the sources' shallow features add the detail
+            Cd = cfg.detail_width
+            self.unpatch = nn.Sequential(nn.Conv2d(C, Cd * p * p, 3, 1, 1), nn.PixelShuffle(p))
+            self.detail = nn.Conv2d(2 * Cd, Cd, 3, 1, 1)
+            self.detail_film = FiLM(cfg.text_dim, Cd)  # the prompt reaches the full-resolution path too
+            C = Cd
+        else:
+            self.unpatch = self.detail = self.detail_film = None
         self.head = build_head(cfg.upsampler, C, cfg.in_chans, cfg.upscale)
 
-    def forward(self, fused: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """fused: (B, C, Hp, Wp); text: (B, D) -> (B, in_chans, Hp * upscale, Wp * upscale)."""
-        x = fused.permute(0, 2, 3, 1)  # (B, Hp, Wp, C)
+    def forward(self, fused: torch.Tensor, text: torch.Tensor,
+                shallow: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """fused: (B, C, h, w); text: (B, D); shallow: the two sources' full-resolution shallow features
+        (patch_size > 1) -> (B, in_chans, Hp * upscale, Wp * upscale)."""
+        x = fused.permute(0, 2, 3, 1)  # (B, h, w, C)
         for film, layer in zip(self.film, self.layers):
             x = layer(film(x, text))
-        x = self.norm(x).permute(0, 3, 1, 2)  # (B, C, Hp, Wp)
-        return self.head(self.conv_after_body(x).add_(fused))
+        x = self.norm(x).permute(0, 3, 1, 2)  # (B, C, h, w)
+        x = self.conv_after_body(x).add_(fused)
+        if self.unpatch is not None:
+            detail = self.detail(torch.cat(shallow, dim=1)).permute(0, 2, 3, 1)  # (B, Hp, Wp, Cd)
+            detail = self.detail_film(detail, text).permute(0, 3, 1, 2)
+            x = self.unpatch(x).add_(detail)  # (B, Cd, Hp, Wp)
+        return self.head(x)
 
 
 class SwinFuse(nn.Module):
@@ -184,16 +211,18 @@ class SwinFuse(nn.Module):
                              f"got {tuple(ir.shape)} and {tuple(vis.shape)}")
         B, _, H, W = ir.shape
         text = self._text(text, B).to(dtype=ir.dtype, device=ir.device)
-        ws = cfg.window_size
-        pad_h, pad_w = (-H) % ws, (-W) % ws
+        unit = cfg.pad_multiple
+        pad_h, pad_w = (-H) % unit, (-W) % unit
         x = torch.cat([ir, vis], dim=0) * cfg.img_range  # (2B, in, H, W): one pad for both
         if pad_h or pad_w:
             # reflect needs the pad smaller than the side; tiny images fall back to replicate
             mode = "reflect" if pad_h < H and pad_w < W else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)  # (2B, in, Hp, Wp)
         ir_x, vis_x = x.chunk(2, dim=0)
-        fused = self.fusion(self.encoder_ir(ir_x), self.encoder_vis(vis_x))  # (B, C, Hp, Wp)
-        out = self.decoder(fused, text)  # (B, in, Hp*up, Wp*up)
+        (ir_t, ir_shallow), (vis_t, vis_shallow) = self.encoder_ir(ir_x), self.encoder_vis(vis_x)
+        fused = self.fusion(ir_t, vis_t)  # (B, C, Hp/p, Wp/p)
+        shallow = None if ir_shallow is None else (ir_shallow, vis_shallow)
+        out = self.decoder(fused, text, shallow)  # (B, in, Hp*up, Wp*up)
         up = cfg.upscale
         return out[..., :H * up, :W * up] / cfg.img_range  # (B, in, H*up, W*up)
 

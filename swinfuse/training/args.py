@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 
 from swinfuse.errors import ConfigError
-from swinfuse.training.losses import GRADIENT_TARGETS, OPTIONAL_WEIGHTS, WEIGHTS
+from swinfuse.training.losses import GRADIENT_TARGETS, INTENSITY_TARGETS, OPTIONAL_WEIGHTS, WEIGHTS
 from swinfuse.training.sampling import Augment, as_specs
 
 
@@ -34,7 +34,9 @@ class TrainArgs:
     gamma_jitter: float = 0.0  # per-modality gamma exp(U(-g, g)) on the clean sources; 0: none
     gain_jitter: float = 0.0  # per-modality gain U(1 - g, 1); 0: none
     clean_share: float = 0.0  # probability of the 'none' kind; 0: uniform over all 9 kinds
+    wrong_prompt_share: float = 0.0  # probability that the prompt names a degradation the input does not have
     gradient_target: str = "magnitude"  # L_grad's target: SwinFusion's 'magnitude' or 'signed' (losses.py)
+    intensity_target: str = "max"  # L_int's target: SwinFusion's 'max' or 'max-matched' (losses.py)
     bf16: bool = False  # bf16 autocast for forward and loss (CPU AVX-512 bf16 / CUDA)
     val_every: int = 250
     val_crop: int = 96
@@ -55,7 +57,7 @@ class TrainArgs:
 
 # Settings a resumed run must share with the saved one; a key older states lack takes its default.
 RESUME_KEYS = ("preset", "crop", "batch_size", "seed", "steps", "lr", "warmup", "data", "val_count", "init",
-               "loss_weights", "rescale", "gamma_jitter", "gain_jitter", "clean_share", "gradient_target",
+               "loss_weights", "rescale", "gamma_jitter", "gain_jitter", "clean_share", "wrong_prompt_share", "gradient_target", "intensity_target",
                "text_encoder")
 
 
@@ -111,6 +113,11 @@ def normalised(args: TrainArgs) -> TrainArgs:
     specs = as_specs(args.data)
     if args.gradient_target not in GRADIENT_TARGETS:
         raise ConfigError(f"gradient target must be one of {', '.join(GRADIENT_TARGETS)}, got {args.gradient_target!r}")
+    if args.intensity_target not in INTENSITY_TARGETS:
+        raise ConfigError(f"intensity target must be one of {', '.join(INTENSITY_TARGETS)}, "
+                          f"got {args.intensity_target!r}")
+    if not 0 <= args.wrong_prompt_share <= 1:
+        raise ConfigError(f"wrong prompt share must be in [0, 1], got {args.wrong_prompt_share}")
     if not 0 <= args.clean_share <= 1:
         raise ConfigError(f"clean share must be in [0, 1], got {args.clean_share}")
     Augment(rescale=args.rescale, gamma=args.gamma_jitter, gain=args.gain_jitter)

@@ -40,22 +40,31 @@ def _draw_kind(rng: np.random.Generator, clean_share: float) -> str:
     return degraded[int(rng.integers(len(degraded)))]
 
 
+def _wrong_kind(kind: str, rng: np.random.Generator) -> str:
+    """A degradation other than `kind` (never 'none'): what a wrong prompt names."""
+    others = [k for k in KIND_NAMES if k not in ("none", kind)]
+    return others[int(rng.integers(len(others)))]
+
+
 def make_sample(images, crop: int, seed: tuple[int, ...], augment: float, aug: Augment = Augment(),
-                clean_share: float = 0.0):
+                clean_share: float = 0.0, wrong_share: float = 0.0):
     """One training sample from its own generator: (ir_in, vis_in, ir_clean, vis_clean, prompt, kind).
-    `images`: a WeightedPairs, or a list of (ir, vis) pairs (one folder)."""
+    `images`: a WeightedPairs, or a list of (ir, vis) pairs (one folder). With probability `wrong_share` the
+    prompt names another degradation than the one applied (or than none): the target stays the clean sources,
+    so the network learns to check the prompt against the image instead of obeying it blindly."""
     rng = np.random.default_rng(list(seed))
     pool = images if isinstance(images, WeightedPairs) else WeightedPairs([list(images)], [1.0])
     ir, vis = random_crop(*pool.draw(rng), crop, rng, aug)
     kind = _draw_kind(rng, clean_share)
     ir_in, vis_in = degrade(kind, ir, vis, rng)
-    return ir_in, vis_in, ir, vis, sample_prompt(kind, rng, augment), kind
+    said = _wrong_kind(kind, rng) if wrong_share > 0 and rng.random() < wrong_share else kind
+    return ir_in, vis_in, ir, vis, sample_prompt(said, rng, augment), kind
 
 
 def make_batch(images, crop: int, seed: int, step: int, batch_size: int, rank: int, world: int, augment: float,
-               aug: Augment = Augment(), clean_share: float = 0.0):
+               aug: Augment = Augment(), clean_share: float = 0.0, wrong_share: float = 0.0):
     """This rank's share of the global batch of `step` -> 4 x (b, 1, crop, crop) tensors and b prompts."""
-    samples = [make_sample(images, crop, (seed, step, i), augment, aug, clean_share)
+    samples = [make_sample(images, crop, (seed, step, i), augment, aug, clean_share, wrong_share)
                for i in range(rank, batch_size, world)]
     ir_in, vis_in, ir, vis, prompts, _ = zip(*samples)
     return torch.stack(ir_in), torch.stack(vis_in), torch.stack(ir), torch.stack(vis), list(prompts)

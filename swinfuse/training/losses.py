@@ -22,6 +22,11 @@ max(ir, vis) keeps the brighter one.
 per axis, the Sobel response of whichever source has the larger one, sign included, so an edge must be
 reproduced with its polarity (the selection rule of a Laplacian pyramid's max-abs fusion), not just its
 strength: |Gx(F) - Gx*| + |Gy(F) - Gy*|.
+
+`intensity_target="max-matched"` (ours, optional) shifts L_int's target max(ir, vis), per image, so that its
+mean is the brighter source's mean: the pixel-wise max of two images is brighter on average than either, and a
+network trained towards it renders scenes brighter than both sources. The shift keeps the max's structure
+(which source wins where) and clips at 0 and 1.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import torch.nn.functional as F
 WEIGHTS = {"ssim": 10.0, "intensity": 20.0, "gradient": 20.0}
 OPTIONAL_WEIGHTS = {"pyramid": 0.0}  # ours, off unless a fourth loss weight is given
 GRADIENT_TARGETS = ("magnitude", "signed")
+INTENSITY_TARGETS = ("max", "max-matched")
 PYRAMID_LEVELS = 3
 
 
@@ -99,7 +105,8 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window_size: int = 11) -> torch.Tenso
 
 def fusion_loss(ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor,
                 weights: dict[str, float] | None = None,
-                gradient_target: str = "magnitude") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                gradient_target: str = "magnitude",
+                intensity_target: str = "max") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """SwinFusion's loss of `fused` against the clean sources.
 
     Returns (total, terms): `terms` holds each weighted term ('ssim', 'intensity', 'gradient'; they sum
@@ -114,7 +121,14 @@ def fusion_loss(ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor,
     share_ir = mean_ir / (mean_ir + mean_vis).clamp_min(1e-8)  # (B,)
     ssim_w = (share_ir * ssim(ir, fused) + (1 - share_ir) * ssim(vis, fused)).mean()
     l_ssim = w["ssim"] * (1 - ssim_w)
-    l_int = w["intensity"] * F.l1_loss(fused, torch.maximum(ir, vis))
+    if intensity_target not in INTENSITY_TARGETS:
+        raise ValueError(f"intensity_target must be one of {INTENSITY_TARGETS}, got {intensity_target!r}")
+    brighter = torch.maximum(ir, vis)
+    if intensity_target == "max-matched":
+        excess = brighter.mean((1, 2, 3), keepdim=True) - torch.maximum(ir.mean((1, 2, 3), keepdim=True),
+                                                                         vis.mean((1, 2, 3), keepdim=True))
+        brighter = (brighter - excess).clamp(0, 1)
+    l_int = w["intensity"] * F.l1_loss(fused, brighter)
     if gradient_target == "signed":
         target = torch.where(g_ir.abs() >= g_vis.abs(), g_ir, g_vis)  # per axis, the stronger source's response
         l_grad = w["gradient"] * (g_fused - target).abs().sum(1).mean()

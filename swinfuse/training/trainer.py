@@ -127,11 +127,12 @@ def _train(args: TrainArgs, weights: dict, files: RunFiles, rank: int, world: in
     report(step, args.steps, float("nan"), 0.0)
     while step < end:
         ir_in, vis_in, ir, vis, prompts = make_batch(data.images, args.crop, args.seed, step, args.batch_size,
-                                                     rank, world, args.prompt_augment, aug, args.clean_share)
+                                                     rank, world, args.prompt_augment, aug, args.clean_share,
+                                                     args.wrong_prompt_share)
         ir_in, vis_in, ir, vis = (t.to(device, non_blocking=True) for t in (ir_in, vis_in, ir, vis))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
             out = net(ir_in, vis_in, prompts)
-        loss, terms = output_loss(out, ir, vis, weights, args.gradient_target)
+        loss, terms = output_loss(out, ir, vis, weights, args.gradient_target, args.intensity_target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
