@@ -25,7 +25,7 @@ against the classical baselines and (given its code and checkpoint) the learned 
    metric and 10 levels of mean Y; and MI among the wins against SeAFusion on at least two sets.
 2. Degraded RoadScene validation pairs (skipped with --clean-only / --degraded-pairs 0), one fixed degradation
    per kind and pair (training's `degrade_fixed`): each model with the matching prompt, with a held-out
-   paraphrase never trained on, and with a neutral prompt; metrics against the CLEAN sources. "Matching beats
+   paraphrase never trained on (five of them per kind, taking turns over the pairs), and with a neutral prompt; metrics against the CLEAN sources. "Matching beats
    neutral" for a kind means it wins on more of the nine metrics than it loses. The baselines get the degraded
    inputs too, for the Qabf comparison.
 
@@ -181,6 +181,8 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="use only the first N pairs of every set (0: all)")
     ap.add_argument("--degraded-pairs", type=int, default=21, help="validation pairs used per degradation kind")
     ap.add_argument("--clean-only", action="store_true", help="skip the degraded pairs (= --degraded-pairs 0)")
+    ap.add_argument("--held-out-wordings", type=int, default=5, choices=range(1, 6), metavar="1..5",
+                    help="paraphrases never trained on, taking turns over the degraded pairs (pair i gets i mod N)")
     ap.add_argument("--no-prompt-harm", action="store_true",
                     help="skip fusing the clean pairs with every degradation prompt (the wrong-prompt measure)")
     ap.add_argument("--workers", type=int, default=2)
@@ -294,7 +296,8 @@ def main(argv=None) -> int:
             clean = (_u8(ir * 255.0), _u8(y * 255.0))
             for tag in tags:
                 prefix = "" if tag == "swinfuse" else f"{tag} "
-                for label, prompt in (("matching", canonical_prompt(kind)), ("held-out", HELD_OUT[kind][0]),
+                held_out = HELD_OUT[kind][i % args.held_out_wordings]  # the wordings take turns over the pairs
+                for label, prompt in (("matching", canonical_prompt(kind)), ("held-out", held_out),
                                       ("neutral", neutral)):
                     jobs.append(((kind, prefix + label, stem), _u8(fusers[tag](d_ir, d_y, prompt)), *clean))
             for name, fn in BASELINES.items():
@@ -436,7 +439,7 @@ def main(argv=None) -> int:
             kinds_qabf_ok += qabf_ok
             record = {**rows, "matching_vs_neutral": [won, lost], "heldout_vs_neutral": [hwon, hlost],
                       "qabf_beats_all_baselines": qabf_ok,
-                      "prompts": {"matching": canonical_prompt(kind), "held-out": HELD_OUT[kind][0]}}
+                      "prompts": {"matching": canonical_prompt(kind), "held-out": list(HELD_OUT[kind][:args.held_out_wordings])}}
             if tag == "swinfuse":
                 report["degraded"][kind] = record
             else:
