@@ -215,7 +215,7 @@ def _kept_model(weights, options: FuseOptions):
     return _KEPT["model"]
 
 
-def fuse(ir, vis, prompt: str = "", *, model=None, weights: str | Path | None = None, channel_order: str = "rgb",
+def fuse(ir, vis, prompt: str | None = "", *, model=None, weights: str | Path | None = None, channel_order: str = "rgb",
          options: FuseOptions = FuseOptions()):
     """Fuse an infrared and a visible image held in memory -> the fused image; no files. Colour in, colour out,
     as the CLI does: the visible's BT.601 Y is fused with the infrared and its Cr/Cb put back; a gray visible
@@ -241,6 +241,10 @@ def fuse(ir, vis, prompt: str = "", *, model=None, weights: str | Path | None = 
 
     if options.bit_depth not in (None, 8, 16):
         raise InputError(f"bit_depth must be 8 or 16, got {options.bit_depth}")
+    prompt = "" if prompt is None else prompt  # no prompt: no instruction, as the command line
+    if not isinstance(prompt, str):
+        raise InputError(f"prompt must be one string, got {type(prompt).__name__}; for several prompts call fuse "
+                         "once per prompt")
     pair = read_arrays(ir, vis, channel_order=channel_order, resize=options.resize)
     if model is None:
         model = _kept_model(weights, options)  # threads set there, with the other speed options
@@ -250,7 +254,7 @@ def fuse(ir, vis, prompt: str = "", *, model=None, weights: str | Path | None = 
         text = model.encode_prompts([prompt])  # (1, D), on the model's device
         ir_t, vis_t = (torch.from_numpy(np.ascontiguousarray(x))[None, None] for x in (pair.ir, pair.visible.y))
         y = fuse_y(model, ir_t, vis_t, text, model_upscale(model), options.tile, options.tile_overlap)
-    return to_caller(compose_output(y, pair.visible, options.gray), pair, options.bit_depth)
+    return to_caller(compose_output(y, pair.visible, options.gray, stretch=options.stretch), pair, options.bit_depth)
 
 
 def fuse_pair(*, ir: str | Path, vis: str | Path, prompts: list[str] = (), output: str | Path | None = None,

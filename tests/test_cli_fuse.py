@@ -336,7 +336,7 @@ def test_the_cli_hands_one_options_record_to_the_api(batch_arguments, tmp_path):
 
     seen = batch_arguments
     CliRunner().invoke(app, ["batch", str(tmp_path), "--gray", "--bit-depth", "16", "--resize", "--device", "cpu",
-                             "--threads", "2"])
-    assert seen["options"] == FuseOptions(gray=True, bit_depth=16, resize=True, device="cpu", threads=2)
+                             "--threads", "2", "--stretch"])
+    assert seen["options"] == FuseOptions(gray=True, bit_depth=16, resize=True, device="cpu", threads=2, stretch=True)
     assert not set(FIELDS) & set(seen)  # the fields travel in the record, nowhere else
 

@@ -120,3 +120,45 @@ def test_arrays_take_the_same_options(tiny_model):
     assert resized.shape == (48, 64, 3)
     with pytest.raises(swinfuse.SwinfuseError, match=r"sizes differ: .*resize=True"):
         swinfuse.fuse(ir[::2, ::2], vis, model=tiny_model)
+
+
+def test_fuse_refuses_what_it_cannot_fuse_with_one_message(tiny_model):
+    import swinfuse
+    from swinfuse.errors import InputError
+
+    rng = np.random.default_rng(0)
+    ir, vis = rng.random((16, 24)), rng.random((16, 24, 3))
+    with pytest.raises(InputError, match=r"visible array is float with values in \[0\.0[0-9]*, 25[0-9.]*\]: float images "
+                                         r"must be in \[0, 1\]"):
+        swinfuse.fuse(ir, vis * 255, model=tiny_model)  # was an all-white image
+    with pytest.raises(InputError, match=r"infrared array is float with values in \[-0\.9"):
+        swinfuse.fuse(ir - 1, vis, model=tiny_model)
+    with pytest.raises(InputError, match="the visible image must be a numpy array or a torch tensor, got a path"):
+        swinfuse.fuse(ir, "vis.png", model=tiny_model)
+    with pytest.raises(InputError, match="prompt must be one string, got list"):
+        swinfuse.fuse(ir, vis, ["a", "b"], model=tiny_model)
+    assert swinfuse.fuse(ir, vis, None, model=tiny_model).shape == (16, 24, 3)  # None: no instruction, as ""
+
+
+def test_fuse_drops_alpha_with_a_warning_as_the_command_line_does(tiny_model):
+    import swinfuse
+
+    rng = np.random.default_rng(0)
+    ir = rng.integers(0, 256, (16, 24), dtype=np.uint8)
+    vis = rng.integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    rgba = np.dstack([vis, np.full((16, 24), 255, np.uint8)])
+    with pytest.warns(UserWarning, match="alpha channel of the visible dropped"):
+        out = swinfuse.fuse(ir, rgba, model=tiny_model)
+    np.testing.assert_array_equal(out, swinfuse.fuse(ir, vis, model=tiny_model))
+
+
+def test_fuse_stretch_spans_the_full_range(tiny_model):
+    import swinfuse
+
+    rng = np.random.default_rng(0)
+    ir = rng.integers(40, 90, (16, 24), dtype=np.uint8)
+    vis = rng.integers(40, 90, (16, 24, 3), dtype=np.uint8)
+    out = swinfuse.fuse(ir, vis, model=tiny_model, options=FuseOptions(stretch=True))
+    assert out.min() == 0 and out.max() == 255
+    wide = swinfuse.fuse(ir, vis, model=tiny_model, options=FuseOptions(stretch=True, bit_depth=16))
+    assert wide.min() == 0 and wide.max() == 65535

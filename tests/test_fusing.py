@@ -28,7 +28,8 @@ class StandIn(torch.nn.Module):
         self.mode, self.fail_width = mode, fail_width
         self.gain = torch.nn.Parameter(torch.ones(1))
         # upscale, and the fields tiling reads (the default tile, 0, is automatic), as the default preset's
-        self.config = SimpleNamespace(upscale=upscale, window_size=8, embed_dim=16, mlp_ratio=2.0, upsampler="")
+        self.config = SimpleNamespace(upscale=upscale, window_size=8, pad_multiple=8, patch_size=1, embed_dim=16,
+                                      mlp_ratio=2.0, upsampler="")
         self.encoded = []
 
     def encode_prompts(self, prompts):
@@ -539,3 +540,44 @@ def test_batch_lists_a_pair_over_the_pixel_limit_as_failed_and_goes_on(tmp_path)
     report = batch(root, tmp_path / "out")
     assert [r.status for r in report.records] == ["written", "failed", "written"]
     assert "is 30000×20000 (600 Mpx), over the limit" in report.records[1].reason
+
+
+# --- --stretch: one global min-max to the full range, off by default ------------------------------------
+
+def test_stretch_spans_the_full_range_with_one_min_max_over_every_channel(tmp_path):
+    # A dim colour visible (20..100) fused as itself: plain, the output keeps its range; stretched, the
+    # whole image spans 0..top, one min-max for all channels (a channel-wise stretch would move the hue).
+    vis = rng.integers(20, 101, (16, 20, 3), dtype=np.uint8)
+    ir, vis_path = pair(tmp_path, vis)
+    plain = read(fuse(ir, vis_path, tmp_path, model=StandIn("vis"), output=tmp_path / "plain.png").outputs[0].path)
+    assert plain.min() >= 18 and plain.max() <= 102
+    out = read(fuse(ir, vis_path, tmp_path, model=StandIn("vis"), stretch=True).outputs[0].path).astype(float)
+    assert out.min() == 0 and out.max() == 255
+    lo, hi = plain.min(), plain.max()
+    np.testing.assert_allclose(out, (plain - lo) / (hi - lo) * 255, atol=2.5)
+    wide = read(fuse(ir, vis_path, tmp_path, model=StandIn("vis"), stretch=True, bit_depth=16,
+                     output=tmp_path / "wide.png").outputs[0].path)
+    assert wide.dtype == np.uint16 and wide.min() == 0 and wide.max() == 65535
+
+
+def test_stretch_of_a_gray_output_and_of_a_constant_one(tmp_path):
+    ir_raw = np.full((16, 16), 40, np.uint8)
+    vis_raw = rng.integers(30, 61, (16, 16), dtype=np.uint8)
+    out = read(fuse(*pair(tmp_path, vis_raw, ir_raw), tmp_path, stretch=True).outputs[0].path)
+    assert out.min() == 0 and out.max() == 255
+    flat = np.full((16, 16), 77, np.uint8)
+    out = read(fuse(*pair(tmp_path, flat, flat, stem="flat"), tmp_path, stretch=True).outputs[0].path)
+    assert (out == 77).all()  # nothing to stretch: left as it is
+
+
+def test_batch_stretch_is_written_and_recorded_in_the_manifest(tmp_path):
+    root = make_folder(tmp_path / "data", count=2)
+    report = batch(root, tmp_path / "out", model=StandIn("vis"), stretch=True)
+    for record in report.records:
+        out = read(record.output)
+        assert out.min() == 0 and out.max() == 255
+    manifest = json.loads(report.manifest.read_text())
+    assert manifest["settings"]["stretch"] is True
+    assert manifest["made_with"][0]["settings"]["stretch"] is True
+    with pytest.warns(UserWarning, match="made with other"):  # a rerun without it skips outputs made otherwise
+        batch(root, tmp_path / "out", model=StandIn("vis"))

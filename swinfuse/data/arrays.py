@@ -10,12 +10,13 @@ the caller's own layout and dtype.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from swinfuse.data.io import VisibleImage, bgr_to_ycrcb
+from swinfuse.data.io import VisibleImage, _split_alpha, bgr_to_ycrcb
 from swinfuse.data.loading import match_size
 from swinfuse.errors import InputError
 
@@ -42,8 +43,21 @@ def _unit(image, role: str) -> tuple[np.ndarray, int]:
     if np.issubdtype(a.dtype, np.floating):
         if a.size and not np.isfinite(a).all():
             raise InputError(f"{role} array holds NaN or infinite values")
-        return np.clip(a.astype(np.float32), 0.0, 1.0), 0
+        low, high = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+        if low < 0.0 or high > 1.0:
+            # A float image in 0..255 would otherwise clip to white: say what was found and what to pass.
+            raise InputError(f"{role} array is float with values in [{low:g}, {high:g}]: float images must be in "
+                             "[0, 1] (divide by 255, or pass uint8 / uint16)")
+        return a.astype(np.float32), 0
     raise InputError(f"{role} array has dtype {a.dtype}: expected uint8, uint16 or float in [0, 1]")
+
+
+def _drop_alpha(a: np.ndarray, role: str) -> np.ndarray:
+    """(H, W, 4) -> (H, W, 3) and (H, W, 2) -> (H, W), with the note the command line gives, as a warning."""
+    a, had_alpha = _split_alpha(a)
+    if had_alpha:
+        warnings.warn(f"alpha channel of the {role} dropped", stacklevel=4)
+    return a
 
 
 def _channel_last(image, role: str, is_tensor: bool) -> tuple[np.ndarray, str]:
@@ -53,14 +67,17 @@ def _channel_last(image, role: str, is_tensor: bool) -> tuple[np.ndarray, str]:
 
         t = image.detach().cpu()
         a = (t.float() / 255.0 if t.dtype == torch.uint8 else t.float()).numpy()
+        if a.ndim == 3 and a.shape[0] in (2, 4):
+            a = np.moveaxis(_drop_alpha(np.moveaxis(a, 0, -1), role), -1, 0) if a.shape[0] == 4 else \
+                _drop_alpha(np.moveaxis(a, 0, -1), role)[None]  # (4, H, W) -> (3, H, W); (2, H, W) -> (1, H, W)
         if a.ndim == 3 and a.shape[0] in (1, 3):
             return (a[0] if a.shape[0] == 1 else np.moveaxis(a, 0, -1)), f"chw{a.shape[0]}"  # (H, W[, 3])
         if a.ndim == 2:
             return a, "hw"
         raise InputError(f"{role} tensor has shape {tuple(t.shape)}: expected (H, W), (1, H, W) or (3, H, W)")
     a = np.asarray(image)
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[:, :, 0]  # (H, W, 1) -> (H, W)
+    if a.ndim == 3 and a.shape[2] in (1, 2, 4):
+        a = _drop_alpha(a, role)  # (H, W, 1|2) -> (H, W), (H, W, 4) -> (H, W, 3)
     if a.ndim == 2 or (a.ndim == 3 and a.shape[2] == 3):
         return a, "hw" if a.ndim == 2 else "hwc"
     raise InputError(f"{role} array has shape {a.shape}: expected (H, W) or (H, W, 3)")
@@ -72,6 +89,11 @@ def read_arrays(ir, vis, *, channel_order: str = "rgb", resize: bool = False) ->
     naming both sizes."""
     import torch
 
+    for role, x in (("infrared", ir), ("visible", vis)):
+        if not isinstance(x, (np.ndarray, torch.Tensor)):
+            what = "a path" if isinstance(x, (str, Path)) else f"{type(x).__name__}"
+            raise InputError(f"the {role} image must be a numpy array or a torch tensor, got {what}; to fuse "
+                             "image files use swinfuse.fuse_pair (or `swinfuse fuse`)")
     if channel_order not in ("rgb", "bgr"):
         raise InputError(f"channel_order must be 'rgb' or 'bgr', got {channel_order!r}")
     is_tensor = isinstance(vis, torch.Tensor)

@@ -255,25 +255,36 @@ def quantize(image: np.ndarray, bit_depth: int) -> np.ndarray:
     return out.astype(np.uint8 if bit_depth == 8 else np.uint16)
 
 
+def stretch_range(image: np.ndarray) -> np.ndarray:
+    """One global min-max over the whole image (every colour channel together) to [0, 1], as the test scripts
+    of SeAFusion, CDDFuse and EMMA write their outputs (VIF-Benchmark's tensor2img(is_norm=True)). A constant
+    image is left as it is."""
+    low, high = float(image.min()), float(image.max())
+    if high <= low:
+        return image
+    return (image - low) / (high - low)
+
+
 def compose_output(y_fused: np.ndarray, visible: VisibleImage, gray_only: bool = False,
-                   bit_depth: int | None = None) -> np.ndarray:
+                   bit_depth: int | None = None, stretch: bool = False) -> np.ndarray:
     """Put the visible's chroma back around a fused Y and quantise once.
 
     y_fused (H', W') float (H', W' may be the visible's size times the model's upscale; Cr/Cb are then
     resized with bicubic interpolation). Returns (H', W', 3) BGR for a colour visible, (H', W') for a
-    gray one or with gray_only, as uint8 or uint16 (bit_depth, default: the visible's).
+    gray one or with gray_only, as uint8 or uint16 (bit_depth, default: the visible's). stretch: the image
+    (all its channels together) min-max stretched to the full range of that bit depth before quantising.
     """
     bit_depth = bit_depth or visible.bit_depth
     y = np.clip(y_fused.astype(np.float32), 0.0, 1.0)
     if gray_only or not visible.is_color:
-        return quantize(y, bit_depth)
+        return quantize(stretch_range(y) if stretch else y, bit_depth)
     cr, cb = visible.cr, visible.cb
     if cr.shape != y.shape:
         size = (y.shape[1], y.shape[0])  # cv2 sizes are (W, H)
         cr = cv2.resize(cr, size, interpolation=cv2.INTER_CUBIC)
         cb = cv2.resize(cb, size, interpolation=cv2.INTER_CUBIC)
     bgr = ycrcb_to_bgr(np.dstack([y, cr, cb]))  # 3 x (H', W') -> (H', W', 3)
-    return quantize(bgr, bit_depth)
+    return quantize(stretch_range(np.clip(bgr, 0.0, 1.0)) if stretch else bgr, bit_depth)
 
 
 def output_bit_depth(path: str | Path, requested: int | None, source: int) -> int:

@@ -23,8 +23,9 @@ def _caption(tile, text: str):
     return np.vstack([strip, tile])
 
 
-def make_sheet(ir, visible, fused_ys: list, prompts: list[str], gray: bool):
-    """infrared | visible | one fused result per prompt, each captioned, as one 8-bit BGR image."""
+def make_sheet(ir, visible, fused_ys: list, prompts: list[str], gray: bool, stretch: bool = False):
+    """infrared | visible | one fused result per prompt (stretched as written when stretch), each captioned, as
+    one 8-bit BGR image."""
     h, w = fused_ys[0].shape
 
     def bgr(image):
@@ -33,6 +34,6 @@ def make_sheet(ir, visible, fused_ys: list, prompts: list[str], gray: bool):
     tiles = [_caption(bgr(quantize(ir, 8)), "infrared"),
              _caption(bgr(compose_output(visible.y, visible, bit_depth=8)), "visible")]
     for k, (y, prompt) in enumerate(zip(fused_ys, prompts), 1):
-        tiles.append(_caption(bgr(compose_output(y, visible, gray, 8)), f"p{k}: {prompt or '(empty prompt)'}"))
+        tiles.append(_caption(bgr(compose_output(y, visible, gray, 8, stretch)), f"p{k}: {prompt or '(empty prompt)'}"))
     gap = np.full((tiles[0].shape[0], 4, 3), 255, np.uint8)
     return np.hstack([part for tile in tiles for part in (tile, gap)][:-1])

@@ -41,6 +41,8 @@ def made_with(sha256: str | None, prompt: str, settings: dict) -> dict:
     options' IMAGE_FIELDS; the rest, as root or device, say where and how the run went)."""
     making = {k: settings.get(k) for k in IMAGE_FIELDS}
     making["tile"] = making["tile"] or None  # 0 and None both mean automatic
+    if not making.get("stretch"):
+        making.pop("stretch", None)  # off: recorded as outputs made before the option existed were, so they match
     return {"weights_sha256": sha256, "prompt": prompt, "settings": making}
 
 

@@ -34,6 +34,10 @@ class FuseOptions:
     resize: bool = _option(False, "Resize the infrared to the visible when sizes differ.", shapes_image=True)
     gray: bool = _option(False, "Write the fused Y only (no colour).", shapes_image=True)
     bit_depth: int | None = _option(None, "8 or 16 (default: the visible's).", shapes_image=True)
+    stretch: bool = _option(False, (
+        "Stretch each output to the full range of its bit depth (one min-max over the whole image, all "
+        "colour channels together), as SeAFusion's, CDDFuse's and EMMA's test scripts write theirs."),
+        shapes_image=True, flag="--stretch")
     # 0: automatic; None (library only): always the whole frame, for a model without tiling's config fields.
     tile: int | None = _option(0, (
         "Tile side in pixels, rounded down to the window, at least five windows (40 for the shipped model); "

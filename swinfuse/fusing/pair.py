@@ -92,11 +92,11 @@ def fuse_pair(opened: OpenedPair, *, model, meta: dict, weights: str | Path | No
 
     outputs = []
     for path, depth, prompt, y in zip(paths, depths, prompts, fused_ys):
-        array = compose_output(y, visible, gray, depth)
+        array = compose_output(y, visible, gray, depth, options.stretch)
         write_image_atomic(path, array)
         outputs.append(FusedOutput(prompt, path, tuple(array.shape), depth))
     if sheet:
-        write_image_atomic(sheet, make_sheet(ir, visible, fused_ys, prompts, gray))
+        write_image_atomic(sheet, make_sheet(ir, visible, fused_ys, prompts, gray, options.stretch))
     written = time.perf_counter()
 
     return FuseResult(
