@@ -135,3 +135,25 @@ def test_clip_from_a_local_file_is_frozen_and_pooled(tmp_path):
     assert not any(p.requires_grad for p in enc.parameters())
     enc.train()
     assert not enc.model.training
+
+
+def test_the_shipped_model_loads_without_open_clip_timm_or_torchvision_and_encodes_as_open_clip_does():
+    """A first image in seconds (issue 21): the compact encoder and the blocks load open_clip's tokenizer and
+    text tower and timm's layers without those packages' __init__ (which import torchvision); the embedding is
+    the one open_clip's own modules give."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from swinfuse.api import load_model; "
+            "m, _, _ = load_model(weights=None, device='cpu', require_weights=True); "
+            "e = m.encode_prompts(['the visible image is hazy']); "
+            "print(sorted(p for p in ('open_clip', 'timm', 'torchvision') if p in sys.modules)); "
+            "import open_clip, open_clip.transformer; "
+            "t = open_clip.transformer.TextTransformer(context_length=m.text_encoder.context_length, "
+            "vocab_size=49408, width=m.config.text.width, heads=m.config.text.heads, layers=m.config.text.layers, "
+            "output_dim=m.config.text_dim); t.load_state_dict(m.text_encoder.transformer.state_dict()); t.eval(); "
+            "ref = t(open_clip.tokenizer.SimpleTokenizer(context_length=m.text_encoder.context_length)"
+            "(['the visible image is hazy'])); print(float((ref - e).abs().max()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == "[]"
+    assert float(out[1]) < 1e-5

@@ -13,9 +13,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from timm.layers import trunc_normal_
 
+from swinfuse.model.light_import import light_import
 from swinfuse.model.window import relative_position_index
+
+trunc_normal_ = light_import("timm.layers", "weight_init").trunc_normal_  # timm.layers' (without timm's __init__)
 
 
 class WindowAttention(nn.Module):

@@ -15,10 +15,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
-from timm.layers import DropPath, Mlp
 
 from swinfuse.model.attention import WindowAttention
+from swinfuse.model.light_import import light_import
 from swinfuse.model.window import masked_windows, window_partition, window_reverse
+
+# timm.layers' DropPath and Mlp, without timm's __init__ (which imports torchvision: seconds)
+DropPath, Mlp = light_import("timm.layers", "drop").DropPath, light_import("timm.layers", "mlp").Mlp
 
 
 class SwinBlock(nn.Module):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from timm.layers import trunc_normal_
 
 from swinfuse.errors import ShapeError
 from swinfuse.model.blocks import CRSTB, RSTB
@@ -28,7 +27,10 @@ from swinfuse.model.config import FusionConfig
 from swinfuse.model.film import FiLM
 from swinfuse.model.heads import build_head
 from swinfuse.model.keys import remap_state_dict
+from swinfuse.model.light_import import light_import
 from swinfuse.model.text import build_text_encoder
+
+trunc_normal_ = light_import("timm.layers", "weight_init").trunc_normal_  # timm.layers' (without timm's __init__)
 
 
 def _drop_path_rates(rate: float, depths: tuple[int, ...]) -> list[list[float]]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import types
 import warnings
 
 import torch
@@ -21,15 +22,24 @@ from torch import nn
 
 from swinfuse.errors import TextEncoderError
 from swinfuse.model.config import CLIP_RANDOM, TextEncoderSpec
+from swinfuse.model.light_import import light_import
 
 VOCAB_SIZE = 49408  # open_clip's BPE vocabulary
+
+
+def open_clip_text_parts() -> tuple[types.ModuleType, types.ModuleType]:
+    """open_clip's own tokenizer and transformer modules, without open_clip's __init__ (swinfuse.model.light_import):
+    the compact encoder needs those two files, not every model family. open_clip.transformer's one import from
+    open_clip.utils (which imports torchvision) stands in until called; the text tower never calls it."""
+    forwarded = {"utils": ("to_2tuple", "feature_take_indices")}
+    return light_import("open_clip", "tokenizer"), light_import("open_clip", "transformer", forwarded)
 
 
 class CompactTextEncoder(nn.Module):
     def __init__(self, spec: TextEncoderSpec, text_dim: int):
         super().__init__()
-        from open_clip.tokenizer import SimpleTokenizer
-        from open_clip.transformer import TextTransformer
+        tokenizer, transformer = open_clip_text_parts()
+        SimpleTokenizer, TextTransformer = tokenizer.SimpleTokenizer, transformer.TextTransformer
 
         self.context_length = spec.context_length
         self.tokenizer = SimpleTokenizer(context_length=spec.context_length)
