@@ -77,6 +77,20 @@ def config_fields() -> list[tuple[str, str]]:
     return fields
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """'i/n' -> (i, n), 1 <= i <= n (swinfuse.data.pairs.parse_shard); an InputError names what is wrong."""
+    from swinfuse.data.pairs import parse_shard as parse
+
+    return parse(text)
+
+
+def precisions() -> tuple[str, ...]:
+    """The values --precision takes (swinfuse.devices.PRECISIONS)."""
+    from swinfuse.devices import PRECISIONS
+
+    return tuple(PRECISIONS)
+
+
 def conventions() -> tuple[str, ...]:
     """The names of the metric conventions `evaluate` accepts (swinfuse.metrics.CONVENTIONS)."""
     from swinfuse.metrics import CONVENTIONS
@@ -122,6 +136,9 @@ def load_model(*, weights: str | Path | None, preset: str | None = None, overrid
     if weights is None and require_weights:
         weights = default_weights_path()
         if not weights.exists():
+            if os.environ.get("SWINFUSE_WEIGHTS"):
+                raise CheckpointError(f"SWINFUSE_WEIGHTS names {weights}, which does not exist; set it to a "
+                                      "swinfuse checkpoint, unset it for the shipped one, or pass --weights PATH")
             raise CheckpointError(f"no trained default checkpoint at {weights}; pass --weights PATH "
                                   "(swinfuse never fuses with random weights)")
     if weights is not None:

@@ -17,7 +17,7 @@ from swinfuse import api
     (["profile", "--device", "cuda"], "Error: --device cuda was asked for but CUDA is not available"),
     (["profile", "--size", "abc"], "Error: size must be H or HxW (e.g. 64 or 480x640), got 'abc'"),
     (["profile", "--embed-dim", "10", "--ex-num-heads", "3"], "Error: embed_dim=10 is not divisible by ex_num_heads entry 3"),
-    (["profile", "--preset", "huge"], "Error: unknown preset 'huge'; choose one of ['default', 'smoke', 'swinfusion']"),
+    (["profile", "--preset", "huge"], "Error: unknown preset 'huge'; choose one of ['default', 'halfres', 'smoke', 'swinfusion']"),
     (["profile", "--precision", "fp16", "--device", "cpu"], "Error: --precision fp16 needs a CUDA device"),
     (["summary", "--weights", "missing.safetensors"], "Error: weights file not found: missing.safetensors"),
 ])
@@ -165,3 +165,53 @@ def test_the_command_line_imports_the_library_face_only():
             for name in names:
                 assert name in allowed or name.startswith("swinfuse.cli") or name == "swinfuse.__version__", \
                     f"{path.name} imports {name}"
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["fuse", "a.png", "b.png", "--precision", "fp64"], "'fp64' is not one of fp32, bf16, fp16"),
+    (["profile", "--precision", "fp64"], "'fp64' is not one of fp32, bf16, fp16"),
+    (["fuse", "a.png", "b.png", "--device", "tpu"], "'tpu' is not one of auto, cpu, cuda, cuda:N"),
+    (["train", "--data", "d", "--device", "tpu"], "'tpu' is not one of auto, cpu, cuda, cuda:N"),
+    (["fuse", "a.png", "b.png", "--bit-depth", "12"], "12 is not 8 or 16"),
+    (["batch", "d", "--shard", "x"], "shard 'x' is not of the form i/n"),
+    (["batch", "d", "--shard", "3/2"], "out of range"),
+    (["batch"], "give the folder of pairs"),
+    (["train"], "give at least one folder of pairs to train on"),
+    (["train", "--data", "d", "--steps", "0"], "--steps"),
+    (["train", "--data", "d", "--batch-size", "0"], "--batch-size"),
+    (["train", "--data", "d", "--lr", "-1"], "-1.0 is not a positive number"),
+    (["train", "--data", "d", "--clean-share", "-0.5"], "--clean-share"),
+])
+def test_values_a_parser_can_check_are_usage_errors_before_anything_loads(args, fragment, monkeypatch, capsys):
+    def loaded(*a, **k):
+        raise AssertionError("a usage error reached the library")
+
+    for name in ("fuse_pair", "fuse_batch", "profile_model", "train", "train_args"):
+        monkeypatch.setattr(api, name, loaded)
+    code, captured = run_main(monkeypatch, capsys, args)
+    assert code == 2, captured.err
+    assert fragment in " ".join(captured.err.replace("│", " ").split()), captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_a_missing_swinfuse_weights_file_names_the_variable(monkeypatch, tmp_path):
+    from swinfuse.errors import CheckpointError
+
+    monkeypatch.setenv("SWINFUSE_WEIGHTS", str(tmp_path / "nope"))
+    with pytest.raises(CheckpointError, match=r"^SWINFUSE_WEIGHTS names .*nope, which does not exist"):
+        api.load_model(weights=None, device="cpu", require_weights=True)
+
+
+def test_bf16_on_a_cpu_without_bf16_warns(monkeypatch):
+    import torch
+
+    from swinfuse import devices
+
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="bf16 on a CPU without bf16 instructions"):
+        devices.resolve_dtype("bf16", torch.device("cpu"))
+    monkeypatch.setattr(devices, "cpu_has_bf16", lambda: True)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert devices.resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16

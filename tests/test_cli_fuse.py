@@ -32,7 +32,7 @@ def test_fuse_without_default_weights_refuses_random_ones(monkeypatch, tmp_path,
     monkeypatch.setattr("sys.argv", ["swinfuse", "fuse", str(ir), str(vis), "-o", str(tmp_path / "out.png")])
     with pytest.raises(SystemExit):
         main()
-    assert "no trained default checkpoint at" in capsys.readouterr().err
+    assert "Error: SWINFUSE_WEIGHTS names" in capsys.readouterr().err
 
 
 def test_fuse_json_with_a_checkpoint(tiny_checkpoint, tmp_path):
@@ -136,7 +136,7 @@ def test_batch_empty_folder_and_bad_shard(tiny_checkpoint, tmp_path, monkeypatch
     shutil.copy(vis, tmp_path / "vis")
     code, captured = run_main(monkeypatch, capsys, ["batch", str(tmp_path), "--shard", "5/4",
                                                      "--weights", str(tiny_checkpoint)])
-    assert code == 1 and "5/4" in captured.err
+    assert code == 2 and "5/4" in captured.err  # a usage error, before the model loads
 
 
 def test_wrong_checkpoint_is_named(tmp_path, monkeypatch, capsys):

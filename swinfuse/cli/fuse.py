@@ -12,6 +12,7 @@ import typer
 from swinfuse import api
 from swinfuse.cli import render
 from swinfuse.cli.options import JsonOpt, WeightsOpt, check_prompts, fuse_options, with_fuse_options
+from swinfuse.errors import InputError
 
 
 @with_fuse_options(after="sheet")
@@ -39,6 +40,15 @@ def fuse(
     render.show_result(result, render.fuse_tables, json_out)
 
 
+def _check_shard(value: Optional[str]) -> Optional[str]:
+    if value is not None:
+        try:
+            api.parse_shard(value)
+        except InputError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return value
+
+
 @with_fuse_options(after="shard")
 def batch(
     root: Annotated[Optional[Path], typer.Argument(help="Folder with ir/+vis/, ir/+vi/, Infrared/+Visible/ or IR/+VI_Y/.")] = None,
@@ -51,7 +61,8 @@ def batch(
     vis_dir: Annotated[Optional[Path], typer.Option(help="Visible folder (instead of a layout under ROOT).")] = None,
     recursive: Annotated[bool, typer.Option(help="Descend into subfolders, mirroring the tree.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Redo pairs whose output exists (default: skip, so reruns resume).")] = False,
-    shard: Annotated[Optional[str], typer.Option(help="i/n: process the i-th (1-based) of n slices of the sorted pairs.")] = None,
+    shard: Annotated[Optional[str], typer.Option(help="i/n: process the i-th (1-based) of n slices of the sorted pairs.",
+                                                 callback=_check_shard)] = None,
     metrics: Annotated[bool, typer.Option(help="Score every output with the field's metrics (as `swinfuse evaluate`) "
                                                "and add them to the report.")] = False,
     weights: WeightsOpt = None,
@@ -60,6 +71,8 @@ def batch(
 ):
     """Fuse every pair of a folder, streamed from disk, with a progress bar; failures are listed, the run goes on.
     Exit code 0 when every pair is written or skipped, 1 when any failed."""
+    if root is None and (ir_dir is None or vis_dir is None):
+        raise typer.BadParameter("give the folder of pairs (or --ir-dir and --vis-dir)", param_hint="'ROOT'")
     if prompt and len(prompt) > 1:
         raise typer.BadParameter(f"batch takes one prompt, got {len(prompt)}; run batch once per prompt, each "
                                  "with its own -o folder", param_hint="'--prompt' / '-p'")

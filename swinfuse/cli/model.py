@@ -9,8 +9,8 @@ import typer
 
 from swinfuse import api
 from swinfuse.cli import render
-from swinfuse.cli.options import (DeviceOpt, JsonOpt, ThreadsOpt, WeightsOpt, check_prompts, config_overrides,
-                                  with_config_options)
+from swinfuse.cli.options import (DeviceOpt, JsonOpt, ThreadsOpt, WeightsOpt, check_precision, check_prompts,
+                                  config_overrides, with_config_options)
 
 SizeOpt = Annotated[str, typer.Option(help="Input size: H or HxW.")]
 PresetOpt = Annotated[str, typer.Option(help="smoke | default | halfres | swinfusion.")]
@@ -26,7 +26,8 @@ def profile(
     warmup: Annotated[int, typer.Option(help="Untimed runs first.")] = 2,
     repetitions: Annotated[int, typer.Option(help="Timed runs.")] = 10,
     prompt: PromptOpt = "",
-    precision: Annotated[str, typer.Option(help="fp32 | bf16 | fp16 (fp16: CUDA only).")] = "fp32",
+    precision: Annotated[str, typer.Option(help="fp32 | bf16 | fp16 (fp16: CUDA only).",
+                                           callback=check_precision)] = "fp32",
     threads: ThreadsOpt = None,
     weights: WeightsOpt = None,
     device: DeviceOpt = "auto",

@@ -20,7 +20,29 @@ import typer
 from swinfuse import api
 from swinfuse.errors import ConfigError
 
-DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")]
+def _check_device(value: str) -> str:
+    """--device is checked as it is parsed (a usage error, before anything loads); whether CUDA is there is
+    the library's to say."""
+    name = (value or "auto").strip().lower()
+    index = name.partition(":")[2]
+    if name not in ("auto", "cpu", "cuda") and not (name.startswith("cuda:") and index.isdigit()):
+        raise typer.BadParameter(f"{value!r} is not one of auto, cpu, cuda, cuda:N")
+    return value
+
+
+def check_precision(value: str) -> str:
+    if value not in api.precisions():
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(api.precisions())}")
+    return value
+
+
+def _check_bit_depth(value):
+    if value not in (None, 8, 16):
+        raise typer.BadParameter(f"{value} is not 8 or 16")
+    return value
+
+
+DeviceOpt = Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.", callback=_check_device)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the results as JSON on stdout (nothing else there).")]
 WeightsOpt = Annotated[Optional[Path], typer.Option(help="A swinfuse checkpoint (.safetensors).")]
 
@@ -105,6 +127,7 @@ def config_overrides(values: dict) -> dict:
 
 
 # -- one option per FuseOptions field (their help is in swinfuse.fusing.options) ------------------------------
+_FUSE_CHECKS = {"precision": check_precision, "bit_depth": _check_bit_depth}  # usage errors, as parsed
 _FUSE_TYPES = {"bool": bool, "str": str, "int": int, "int | None": Optional[int]}
 
 
@@ -113,7 +136,8 @@ def _fuse_option_parameters() -> list[inspect.Parameter]:
     params = []
     for f in dataclasses.fields(api.FuseOptions):
         meta = f.metadata
-        option = typer.Option(*[meta["flag"]] if meta["flag"] else [], help=meta["help"], min=meta["min"])
+        option = typer.Option(*[meta["flag"]] if meta["flag"] else [], help=meta["help"], min=meta["min"],
+                              callback=_FUSE_CHECKS.get(f.name))
         annotation = shared.get(f.name) or Annotated[_FUSE_TYPES[str(f.type)], option]
         params.append(inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=f.default,
                                         annotation=annotation))

@@ -18,6 +18,12 @@ from swinfuse.cli import render
 from swinfuse.cli.options import DeviceOpt, JsonOpt, ThreadsOpt
 
 
+def _positive(value: float) -> float:
+    if not value > 0:
+        raise typer.BadParameter(f"{value} is not a positive number")
+    return value
+
+
 def train(
     data: Annotated[list[str] | None, typer.Option(
         help="Folder of aligned pairs (ir/ + vis/, ...), as DIR or DIR:WEIGHT (sampling weight, 1 by default); "
@@ -27,23 +33,23 @@ def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory: model.safetensors, trainer_state.pt, "
                                                           "log.jsonl.")] = Path("runs/default"),
     preset: Annotated[str, typer.Option(help="Model size: default | halfres | smoke | swinfusion.")] = "default",
-    steps: Annotated[int, typer.Option(help="Length of the run (and of the cosine LR schedule).")] = 3000,
-    stop_after: Annotated[int, typer.Option(help="Stop and checkpoint at this step (0: at --steps); "
+    steps: Annotated[int, typer.Option(min=1, help="Length of the run (and of the cosine LR schedule).")] = 3000,
+    stop_after: Annotated[int, typer.Option(min=0, help="Stop and checkpoint at this step (0: at --steps); "
                                                  "--resume continues.")] = 0,
-    max_minutes: Annotated[float, typer.Option(help="Stop and checkpoint after this many minutes (0: no limit).")] = 0.0,
-    batch_size: Annotated[int, typer.Option(help="Global batch size, split over torchrun processes.")] = 8,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW; linear warmup, cosine decay).")] = 2e-4,
-    warmup: Annotated[int, typer.Option(help="Warmup steps.")] = 100,
-    crop: Annotated[int, typer.Option(help="Training crop size in pixels (the config's img_size).")] = 64,
-    prompt_augment: Annotated[float, typer.Option(help="Probability of random word edits in a training prompt.")] = 0.3,
+    max_minutes: Annotated[float, typer.Option(min=0, help="Stop and checkpoint after this many minutes (0: no limit).")] = 0.0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Global batch size, split over torchrun processes.")] = 8,
+    lr: Annotated[float, typer.Option(callback=_positive, help="Peak learning rate (AdamW; linear warmup, cosine decay).")] = 2e-4,
+    warmup: Annotated[int, typer.Option(min=0, help="Warmup steps.")] = 100,
+    crop: Annotated[int, typer.Option(min=1, help="Training crop size in pixels (the config's img_size).")] = 64,
+    prompt_augment: Annotated[float, typer.Option(min=0, max=1, help="Probability of random word edits in a training prompt.")] = 0.3,
     val_count: Annotated[int, typer.Option(help="Number of validation pairs (the last stems).")] = 21,
-    val_every: Annotated[int, typer.Option(help="Validate and checkpoint every N steps (0: only at the end).")] = 250,
-    val_crop: Annotated[int, typer.Option(help="Size of the centre crops validated on.")] = 96,
-    rescale: Annotated[float, typer.Option(help="Random rescale of each crop, log-uniform in [1/R, R] (1: none).")] = 1.0,
-    gamma_jitter: Annotated[float, typer.Option(help="Per-modality gamma exp(U(-g, g)) of the clean sources (0: none).")] = 0.0,
-    gain_jitter: Annotated[float, typer.Option(help="Per-modality gain U(1-g, 1) of the clean sources (0: none).")] = 0.0,
-    clean_share: Annotated[float, typer.Option(help="Share of undegraded samples (0: uniform over the 9 kinds).")] = 0.0,
-    wrong_prompt_share: Annotated[float, typer.Option(help="Share of samples whose prompt names a degradation "
+    val_every: Annotated[int, typer.Option(min=0, help="Validate and checkpoint every N steps (0: only at the end).")] = 250,
+    val_crop: Annotated[int, typer.Option(min=1, help="Size of the centre crops validated on.")] = 96,
+    rescale: Annotated[float, typer.Option(min=1, help="Random rescale of each crop, log-uniform in [1/R, R] (1: none).")] = 1.0,
+    gamma_jitter: Annotated[float, typer.Option(min=0, help="Per-modality gamma exp(U(-g, g)) of the clean sources (0: none).")] = 0.0,
+    gain_jitter: Annotated[float, typer.Option(min=0, max=1, help="Per-modality gain U(1-g, 1) of the clean sources (0: none).")] = 0.0,
+    clean_share: Annotated[float, typer.Option(min=0, max=1, help="Share of undegraded samples (0: uniform over the 9 kinds).")] = 0.0,
+    wrong_prompt_share: Annotated[float, typer.Option(min=0, max=1, help="Share of samples whose prompt names a degradation "
                                                            "the input does not have (target unchanged).")] = 0.0,
     gradient_target: Annotated[str, typer.Option(help="Gradient term's target: magnitude (SwinFusion) | signed.")] = "magnitude",
     intensity_target: Annotated[str, typer.Option(help="Intensity term's target: max (SwinFusion) | max-matched "
@@ -73,6 +79,8 @@ def train(
 ) -> None:
     """Train the fusion network with degraded inputs and prompts naming the degradation (Text-IF's recipe,
     SwinFusion's loss). Resumable; single process, or unchanged under torchrun."""
+    if not data:
+        raise typer.BadParameter("give at least one folder of pairs to train on", param_hint="'--data'")
     args = api.train_args(data=tuple(data or ()), val_data=tuple(str(d) for d in val_data or ()), out=str(out),
                           preset=preset, steps=steps, stop_after=stop_after, max_minutes=max_minutes,
                           batch_size=batch_size, lr=lr, warmup=warmup, crop=crop, prompt_augment=prompt_augment,
