@@ -303,14 +303,39 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str =
     output). options: as fuse_pair's."""
     from swinfuse import fusing
 
-    options, dev, dtype = _speed(options)
-    model, meta = _fusing_model(weights, dev, dtype, options)
-    report = fusing.fuse_batch(root=root, output_dir=output_dir, prompt=prompt, model=model, meta=meta,
-                               ir_dir=ir_dir, vis_dir=vis_dir, recursive=recursive, overwrite=overwrite, shard=shard,
-                               progress=progress, options=options)
+    # Folders first, model-free: a bad -o costs no model load, and a rerun with every output present loads
+    # neither the model nor torch.
+    plan = fusing.plan_batch(root=root, output_dir=output_dir, ir_dir=ir_dir, vis_dir=vis_dir, recursive=recursive,
+                             overwrite=overwrite, shard=shard, options=options)
+    if plan.todo:
+        options, dev, dtype = _speed(options)
+        model, meta = _fusing_model(weights, dev, dtype, options)
+    else:
+        model, meta = None, checkpoint_record(weights)
+    report = fusing.fuse_batch(plan=plan, prompt=prompt, model=model, meta=meta, progress=progress, options=options)
     if metrics:
         report.metrics = score_batch(report)
     return report
+
+
+def checkpoint_record(weights: str | Path | None = None) -> dict:
+    """What a manifest records of a checkpoint (config, provenance, sha256, path), read from its header and
+    bytes without building the model or importing torch: what a batch with nothing to fuse records."""
+    import json
+
+    from swinfuse.model.config import FusionConfig
+    from swinfuse.model.header import file_sha256, header_metadata
+
+    path = Path(weights) if weights is not None else default_weights_path()
+    meta = header_metadata(path) if path.is_file() else None
+    try:
+        config = FusionConfig.from_json(meta["config"])
+        provenance = json.loads(meta.get("provenance", "{}"))
+    except (TypeError, KeyError, ValueError, ConfigError):
+        # missing, or not a readable checkpoint: the error loading it gives
+        _, meta, _ = load_model(weights=weights, device="cpu", require_weights=True)
+        return {k: meta[k] for k in ("config", "provenance", "sha256", "path")}
+    return {"config": config, "provenance": provenance, "sha256": file_sha256(path), "path": str(path)}
 
 
 def score_batch(report) -> dict:

@@ -340,3 +340,70 @@ def test_the_cli_hands_one_options_record_to_the_api(batch_arguments, tmp_path):
     assert seen["options"] == FuseOptions(gray=True, bit_depth=16, resize=True, device="cpu", threads=2, stretch=True)
     assert not set(FIELDS) & set(seen)  # the fields travel in the record, nowhere else
 
+
+
+# -- check first, write nothing on failure (issue 21) ---------------------------------------------------------
+def _read_only(monkeypatch, folder: Path) -> None:
+    """os.access says `folder` and what is under it cannot be written (a read-only file system, as root sees one)."""
+    import os
+
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, *a, **k: False if (mode & os.W_OK and str(Path(p).resolve())
+                                                                         .startswith(str(folder.resolve())))
+                        else real(p, mode, *a, **k))
+
+
+def _no_model(monkeypatch):
+    def loaded(*a, **k):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(api, "load_model", loaded)
+
+
+def test_batch_into_a_read_only_folder_fails_before_the_model_loads(monkeypatch, capsys, tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    _read_only(monkeypatch, ro)
+    _no_model(monkeypatch)
+    code, captured = run_main(monkeypatch, capsys, ["batch", str(ASSETS), "-o", str(ro)])
+    assert code == 1 and captured.err == f"Error: {ro}: folder is not writable\n"
+    code, captured = run_main(monkeypatch, capsys, ["batch", str(ASSETS), "-o", str(ro / "new" / "deeper")])
+    assert code == 1 and captured.err == f"Error: {ro / 'new' / 'deeper'}: its folder {ro} is not writable\n"
+    assert list(ro.iterdir()) == []
+
+
+def test_fuse_checks_the_sheet_path_before_anything_is_written(monkeypatch, capsys, tmp_path):
+    ir, vis = asset_pair()
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    _read_only(monkeypatch, ro)
+    _no_model(monkeypatch)
+    code, captured = run_main(monkeypatch, capsys, ["fuse", ir, vis, "-o", tmp_path / "x.png", "--sheet", ro / "s.png"])
+    assert code == 1 and captured.err == f"Error: {ro / 's.png'}: folder {ro} is not writable\n"
+    code, captured = run_main(monkeypatch, capsys, ["fuse", ir, vis, "-o", tmp_path / "s.png", "--sheet", tmp_path / "s.png"])
+    assert code == 1 and "the sheet would overwrite the fused image" in captured.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ro"]
+
+
+def test_a_batch_with_every_output_present_loads_neither_model_nor_torch(tiny_checkpoint, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    first = runner.invoke(app, ["batch", str(ASSETS), "-o", str(out), "--weights", str(tiny_checkpoint)])
+    assert first.exit_code == 0, first.output
+    code = ("import sys; from swinfuse.cli import main; sys.argv = ['swinfuse', 'batch', sys.argv[1], '-o', "
+            "sys.argv[2], '--weights', sys.argv[3], '--json', '--threads', '1']\n"
+            "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code, str(ASSETS), str(out), str(tiny_checkpoint)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.rsplit("\n", 2)[0])
+    assert report["skipped"] == report["pairs_selected"] > 0 and report["written"] == 0
+    assert done.stdout.split("\n")[-2] == "False"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["weights"]["sha256"] == api.checkpoint_record(tiny_checkpoint)["sha256"]
+    from swinfuse.model.checkpoint import load_checkpoint
+    assert manifest["weights"]["sha256"] == load_checkpoint(tiny_checkpoint)[1]["sha256"]
+    assert manifest["config"]["embed_dim"] == load_checkpoint(tiny_checkpoint)[1]["config"].embed_dim

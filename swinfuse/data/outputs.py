@@ -43,6 +43,7 @@ def check_output(path: Path, bit_depth: int | None) -> None:
         raise OutputError(f"{path}: unsupported output format {path.suffix or '(no extension)'!r} "
                           "(use .png, .jpg, .bmp or .tif)")
     output_bit_depth(path, bit_depth, 8)  # an explicit 16-bit JPEG fails here
+    check_writable_folder(path.parent, path)
 
 
 def same_file(a: Path, b: Path) -> bool:
@@ -63,6 +64,24 @@ def check_not_an_input_folder(output_dir: Path, *inputs: Path) -> None:
         if out == folder or folder in out.parents:
             raise OutputError(f"{output_dir}: is {'' if out == folder else 'inside '}the input folder {folder}; "
                               "choose another -o")
+
+
+def check_writable_folder(folder: Path, target: Path | None = None) -> None:
+    """Refuse a folder that cannot be written into (or created), before any work, creating nothing: the nearest
+    existing folder on its path must be writable (os.access: permissions and read-only file systems). target:
+    the file to be written there, which the message then names."""
+    import os
+
+    existing = Path(folder)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise OutputError(f"{folder}: cannot create it: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        if target is not None:
+            raise OutputError(f"{target}: folder {existing} is not writable")
+        raise OutputError(f"{folder}: {'folder' if existing == Path(folder) else f'its folder {existing}'} is not "
+                          "writable")
 
 
 def make_output_folder(output_dir: Path) -> None:

@@ -20,7 +20,7 @@ or OpenCV.
 from __future__ import annotations
 
 from swinfuse.data.outputs import output_paths
-from swinfuse.fusing.batch import fuse_batch
+from swinfuse.fusing.batch import BatchPlan, fuse_batch, plan_batch
 from swinfuse.fusing.options import FuseOptions
 from swinfuse.fusing.pair import OpenedPair, fuse_pair, open_pair
 from swinfuse.fusing.results import BatchInterrupted, BatchReport, FusedOutput, FuseResult, PairRecord

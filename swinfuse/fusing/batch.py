@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 import time
 import warnings
 from pathlib import Path
 from typing import Callable
 
 from swinfuse.data.loading import read_pair
-from swinfuse.data.outputs import check_not_an_input_folder, check_output, make_output_folder, same_file
+from swinfuse.data.outputs import (check_not_an_input_folder, check_output, check_writable_folder, make_output_folder,
+                                   same_file)
 from swinfuse.errors import OutputError
 from swinfuse.fusing.forward import check_tiling, fuse_y, model_upscale, run_device, to_tensor
 from swinfuse.fusing.manifest import made_with, manifest_name, previous_records, write_manifest
@@ -92,11 +94,53 @@ def _fuse_all(todo, finish: Callable[[int, PairRecord], None], *, model, text, u
             finish_write(result)
 
 
-def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, model, meta: dict,
-               ir_dir: str | Path | None = None, vis_dir: str | Path | None = None, recursive: bool = False,
-               overwrite: bool = False, shard: str | tuple[int, int] | None = None, ext: str = ".png",
-               weights: str | Path | None = None, progress: Progress | None = None,
-               options: FuseOptions = FuseOptions()) -> BatchReport:
+@dataclass
+class BatchPlan:
+    """What fuse_batch settles before it needs the model: the checked output folder, the pairs found and this
+    shard's, and which of them are settled already (settled: (index, record)) or to fuse (todo)."""
+
+    root: Path | None
+    settings: dict  # the folder settings as given (root, ir_dir, vis_dir, recursive, overwrite), for the manifest
+    output_dir: Path
+    ext: str
+    shard: tuple[int, int] | None
+    found: object  # swinfuse.data.pairs.FoundPairs
+    selected: list
+    settled: list
+    todo: list
+
+
+def plan_batch(*, root: str | Path | None, output_dir: str | Path, ir_dir: str | Path | None = None,
+               vis_dir: str | Path | None = None, recursive: bool = False, overwrite: bool = False,
+               shard: str | tuple[int, int] | None = None, ext: str = ".png",
+               options: FuseOptions = FuseOptions()) -> BatchPlan:
+    """Find the pairs, check the output folder (a writable format, not a file, not an input folder, writable)
+    and split this shard's pairs into those settled already (the output exists) and those to fuse. No model
+    and no torch: a bad folder costs no model load, and a rerun with every output present needs none."""
+    from swinfuse.data.pairs import find_pairs, parse_shard
+    from swinfuse.data.pairs import shard as take_shard
+
+    output_dir = Path(output_dir)
+    ext = ext if ext.startswith(".") else f".{ext}"
+    if output_dir.exists() and not output_dir.is_dir():
+        raise OutputError(f"{output_dir}: is a file, expected an output folder")
+    check_writable_folder(output_dir)
+    check_output(output_dir / f"<stem>{ext}", options.bit_depth)
+    shard = parse_shard(shard) if isinstance(shard, str) else shard
+    found = find_pairs(root, ir_dir=ir_dir, vis_dir=vis_dir, recursive=recursive)
+    check_not_an_input_folder(output_dir, found.ir_dir, found.vis_dir)
+    selected = take_shard(found.pairs, *shard) if shard else found.pairs
+    settled, todo = _plan(selected, output_dir, ext, overwrite)
+    settings = {"root": root, "ir_dir": ir_dir, "vis_dir": vis_dir, "recursive": recursive, "overwrite": overwrite}
+    return BatchPlan(Path(root) if root is not None else None, settings, output_dir, ext, shard, found, selected,
+                     settled, todo)
+
+
+def fuse_batch(*, root: str | Path | None = None, output_dir: str | Path | None = None, prompt: str, model,
+               meta: dict, ir_dir: str | Path | None = None, vis_dir: str | Path | None = None,
+               recursive: bool = False, overwrite: bool = False, shard: str | tuple[int, int] | None = None,
+               ext: str = ".png", weights: str | Path | None = None, progress: Progress | None = None,
+               options: FuseOptions = FuseOptions(), plan: BatchPlan | None = None) -> BatchReport:
     """Fuse every pair under `root` (or ir_dir/vis_dir) into output_dir/<rel><ext>, streaming from disk.
 
     Existing outputs are skipped unless overwrite, so a killed run resumes where it stopped. A pair that
@@ -106,32 +150,27 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, 
     each pair. A manifest.json (manifest-shard-i-of-n.json for a shard, so concurrent shards writing to
     one folder don't overwrite each other's) is written beside the outputs, its settings the folder's and
     dataclasses.asdict(options). The options are read as open_pair and fuse_pair read them.
+
+    plan: what plan_batch returned (then root, output_dir, ir_dir, vis_dir, recursive, overwrite, shard and
+    ext are not read). With nothing to fuse, model may be None: no torch is needed.
     """
-    import torch
-
     from swinfuse.data.io import stale_temporaries
-    from swinfuse.data.pairs import find_pairs, parse_shard
-    from swinfuse.data.pairs import shard as take_shard
 
-    device = run_device(model, options.device)
-    output_dir = Path(output_dir)
-    ext = ext if ext.startswith(".") else f".{ext}"
-    check_output(output_dir / f"<stem>{ext}", options.bit_depth)
-    check_tiling(model, options.tile, options.tile_overlap)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise OutputError(f"{output_dir}: is a file, expected an output folder")
-    shard = parse_shard(shard) if isinstance(shard, str) else shard
-    found = find_pairs(root, ir_dir=ir_dir, vis_dir=vis_dir, recursive=recursive)
-    check_not_an_input_folder(output_dir, found.ir_dir, found.vis_dir)
-    selected = take_shard(found.pairs, *shard) if shard else found.pairs
-    make_output_folder(output_dir)
-
+    if plan is None:
+        plan = plan_batch(root=root, output_dir=output_dir, ir_dir=ir_dir, vis_dir=vis_dir, recursive=recursive,
+                          overwrite=overwrite, shard=shard, ext=ext, options=options)
+    output_dir, ext, shard, found, selected = plan.output_dir, plan.ext, plan.shard, plan.found, plan.selected
+    if plan.todo:
+        device = run_device(model, options.device)
+        check_tiling(model, options.tile, options.tile_overlap)
+        reset_gpu_peak(device)
+    else:
+        device = options.device  # nothing to run: the device as given, and no torch imported for it
+    make_output_folder(output_dir)  # once every check passed: a refused run leaves no folder behind
     # A run killed by SIGKILL leaves its half-written temporaries (hidden, never taken for outputs): this run
     # owns these outputs, so it removes them.
     for stale in stale_temporaries(output_dir / f"{pair.rel}{ext}" for pair in selected):
         stale.unlink(missing_ok=True)
-    upscale = model_upscale(model)
-    reset_gpu_peak(device)
     total = len(selected)
     records: list[PairRecord | None] = [None] * total
     done = 0
@@ -145,16 +184,19 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, 
 
     if progress:
         progress(0, total, None)
-    settled, todo = _plan(selected, output_dir, ext, overwrite)
-    for index, record in settled:
+    for index, record in plan.settled:
         finish(index, record)
+    todo = plan.todo
 
     start = time.perf_counter()
     interrupted = False
     try:
-        with torch.inference_mode():
-            text = model.encode_prompts([prompt]).to(device)  # (1, D), once for the whole batch
-        _fuse_all(todo, finish, model=model, text=text, upscale=upscale, options=options)
+        if todo:
+            import torch
+
+            with torch.inference_mode():
+                text = model.encode_prompts([prompt]).to(device)  # (1, D), once for the whole batch
+            _fuse_all(todo, finish, model=model, text=text, upscale=model_upscale(model), options=options)
     except KeyboardInterrupt:
         interrupted = True  # the manifest still records what was written, then the interrupt goes on
     wall = time.perf_counter() - start
@@ -162,7 +204,7 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, 
     settled_records = [r for r in records if r is not None]
     written = [r for r in settled_records if r.status == "written"]
     report = BatchReport(
-        root=Path(root) if root is not None else None, output_dir=output_dir, prompt=prompt,
+        root=plan.root, output_dir=output_dir, prompt=prompt,
         shard=f"{shard[0]}/{shard[1]}" if shard else None,
         pairs_found=len(found.pairs), pairs_selected=total, written=len(written),
         skipped=sum(r.status == "skipped" for r in settled_records),
@@ -170,12 +212,11 @@ def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str, 
         unmatched_ir=found.unmatched_ir, unmatched_vis=found.unmatched_vis, duplicates=found.duplicates,
         mean_latency_ms=sum(r.latency_ms for r in written) / len(written) if written else None,
         throughput_pairs_per_s=len(written) / wall if written and wall > 0 else None,
-        wall_s=wall, peak_rss_mb=peak_rss_mb(), peak_gpu_mb=gpu_peak_mb(device),
+        wall_s=wall, peak_rss_mb=peak_rss_mb(), peak_gpu_mb=gpu_peak_mb(device) if todo else None,
         manifest=output_dir / manifest_name(shard), records=settled_records,
     )
     # The folder's settings, then the options; "device" is the one the run used (the api resolved 'auto').
-    recorded = {"root": root, "ir_dir": ir_dir, "vis_dir": vis_dir, "recursive": recursive, "overwrite": overwrite,
-                "shard": report.shard, "ext": ext, **dataclasses.asdict(options), "device": str(device)}
+    recorded = {**plan.settings, "shard": report.shard, "ext": ext, **dataclasses.asdict(options), "device": str(device)}
     outputs, differing = _output_records(report.manifest, selected, records, output_dir, ext,
                                          made_with(meta.get("sha256"), prompt, recorded))
     write_manifest(report.manifest, report, meta, weights, recorded, outputs, interrupted)

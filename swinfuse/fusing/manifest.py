@@ -24,15 +24,18 @@ def manifest_name(shard: tuple[int, int] | None) -> str:
 
 
 def _versions() -> dict[str, str]:
+    import importlib.metadata
     import platform
+    import sys
 
     import cv2
     import numpy
-    import torch
 
     from swinfuse.version import __version__
 
-    return {"swinfuse": __version__, "torch": torch.__version__, "opencv": cv2.__version__,
+    # A run with nothing to fuse never imports torch (seconds): its installed version is the same string.
+    torch_version = sys.modules["torch"].__version__ if "torch" in sys.modules else importlib.metadata.version("torch")
+    return {"swinfuse": __version__, "torch": torch_version, "opencv": cv2.__version__,
             "numpy": numpy.__version__, "python": platform.python_version()}
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from swinfuse.data.loading import LoadedPair, read_pair
 from swinfuse.data.outputs import check_not_a_source, check_output, output_paths
+from swinfuse.errors import OutputError
 from swinfuse.fusing.forward import check_tiling, fuse_y, model_upscale, run_device, to_tensor
 from swinfuse.fusing.options import FuseOptions
 from swinfuse.fusing.results import FusedOutput, FuseResult
@@ -46,6 +47,8 @@ def open_pair(*, ir_path: str | Path, vis_path: str | Path, prompts: list[str], 
     if sheet:
         check_output(sheet, None)
         check_not_a_source(sheet, (ir_path, vis_path))
+        if any(sheet.resolve() == path.resolve() for path in paths):
+            raise OutputError(f"{sheet}: the sheet would overwrite the fused image; give --sheet another path")
     start = time.perf_counter()
     pair = read_pair(ir_path, vis_path, resize, options.max_pixels)
     return OpenedPair(ir_path, vis_path, prompts, paths, sheet, pair, (time.perf_counter() - start) * 1e3)

@@ -8,7 +8,6 @@ ever shipped keeps loading; the format version stays 1.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -18,10 +17,8 @@ import torch
 
 from swinfuse.errors import CheckpointError, ConfigError, SwinfuseError
 from swinfuse.model.config import FusionConfig, TextEncoderSpec
+from swinfuse.model.header import FORMAT, FORMAT_VERSION, file_sha256, header_metadata  # noqa: F401 (re-exported)
 from swinfuse.model.keys import remap_state_dict
-
-FORMAT = "swinfuse"
-FORMAT_VERSION = "1"
 
 
 def _persisted_state(model) -> dict[str, torch.Tensor]:
@@ -53,14 +50,6 @@ def save_checkpoint(model, path: str | os.PathLike, provenance: dict | None = No
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
