@@ -84,6 +84,13 @@ def parse_shard(text: str) -> tuple[int, int]:
     return parse(text)
 
 
+def prompt_suffix(k: int, prompt: str) -> str:
+    """What the k-th (from 1) of several prompts adds to an output's name (swinfuse.data.outputs)."""
+    from swinfuse.data.outputs import prompt_suffix as suffix
+
+    return suffix(k, prompt)
+
+
 def precisions() -> tuple[str, ...]:
     """The values --precision takes (swinfuse.devices.PRECISIONS)."""
     from swinfuse.devices import PRECISIONS
@@ -215,7 +222,7 @@ def _fusing_model(weights, dev, dtype, options):
 
 # The checkpoint `fuse` runs when no model is given, kept for the next call: one model at a time, so a
 # notebook that fuses with several checkpoints holds one in memory, not all of them.
-_KEPT: dict = {"key": None, "model": None}
+_KEPT: dict = {"key": None, "model": None, "meta": None}
 
 
 def _kept_model(weights, options: FuseOptions):
@@ -227,8 +234,9 @@ def _kept_model(weights, options: FuseOptions):
     stamp = (st.st_mtime_ns, st.st_ino, st.st_size) if st else None  # a file rewritten is a new checkpoint
     key = (str(path.resolve()), stamp, options.device, options.precision, options.compile)
     if _KEPT["key"] != key:
-        _KEPT.update(key=None, model=None)  # the old model goes before the new one loads
-        _KEPT.update(key=key, model=_fusing_model(path, dev, dtype, options)[0])
+        _KEPT.update(key=None, model=None, meta=None)  # the old model goes before the new one loads
+        model, meta = _fusing_model(weights, dev, dtype, options)  # None: the default, with its own error
+        _KEPT.update(key=key, model=model, meta=meta)
     return _KEPT["model"]
 
 
@@ -298,18 +306,19 @@ def fuse_pair(*, ir: str | Path, vis: str | Path, prompts: list[str] = (), outpu
 def fuse_batch(*, root: str | Path | None, output_dir: str | Path, prompt: str = "", weights: str | Path | None = None,
                ir_dir: str | Path | None = None, vis_dir: str | Path | None = None, recursive: bool = False,
                overwrite: bool = False, shard: str | None = None, progress=None, metrics: bool = False,
-               options: FuseOptions = FuseOptions()):
-    """`swinfuse batch`: fuse every pair of a folder -> BatchReport (with metrics, the field's metrics of every
-    output). options: as fuse_pair's."""
+               ext: str = "png", suffix: str = "", options: FuseOptions = FuseOptions()):
+    """`swinfuse batch`: fuse every pair of a folder into output_dir/<stem><suffix>.<ext> -> BatchReport (with
+    metrics, the field's metrics of every output). options: as fuse_pair's. The checkpoint stays loaded for the
+    next call with the same weights and options (one prompt after another: see swinfuse.fuse)."""
     from swinfuse import fusing
 
     # Folders first, model-free: a bad -o costs no model load, and a rerun with every output present loads
     # neither the model nor torch.
     plan = fusing.plan_batch(root=root, output_dir=output_dir, ir_dir=ir_dir, vis_dir=vis_dir, recursive=recursive,
-                             overwrite=overwrite, shard=shard, options=options)
+                             overwrite=overwrite, shard=shard, ext=ext, suffix=suffix, options=options)
     if plan.todo:
-        options, dev, dtype = _speed(options)
-        model, meta = _fusing_model(weights, dev, dtype, options)
+        model = _kept_model(weights, options)
+        meta, options = _KEPT["meta"], _speed(options)[0]
     else:
         model, meta = None, checkpoint_record(weights)
     report = fusing.fuse_batch(plan=plan, prompt=prompt, model=model, meta=meta, progress=progress, options=options)

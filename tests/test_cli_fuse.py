@@ -169,13 +169,32 @@ def test_batch_metrics_adds_scores(tiny_checkpoint, tmp_path):
     assert abs(scores["images"][0]["EN"] - direct["EN"]) < 1e-5  # JSON keeps 6 decimals
 
 
-def test_batch_refuses_several_prompts(monkeypatch, capsys, tmp_path):
-    def fake(**kwargs):
-        raise AssertionError("batch ran with several prompts")
+def test_batch_takes_several_prompts_one_output_set_each_as_fuse_names_them(tiny_checkpoint, tmp_path, monkeypatch):
+    loads = []
+    real = api.load_model
+    monkeypatch.setattr(api, "load_model", lambda **k: loads.append(1) or real(**k))
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["batch", str(ASSETS), "-o", str(out), "-p", "low light", "-p", "",
+                                 "--weights", str(tiny_checkpoint), "--json", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    reports = json.loads(result.stdout)
+    assert [r["prompt"] for r in reports] == ["low light", ""] and len(loads) == 1  # the model loads once
+    stems = sorted(p.stem for p in (ASSETS / "vis").iterdir())
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(
+        [f"{s}_p1-low-light.png" for s in stems] + [f"{s}_p2-empty.png" for s in stems])
+    manifest = json.loads((out / "manifest.json").read_text())  # one manifest: what made each output
+    assert {manifest["made_with"][i]["prompt"] for i in manifest["outputs"].values()} == {"low light", ""}
 
-    monkeypatch.setattr(api, "fuse_batch", fake)
-    code, captured = run_main(monkeypatch, capsys, ["batch", str(tmp_path), "-p", "A", "-p", "B"])
-    assert code == 2 and "batch takes one prompt, got 2" in captured.err and "Traceback" not in captured.err
+
+def test_batch_ext_writes_that_format(tiny_checkpoint, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["batch", str(ASSETS), "-o", str(out), "--ext", "jpg", "--weights",
+                                 str(tiny_checkpoint), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.suffix for p in out.iterdir() if p.name != "manifest.json") == [".jpg"] * len(list(
+        (ASSETS / "vis").iterdir()))
+    result = runner.invoke(app, ["batch", str(ASSETS), "-o", str(out), "--ext", "gif"])
+    assert result.exit_code == 2 and "'gif' is not one of png, jpg, tif" in result.output
 
 
 def test_batch_passes_its_one_prompt(batch_arguments, tmp_path):

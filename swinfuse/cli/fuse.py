@@ -40,6 +40,16 @@ def fuse(
     render.show_result(result, render.fuse_tables, json_out)
 
 
+BATCH_FORMATS = ("png", "jpg", "tif")
+
+
+def _check_ext(value: str) -> str:
+    value = value.lower().lstrip(".")
+    if value not in BATCH_FORMATS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(BATCH_FORMATS)}")
+    return value
+
+
 def _check_shard(value: Optional[str]) -> Optional[str]:
     if value is not None:
         try:
@@ -53,16 +63,17 @@ def _check_shard(value: Optional[str]) -> Optional[str]:
 def batch(
     root: Annotated[Optional[Path], typer.Argument(help="Folder with ir/+vis/, ir/+vi/, Infrared/+Visible/ or IR/+VI_Y/.")] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Output folder.")] = Path("fused"),
-    # A list, so that a second -p is refused instead of silently replacing the first.
-    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", "-p", help=(
-        "One prompt for every pair (empty: no instruction); for another prompt, run batch again with "
-        "another -o."), callback=check_prompts)] = None,
+    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", "-p", metavar="TEXT", help=(
+        "The prompt for every pair (empty: no instruction). Repeat for one output set per prompt, each name "
+        "with _p<k>-<prompt> as fuse names them; the model loads once."), callback=check_prompts)] = None,
     ir_dir: Annotated[Optional[Path], typer.Option(help="Infrared folder (instead of a layout under ROOT).")] = None,
     vis_dir: Annotated[Optional[Path], typer.Option(help="Visible folder (instead of a layout under ROOT).")] = None,
     recursive: Annotated[bool, typer.Option(help="Descend into subfolders, mirroring the tree.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Redo pairs whose output exists (default: skip, so reruns resume).")] = False,
     shard: Annotated[Optional[str], typer.Option(help="i/n: process the i-th (1-based) of n slices of the sorted pairs.",
                                                  callback=_check_shard)] = None,
+    ext: Annotated[str, typer.Option(metavar="png|jpg|tif", callback=_check_ext, help=(
+        "Format of the outputs, <stem>.<ext> (jpg: 8-bit).")) ] = "png",
     metrics: Annotated[bool, typer.Option(help="Score every output with the field's metrics (as `swinfuse evaluate`) "
                                                "and add them to the report.")] = False,
     weights: WeightsOpt = None,
@@ -73,27 +84,33 @@ def batch(
     Exit code 0 when every pair is written or skipped, 1 when any failed."""
     if root is None and (ir_dir is None or vis_dir is None):
         raise typer.BadParameter("give the folder of pairs (or --ir-dir and --vis-dir)", param_hint="'ROOT'")
-    if prompt and len(prompt) > 1:
-        raise typer.BadParameter(f"batch takes one prompt, got {len(prompt)}; run batch once per prompt, each "
-                                 "with its own -o folder", param_hint="'--prompt' / '-p'")
     # The bar starts once the pairs are found and the weights loaded, so an early error stays one line.
-    started = time.perf_counter()
-    try:
-        with render.progress_bar("fusing", "{task.fields[rate]}", transient=json_out) as update:
-            def progress(done: int, total: int, record) -> None:
-                elapsed = time.perf_counter() - started
-                update(done, total, rate=f"{done / elapsed:.2f} pairs/s" if done else "")
+    prompts = list(prompt or [""])
+    reports = []
+    for k, text in enumerate(prompts, 1):
+        started = time.perf_counter()
+        try:
+            label = "fusing" if len(prompts) == 1 else f"fusing p{k}"
+            with render.progress_bar(label, "{task.fields[rate]}", transient=json_out) as update:
+                def progress(done: int, total: int, record) -> None:
+                    elapsed = time.perf_counter() - started
+                    update(done, total, rate=f"{done / elapsed:.2f} pairs/s" if done else "")
 
-            report = api.fuse_batch(root=root, output_dir=output, prompt=prompt[0] if prompt else "",
-                                    weights=weights, ir_dir=ir_dir, vis_dir=vis_dir, recursive=recursive,
-                                    overwrite=overwrite, shard=shard, progress=progress, metrics=metrics,
-                                    options=fuse_options(options))
-    except KeyboardInterrupt as exc:
-        # Ctrl-C: one line on what is on disk (the manifest was written for it) and how to go on.
-        typer.echo(render.batch_interrupted_line(getattr(exc, "report", None)), err=True)
-        raise typer.Exit(code=130) from None
-    render.show_result(report, render.batch_tables, json_out)
-    if report.failed:
+                reports.append(api.fuse_batch(
+                    root=root, output_dir=output, prompt=text, weights=weights, ir_dir=ir_dir, vis_dir=vis_dir,
+                    recursive=recursive, overwrite=overwrite, shard=shard, progress=progress, metrics=metrics,
+                    ext=ext, suffix=api.prompt_suffix(k, text) if len(prompts) > 1 else "",
+                    options=fuse_options(options)))
+        except KeyboardInterrupt as exc:
+            # Ctrl-C: one line on what is on disk (the manifest was written for it) and how to go on.
+            typer.echo(render.batch_interrupted_line(getattr(exc, "report", None)), err=True)
+            raise typer.Exit(code=130) from None
+        if not json_out:
+            render.show_result(reports[-1], render.batch_tables, False)
+    if json_out:  # one object for one prompt (as before), a list for several
+        render.emit_json([render.to_jsonable(r.to_dict()) for r in reports] if len(reports) > 1
+                         else render.to_jsonable(reports[0].to_dict()))
+    if any(r.failed for r in reports):
         raise typer.Exit(code=1)
 
 

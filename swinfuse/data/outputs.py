@@ -31,7 +31,12 @@ def output_paths(stem: str, prompts: list[str], output: Path | None) -> list[Pat
         base = Path(output) / name if _is_folder(Path(output)) else Path(output)
     if len(prompts) == 1:
         return [base]
-    return [base.with_name(f"{base.stem}_p{k}-{_slug(p)}{base.suffix}") for k, p in enumerate(prompts, 1)]
+    return [base.with_name(f"{base.stem}{prompt_suffix(k, p)}{base.suffix}") for k, p in enumerate(prompts, 1)]
+
+
+def prompt_suffix(k: int, prompt: str) -> str:
+    """What the k-th (from 1) of several prompts adds to an output's name: `_p<k>-<slug>`."""
+    return f"_p{k}-{_slug(prompt)}"
 
 
 def check_output(path: Path, bit_depth: int | None) -> None:

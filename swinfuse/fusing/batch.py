@@ -103,6 +103,7 @@ class BatchPlan:
     settings: dict  # the folder settings as given (root, ir_dir, vis_dir, recursive, overwrite), for the manifest
     output_dir: Path
     ext: str
+    suffix: str  # added to each output's stem
     shard: tuple[int, int] | None
     found: object  # swinfuse.data.pairs.FoundPairs
     selected: list
@@ -112,11 +113,12 @@ class BatchPlan:
 
 def plan_batch(*, root: str | Path | None, output_dir: str | Path, ir_dir: str | Path | None = None,
                vis_dir: str | Path | None = None, recursive: bool = False, overwrite: bool = False,
-               shard: str | tuple[int, int] | None = None, ext: str = ".png",
+               shard: str | tuple[int, int] | None = None, ext: str = ".png", suffix: str = "",
                options: FuseOptions = FuseOptions()) -> BatchPlan:
     """Find the pairs, check the output folder (a writable format, not a file, not an input folder, writable)
     and split this shard's pairs into those settled already (the output exists) and those to fuse. No model
-    and no torch: a bad folder costs no model load, and a rerun with every output present needs none."""
+    and no torch: a bad folder costs no model load, and a rerun with every output present needs none. suffix:
+    added to every output's stem (one prompt of several: data.outputs.prompt_suffix)."""
     from swinfuse.data.pairs import find_pairs, parse_shard
     from swinfuse.data.pairs import shard as take_shard
 
@@ -130,10 +132,10 @@ def plan_batch(*, root: str | Path | None, output_dir: str | Path, ir_dir: str |
     found = find_pairs(root, ir_dir=ir_dir, vis_dir=vis_dir, recursive=recursive)
     check_not_an_input_folder(output_dir, found.ir_dir, found.vis_dir)
     selected = take_shard(found.pairs, *shard) if shard else found.pairs
-    settled, todo = _plan(selected, output_dir, ext, overwrite)
+    settled, todo = _plan(selected, output_dir, suffix + ext, overwrite)
     settings = {"root": root, "ir_dir": ir_dir, "vis_dir": vis_dir, "recursive": recursive, "overwrite": overwrite}
-    return BatchPlan(Path(root) if root is not None else None, settings, output_dir, ext, shard, found, selected,
-                     settled, todo)
+    return BatchPlan(Path(root) if root is not None else None, settings, output_dir, ext, suffix, shard, found,
+                     selected, settled, todo)
 
 
 def fuse_batch(*, root: str | Path | None = None, output_dir: str | Path | None = None, prompt: str, model,
@@ -159,7 +161,8 @@ def fuse_batch(*, root: str | Path | None = None, output_dir: str | Path | None 
     if plan is None:
         plan = plan_batch(root=root, output_dir=output_dir, ir_dir=ir_dir, vis_dir=vis_dir, recursive=recursive,
                           overwrite=overwrite, shard=shard, ext=ext, options=options)
-    output_dir, ext, shard, found, selected = plan.output_dir, plan.ext, plan.shard, plan.found, plan.selected
+    output_dir, shard, found, selected = plan.output_dir, plan.shard, plan.found, plan.selected
+    ext = plan.suffix + plan.ext  # what follows each output's relative stem
     if plan.todo:
         device = run_device(model, options.device)
         check_tiling(model, options.tile, options.tile_overlap)
@@ -216,7 +219,8 @@ def fuse_batch(*, root: str | Path | None = None, output_dir: str | Path | None 
         manifest=output_dir / manifest_name(shard), records=settled_records,
     )
     # The folder's settings, then the options; "device" is the one the run used (the api resolved 'auto').
-    recorded = {**plan.settings, "shard": report.shard, "ext": ext, **dataclasses.asdict(options), "device": str(device)}
+    recorded = {**plan.settings, "shard": report.shard, "ext": plan.ext, **dataclasses.asdict(options),
+                "device": str(device)}
     outputs, differing = _output_records(report.manifest, selected, records, output_dir, ext,
                                          made_with(meta.get("sha256"), prompt, recorded))
     write_manifest(report.manifest, report, meta, weights, recorded, outputs, interrupted)
