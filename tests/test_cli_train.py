@@ -202,3 +202,57 @@ def test_training_with_an_untrained_real_clip(pair_dir, tmp_path):
     assert model.config.text.model_name == "RN50" and model.config.text_dim == 1024
     with torch.no_grad():
         assert model.encode_prompts(["the visible image is hazy"]).shape == (1, 1024)
+
+
+# -- one line for every bad input, nothing half-done (issue 21) ----------------------------------------------
+def test_an_out_that_is_a_file_or_read_only_is_one_line_and_creates_nothing(pair_dir, tmp_path, monkeypatch, capsys):
+    import os
+    from pathlib import Path
+
+    afile = tmp_path / "taken"
+    afile.write_text("x")
+    code, out, err = _main(["train", "--data", str(pair_dir), "--out", str(afile), *TINY], monkeypatch, capsys)
+    assert (code, out) == (1, "") and err == f"Error: --out {afile}: is a file, expected a run folder\n"
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, m, *a, **k: False if str(Path(p)).startswith(str(ro))
+                        else real(p, m, *a, **k))
+    code, out, err = _main(["train", "--data", str(pair_dir), "--out", str(ro / "run"), *TINY], monkeypatch, capsys)
+    assert (code, out) == (1, "") and err == f"Error: {ro / 'run'}: its folder {ro} is not writable\n"
+    assert list(ro.iterdir()) == []
+
+
+@pytest.mark.parametrize("content", [b"PK\x03\x04truncated", "pickle"], ids=["truncated", "pickled"])
+def test_resuming_an_unreadable_state_is_one_line(content, pair_dir, tmp_path, monkeypatch, capsys):
+    import pickle
+
+    run = tmp_path / "run"
+    run.mkdir()
+    if content == "pickle":
+        content = pickle.dumps({"format": __import__("collections").OrderedDict(a=print)})
+    (run / "trainer_state.pt").write_bytes(content)
+    code, out, err = _main(["train", "--data", str(pair_dir), "--out", str(run), "--resume", *TINY], monkeypatch, capsys)
+    assert (code, out) == (1, "") and err.count("\n") == 1
+    assert err.startswith(f"Error: cannot resume {run / 'trainer_state.pt'}: not a readable training state")
+
+
+def test_ctrl_c_saves_the_steps_done_and_a_new_run_starts_its_own_log(pair_dir, tmp_path):
+    import swinfuse
+    from swinfuse.training.state import last_saved
+
+    run = tmp_path / "run"
+    args = dict(data=(str(pair_dir),), out=str(run), preset="smoke", steps=10, batch_size=2, crop=16, val_count=2,
+                val_crop=16, warmup=1, threads=1, val_every=0, log_every=1)
+
+    def stop_at_3(step, steps, loss, rate):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        swinfuse.train(progress=stop_at_3, **args)
+    assert info.value.saved.step == 3 and last_saved(str(run)).step == 3  # was: nothing saved yet
+    (run / "trainer_state.pt").unlink()  # the log stays behind; the next run is a new one
+    swinfuse.train(**{**args, "steps": 2})
+    steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and max(steps) == 2  # this run's records only

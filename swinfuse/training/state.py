@@ -78,8 +78,19 @@ def save_state(path: Path, *, model, optimizer, scheduler, step: int, rngs: list
 
 def load_state(path: Path, args: TrainArgs) -> dict:
     """A saved state, refused (one line) when its format or a setting the run depends on differs."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("format") != STATE_FORMAT:
+    import pickle
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # torch's notes on a foreign pickle: the one line below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)  # a pickle is refused, never run
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"cannot resume {path}: not a readable training state ({type(exc).__name__}: "
+                              f"{first[:160]}); remove it, or start over with --overwrite") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        state = state if isinstance(state, dict) else {}
         raise CheckpointError(f"{path} has format {state.get('format')}, expected {STATE_FORMAT}")
     saved = json.loads(state["args"])
     # Compare as saved (JSON: tuples become lists); a key older states lack takes its default.

@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 
 from swinfuse.devices import set_threads
-from swinfuse.errors import InputError, SwinfuseError
+from swinfuse.errors import InputError, OutputError, SwinfuseError
 from swinfuse.training.args import TrainArgs, TrainResult, check_loss_weights, model_config, normalised
 from swinfuse.training.batches import find_data, load_data, make_batch
 from swinfuse.training.distributed import any_rank, barrier, gather, setup_distributed, teardown, wrap
@@ -41,6 +41,7 @@ def train(args: TrainArgs, progress: Progress | None = None) -> TrainResult:
     weights = check_loss_weights(args.loss_weights)
     args = normalised(args)
     files = RunFiles.of(args.out)
+    _check_run_folder(files.dir)
     if not args.resume and not args.overwrite and files.state.exists():
         raise InputError(f"{args.out} already holds a run: --resume continues it, --overwrite starts over "
                          "(its checkpoint, state and log are replaced)")
@@ -50,6 +51,15 @@ def train(args: TrainArgs, progress: Progress | None = None) -> TrainResult:
         return _train(args, weights, files, rank, world, device, progress)
     finally:
         teardown(owns_group)
+
+
+def _check_run_folder(folder: Path) -> None:
+    """--out must be a folder this process can create or write in; checked before anything is made."""
+    from swinfuse.data.outputs import check_writable_folder
+
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"--out {folder}: is a file, expected a run folder")
+    check_writable_folder(folder)
 
 
 def _stopped(step: int, args: TrainArgs, out_of_time: bool) -> str:
@@ -91,8 +101,8 @@ def _train(args: TrainArgs, weights: dict, files: RunFiles, rank: int, world: in
     load_data(data, args, main)
     if main:
         files.dir.mkdir(parents=True, exist_ok=True)
-        if args.overwrite and not args.resume and files.log.exists():
-            files.log.unlink()  # a new run: its log does not continue the old one's
+        if state is None and files.log.exists():
+            files.log.unlink()  # a new run (no state to continue): its log does not continue an old one's
     net = wrap(model, world, device)
     aug = Augment(rescale=args.rescale, gamma=args.gamma_jitter, gain=args.gain_jitter)
     last_record = None
@@ -109,7 +119,11 @@ def _train(args: TrainArgs, weights: dict, files: RunFiles, rank: int, world: in
             last_val = last_record["val_loss"]
             log({"type": "val", "step": step, **last_record})
 
+    saved_step = step  # the step of the state on disk (none yet for a new run: 0 is never saved)
+
     def save(final: bool) -> None:
+        nonlocal saved_step
+        saved_step = step
         rngs = gather(rng_state(), world)
         if main:
             save_state(files.state, model=model, optimizer=optimizer, scheduler=scheduler, step=step, rngs=rngs,
@@ -125,39 +139,46 @@ def _train(args: TrainArgs, weights: dict, files: RunFiles, rank: int, world: in
     out_of_time = False
     net.train()
     report(step, args.steps, float("nan"), 0.0)
-    while step < end:
-        ir_in, vis_in, ir, vis, prompts = make_batch(data.images, args.crop, args.seed, step, args.batch_size,
-                                                     rank, world, args.prompt_augment, aug, args.clean_share,
-                                                     args.wrong_prompt_share)
-        ir_in, vis_in, ir, vis = (t.to(device, non_blocking=True) for t in (ir_in, vis_in, ir, vis))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-            out = net(ir_in, vis_in, prompts)
-        loss, terms = output_loss(out, ir, vis, weights, args.gradient_target, args.intensity_target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        for k, v in {"loss": loss.detach(), **terms, "grad_norm": grad_norm}.items():
-            running[k] = running.get(k, 0.0) + float(v)
-        now = time.perf_counter()
-        if now - t_rate > 2.0 or step == end:
-            rate, t_rate, steps_at_rate = (step - steps_at_rate) / (now - t_rate), now, step
-        report(step, args.steps, float(loss.detach()), rate)
-        if step % args.log_every == 0 or step == end:
-            n = step - steps_at_log
-            last_train = {k: v / n for k, v in running.items()}
-            log({"type": "train", "step": step, "lr": scheduler.get_last_lr()[0],
-                 "steps_per_s": n / max(now - t_log, 1e-9), **last_train})
-            running, t_log, steps_at_log = {}, now, step
-        if args.max_minutes > 0:  # every rank must stop at the same step
-            out_of_time = any_rank(now - t_start > 60 * args.max_minutes, world, device)
-        if step == end or out_of_time:
-            break
-        if args.val_every > 0 and step % args.val_every == 0:
-            validate()
+    try:
+        while step < end:
+            ir_in, vis_in, ir, vis, prompts = make_batch(data.images, args.crop, args.seed, step, args.batch_size,
+                                                         rank, world, args.prompt_augment, aug, args.clean_share,
+                                                         args.wrong_prompt_share)
+            ir_in, vis_in, ir, vis = (t.to(device, non_blocking=True) for t in (ir_in, vis_in, ir, vis))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+                out = net(ir_in, vis_in, prompts)
+            loss, terms = output_loss(out, ir, vis, weights, args.gradient_target, args.intensity_target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            for k, v in {"loss": loss.detach(), **terms, "grad_norm": grad_norm}.items():
+                running[k] = running.get(k, 0.0) + float(v)
+            now = time.perf_counter()
+            if now - t_rate > 2.0 or step == end:
+                rate, t_rate, steps_at_rate = (step - steps_at_rate) / (now - t_rate), now, step
+            report(step, args.steps, float(loss.detach()), rate)
+            if step % args.log_every == 0 or step == end:
+                n = step - steps_at_log
+                last_train = {k: v / n for k, v in running.items()}
+                log({"type": "train", "step": step, "lr": scheduler.get_last_lr()[0],
+                     "steps_per_s": n / max(now - t_log, 1e-9), **last_train})
+                running, t_log, steps_at_log = {}, now, step
+            if args.max_minutes > 0:  # every rank must stop at the same step
+                out_of_time = any_rank(now - t_start > 60 * args.max_minutes, world, device)
+            if step == end or out_of_time:
+                break
+            if args.val_every > 0 and step % args.val_every == 0:
+                validate()
+                save(final=False)
+    except KeyboardInterrupt:
+        # Ctrl-C: the steps done since the last save are saved, then the interrupt goes on (a single process;
+        # under torchrun each rank stops at its own point, so the last periodic save stands).
+        if world == 1 and step > saved_step:
             save(final=False)
+        raise
     validate()
     save(final=step >= args.steps)
     barrier(world)
