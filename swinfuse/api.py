@@ -347,6 +347,27 @@ def checkpoint_record(weights: str | Path | None = None) -> dict:
     return {"config": config, "provenance": provenance, "sha256": file_sha256(path), "path": str(path)}
 
 
+def prompts(*, weights: str | Path | None = None, examples: int = 3) -> dict:
+    """`swinfuse prompts`: what a checkpoint was trained to understand, from its own metadata (the degradation
+    kinds its provenance lists; a checkpoint without that list says so) -> {"weights", "kinds": [{"kind",
+    "examples"}], "neutral", "note"}. The wordings are the training corpus' (swinfuse.training.prompts) for
+    each kind listed. Reads the header only: no torch, no model."""
+    from swinfuse.training.prompts import CORPUS, canonical_prompt
+
+    record = checkpoint_record(weights)
+    kinds = record["provenance"].get("degradations")
+    listed = [k for k in kinds if k != "none"] if isinstance(kinds, list) else []
+    return {
+        "weights": record["path"], "sha256": record["sha256"],
+        "kinds": [{"kind": k, "examples": [w for w in CORPUS.get(k, ()) if w][:examples]} for k in listed],
+        "neutral": canonical_prompt("none") if isinstance(kinds, list) and "none" in kinds else "",
+        "note": ("Any wording works: the model responds to the degradation words it was trained on, as in these "
+                 "examples; an empty prompt means no instruction." if listed else
+                 "This checkpoint's metadata lists no degradations it was trained on (not trained by swinfuse "
+                 "train, or before it recorded them)."),
+    }
+
+
 def score_batch(report) -> dict:
     """The field's metrics for every fused output of a batch (written now or earlier) against its sources."""
     from swinfuse import metrics

@@ -215,3 +215,20 @@ def test_bf16_on_a_cpu_without_bf16_warns(monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert devices.resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+
+
+def test_prompts_lists_what_the_checkpoint_was_trained_for_from_its_metadata(tiny_model, tmp_path, capsys,
+                                                                             monkeypatch):
+    from swinfuse.model.checkpoint import save_checkpoint
+
+    own = save_checkpoint(tiny_model, tmp_path / "own.safetensors", {"degradations": ["vis_haze", "none"]})
+    code, captured = run_main(monkeypatch, capsys, ["prompts", "--weights", own, "--json"])
+    report = json.loads(captured.out)
+    assert code in (0, None) and [k["kind"] for k in report["kinds"]] == ["vis_haze"]
+    assert report["kinds"][0]["examples"][0] == "the visible image is hazy"
+    assert report["neutral"] == "fuse the infrared and visible images" and "Any wording works" in report["note"]
+    shipped = api.prompts()
+    assert {k["kind"] for k in shipped["kinds"]} >= {"vis_low_light", "ir_stripe_noise"}
+    bare = save_checkpoint(tiny_model, tmp_path / "bare.safetensors", {})
+    code, captured = run_main(monkeypatch, capsys, ["prompts", "--weights", bare])
+    assert "lists no degradations" in captured.out

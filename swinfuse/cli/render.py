@@ -155,6 +155,18 @@ def summary_tables(report: dict) -> list[Table]:
     return [table, totals]
 
 
+def prompts_tables(report: dict) -> list[Table]:
+    from rich.markup import escape
+
+    table = Table(title=f"swinfuse prompts: {escape(str(report['weights']))}", title_justify="left")
+    table.add_column("degradation")
+    table.add_column("example wordings")
+    for row in report["kinds"]:
+        table.add_row(row["kind"], escape("\n".join(repr(w) for w in row["examples"])))
+    table.add_row("(none: neutral)", escape(repr(report["neutral"])))
+    return [table]
+
+
 def fuse_tables(result: dict) -> list[Table]:
     lat = result["latency_ms"]
     rows = [("infrared", f"{result['ir_path']}  {fmt(result['ir_shape'])}"),

@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 
 from swinfuse import __version__, api
-from swinfuse.cli import evaluate, fuse, model, train
+from swinfuse.cli import evaluate, fuse, model, prompts, train
 from swinfuse.errors import SwinfuseError
 
 app = typer.Typer(help="Text-guided infrared-visible image fusion (SwinFusion encoders + Text-IF prompts).",
@@ -24,7 +24,7 @@ app = typer.Typer(help="Text-guided infrared-visible image fusion (SwinFusion en
                   pretty_exceptions_show_locals=False, add_completion=False)
 
 # One module per command group, registered in this order (the order `swinfuse --help` lists them in).
-COMMAND_GROUPS = (model, fuse, train, evaluate)
+COMMAND_GROUPS = (model, fuse, train, evaluate, prompts)
 
 
 def _version(value: bool):
