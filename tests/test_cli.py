@@ -232,3 +232,28 @@ def test_prompts_lists_what_the_checkpoint_was_trained_for_from_its_metadata(tin
     bare = save_checkpoint(tiny_model, tmp_path / "bare.safetensors", {})
     code, captured = run_main(monkeypatch, capsys, ["prompts", "--weights", bare])
     assert "lists no degradations" in captured.out
+
+
+@pytest.mark.parametrize("command", ["fuse", "batch", "profile", "summary", "train", "evaluate", "prompts"])
+def test_help_reads_as_prose_with_plain_types(command):
+    """Docstrings are not hard-wrapped into --help (the terminal wraps them), and the types read PATH, TEXT,
+    INTEGER, nothing on a flag: not <bool>, <list[str]>, {ir} (issue 21)."""
+    import inspect
+    import re
+
+    from typer.testing import CliRunner
+
+    from swinfuse.cli import app
+
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    text = result.output
+    assert not re.search(r"<(bool|list\[|str>|int>|path>|int range>)", text), text
+    assert not re.search(r"\{[a-z_]+\}", text.splitlines()[1] if len(text.splitlines()) > 1 else "")
+    info = next(i for i in app.registered_commands if (i.name or i.callback.__name__) == command)
+    first = " ".join(inspect.getdoc(info.callback).split("\n\n")[0].split())
+    flat = " ".join(line.strip(" │") for line in text.splitlines())
+    assert first[:150] in " ".join(flat.split())  # one paragraph, however the terminal wraps it
+    lines = [line.rstrip() for line in text.splitlines()]
+    doc_line = next(line for line in lines if first[:30] in line)
+    assert len(doc_line) > 110 or first[:len(doc_line.strip())] == first  # not cut at the docstring's line end

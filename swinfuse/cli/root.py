@@ -8,12 +8,15 @@ SWINFUSE_DEBUG=1 shows a library error's traceback instead of its line.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
+import types
 import warnings
 from typing import Annotated
 
 import typer
+import typer.core
 
 from swinfuse import __version__, api
 from swinfuse.cli import evaluate, fuse, model, prompts, train
@@ -39,8 +42,52 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
     """Fuse infrared and visible images under a text prompt; profile and summarize model configurations."""
 
 
+def _unwrap(text: str | None) -> str | None:
+    """A docstring as help: its hard line breaks joined within each paragraph, so the terminal wraps it at its
+    own width (a 120-column help no longer breaks mid-sentence at the docstring's 110)."""
+    if not text:
+        return text
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+_METAVARS = {"int": "INTEGER", "float": "FLOAT", "str": "TEXT", "path": "PATH"}
+
+
+def _readable_type(param, ctx) -> str | None:
+    """The type column of --help: nothing for a flag, PATH / TEXT / INTEGER / FLOAT (a list: its element's),
+    a metavar where one was given, instead of typer's <bool>, <list[str]>, <int range>."""
+    if getattr(param, "is_flag", False):
+        return None
+    if param.metavar:
+        return param.metavar
+    label = param.display_type(ctx).strip("<>").lower()
+    label = label.removeprefix("list[").removesuffix("]").removesuffix(" range")
+    return _METAVARS.get(label, label.upper())
+
+
+class ReadableCommand(typer.core.TyperCommand):
+    """Every command's --help as a person reads it: arguments named in capitals in the usage line (IR VIS, not
+    {ir} {vis}) and the types above. Built on typer 0.29's hooks (display_type_rich, _usage_display_name);
+    where a typer lacks them, its own rendering stands."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)  # the command's own, and --help
+        for param in params:
+            if hasattr(param, "display_type_rich") and hasattr(param, "display_type"):
+                param.display_type_rich = types.MethodType(_readable_type, param)
+            if isinstance(param, typer.core.TyperArgument) and hasattr(param, "_usage_display_name"):
+                name = (param.metavar or param.name).upper()
+                param._usage_display_name = (lambda shown: lambda: shown)(
+                    name if param.required else f"[{name}]")
+        return params
+
+
 for _group in COMMAND_GROUPS:
     _group.register(app)
+for _info in app.registered_commands:
+    _info.cls = ReadableCommand
+    _info.help = _unwrap(_info.help or inspect.getdoc(_info.callback))
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
