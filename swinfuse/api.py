@@ -161,9 +161,11 @@ def load_model(*, weights: str | Path | None, preset: str | None = None, overrid
     return model, meta, source
 
 
-def profile_model(*, preset: str = "smoke", overrides: dict | None = None, weights: str | Path | None = None,
+def profile_model(*, preset: str | None = None, overrides: dict | None = None, weights: str | Path | None = None,
                   sizes: list[str] = ("64",), batch: int = 1, warmup: int = 2, repetitions: int = 10,
                   prompt: str = "", device: str = "auto", precision: str = "fp32", threads: int | None = None):
+    """`swinfuse profile`: the model a user runs (the shipped checkpoint, or `weights`) unless a preset or config
+    overrides are asked for (preset="smoke": the random 64x64 smoke-test configuration) -> ProfileReport."""
     from swinfuse import devices, profiling
 
     dev = devices.resolve_device(device)
@@ -171,7 +173,9 @@ def profile_model(*, preset: str = "smoke", overrides: dict | None = None, weigh
     n_threads = devices.set_threads(threads)
     if batch < 1 or warmup < 0 or repetitions < 1:
         raise ConfigError(f"need batch >= 1, warmup >= 0, repetitions >= 1; got {batch}, {warmup}, {repetitions}")
-    model, _, source = load_model(weights=weights, preset=preset, overrides=overrides, device=dev)
+    shipped = weights is None and preset is None and not any(v is not None for v in (overrides or {}).values())
+    model, _, source = load_model(weights=weights, preset=preset, overrides=overrides, device=dev,
+                                  require_weights=shipped)
     return profiling.profile_model(model, source=source, sizes=[parse_size(s) for s in sizes], batch=batch,
                                    warmup=warmup, repetitions=repetitions, prompt=prompt, device=dev, dtype=dtype,
                                    threads=n_threads)

@@ -129,7 +129,7 @@ def test_help_and_version_do_not_import_torch():
 
 
 def test_console_script_runs_profile_json():
-    out = subprocess.run([sys.executable, "-m", "swinfuse", "profile", "--size", "67", "--json",
+    out = subprocess.run([sys.executable, "-m", "swinfuse", "profile", "--preset", "smoke", "--size", "67", "--json",
                           "--repetitions", "1", "--warmup", "0"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["sizes"][0]["output_shape"] == [1, 1, 134, 134]

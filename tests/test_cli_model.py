@@ -12,7 +12,8 @@ runner = CliRunner()
 
 
 def test_profile_json_reports_shapes_params_memory_latency():
-    result = runner.invoke(app, ["profile", "--size", "64", "--json", "--repetitions", "2", "--warmup", "1"])
+    result = runner.invoke(app, ["profile", "--preset", "smoke", "--size", "64", "--json", "--repetitions", "2",
+                                 "--warmup", "1"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     (size,) = data["sizes"]
@@ -24,7 +25,8 @@ def test_profile_json_reports_shapes_params_memory_latency():
 
 
 def test_profile_odd_size_and_sweep():
-    result = runner.invoke(app, ["profile", "--sizes", "67,20x36", "--json", "--repetitions", "1", "--warmup", "0"])
+    result = runner.invoke(app, ["profile", "--preset", "smoke", "--sizes", "67,20x36", "--json", "--repetitions", "1",
+                                 "--warmup", "0"])
     assert result.exit_code == 0, result.output
     shapes = [s["output_shape"] for s in json.loads(result.stdout)["sizes"]]
     assert shapes == [[1, 1, 134, 134], [1, 1, 40, 72]]
@@ -47,7 +49,7 @@ def test_profile_config_options_reach_the_api(monkeypatch):
 
 def test_summary_json_params_add_up_to_profile_total():
     s = runner.invoke(app, ["summary", "--json"])
-    p = runner.invoke(app, ["profile", "--json", "--repetitions", "1", "--warmup", "0"])
+    p = runner.invoke(app, ["profile", "--preset", "smoke", "--json", "--repetitions", "1", "--warmup", "0"])
     assert s.exit_code == 0 and p.exit_code == 0, s.output + p.output
     summary, profile = json.loads(s.stdout), json.loads(p.stdout)
     assert sum(row["own_params"] for row in summary["layers"]) == summary["total_params"]
@@ -71,3 +73,12 @@ def test_summary_depth_collapses():
     assert max(r["depth"] for r in shallow["layers"]) == 1
     assert len(deep["layers"]) > len(shallow["layers"])
     assert sum(r["own_params"] for r in shallow["layers"]) == shallow["total_params"]
+
+
+def test_profile_defaults_to_the_shipped_model_with_the_smoke_preset_one_option_away():
+    shipped = runner.invoke(app, ["profile", "--size", "32", "--json", "--repetitions", "1", "--warmup", "0"])
+    assert shipped.exit_code == 0, shipped.output
+    data = json.loads(shipped.stdout)
+    assert data["source"] == str(api.default_weights_path()) and data["sizes"][0]["output_shape"] == [1, 1, 32, 32]
+    smoke = runner.invoke(app, ["profile", "--preset", "smoke", "--json", "--repetitions", "1", "--warmup", "0"])
+    assert json.loads(smoke.stdout)["source"] == "preset:smoke"

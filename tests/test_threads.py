@@ -113,7 +113,7 @@ def test_busy_cores_leaves_out_this_process_on_the_real_machine():
 @pytest.mark.parametrize("given, expected", [([], 1), (["--threads", "0"], 1), (["--threads", "2"], 2)])
 def test_cli_unset_and_zero_threads_take_the_default_rule(machine, monkeypatch, capsys, given, expected):
     machine.update(usable=2, busy=1.0)
-    code, out = run_main(monkeypatch, capsys, ["profile", "--size", "16", "--repetitions", "1", "--warmup", "0",
+    code, out = run_main(monkeypatch, capsys, ["profile", "--preset", "smoke", "--size", "16", "--repetitions", "1", "--warmup", "0",
                                                 "--device", "cpu", "--json", *given])
     assert code in (0, None), out.err
     assert json.loads(out.out)["threads"] == expected

@@ -21,7 +21,9 @@ PromptOpt = Annotated[str, typer.Option(help="Prompt fed to the text encoder.", 
 def profile(
     size: SizeOpt = "64",
     sizes: Annotated[Optional[str], typer.Option(help="Sweep sizes, e.g. 64,128,256 or 256,480x640.")] = None,
-    preset: PresetOpt = "smoke",
+    preset: Annotated[Optional[str], typer.Option(help=(
+        "smoke | default | halfres | swinfusion, with random weights (smoke: the 64x64 smoke-test "
+        "configuration). Default: the shipped checkpoint (or --weights).")) ] = None,
     batch: Annotated[int, typer.Option(help="Images per forward.")] = 1,
     warmup: Annotated[int, typer.Option(help="Untimed runs first.")] = 2,
     repetitions: Annotated[int, typer.Option(help="Timed runs.")] = 10,
@@ -34,8 +36,8 @@ def profile(
     json_out: JsonOpt = False,
     **config,
 ):
-    """Build a model (preset + overrides, or --weights), run random inputs and report shape check, params,
-    FLOPs, memory and latency (mean, median, p95, min, FPS)."""
+    """Load the shipped model (or --weights, or build --preset with config overrides), run random inputs and
+    report shape check, params, FLOPs, memory and latency (mean, median, p95, min, FPS)."""
     size_list = [s for s in sizes.split(",") if s.strip()] if sizes else [size]
     report = api.profile_model(preset=preset, overrides=config_overrides(config), weights=weights, sizes=size_list,
                                batch=batch, warmup=warmup, repetitions=repetitions, prompt=prompt, device=device,
