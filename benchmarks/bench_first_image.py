@@ -1,0 +1,76 @@
+"""A user's first image: the wall time of `swinfuse fuse` on one example pair in a cold process (interpreter
+start, imports, weights, forward, write), against the forward alone; and of a `batch` rerun with every output
+already present (nothing to do).
+
+Each measurement is a new process (`python -m swinfuse ...`), as a user runs it; --rounds of them, the median
+reported with the range. The forward time comes from the command's own --json report, so "overhead" is
+wall - forward: what the process spends outside the network.
+
+    python benchmarks/bench_first_image.py [--rounds 5] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+PAIR = "FLIR_09636.jpg"  # 320x506, the README's first example
+
+
+def run(args: list[str], threads: int) -> tuple[float, str]:
+    """One cold `swinfuse` process -> (wall seconds, stdout)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "swinfuse", *args], env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"swinfuse {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
+    return wall, done.stdout
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} s ({min(values):.2f}-{max(values):.2f})"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        walls, forwards = [], []
+        for k in range(args.rounds):
+            wall, out = run(["fuse", str(EXAMPLES / "ir" / PAIR), str(EXAMPLES / "vis" / PAIR),
+                             "-o", str(tmp / f"first{k}.png"), "--json"], args.threads)
+            walls.append(wall)
+            forwards.append(json.loads(out)["latency_ms"]["forward"] / 1000)
+        overheads = [w - f for w, f in zip(walls, forwards)]
+
+        run(["batch", str(EXAMPLES), "-o", str(tmp / "batch"), "--json"], args.threads)  # every output written
+        empty = [run(["batch", str(EXAMPLES), "-o", str(tmp / "batch"), "--json"], args.threads)[0]
+                 for _ in range(args.rounds)]
+        shutil.rmtree(tmp / "batch")
+
+    print(f"python {sys.version.split()[0]}, {args.threads} thread(s), {args.rounds} cold processes each, "
+          f"median (min-max)")
+    print(f"| measured | wall |\n|---|---|")
+    print(f"| `fuse` {PAIR} (320x506), whole command | {spread(walls)} |")
+    print(f"| its forward (from --json) | {spread(forwards)} |")
+    print(f"| wall - forward | {spread(overheads)} |")
+    print(f"| `batch examples` rerun, every output present | {spread(empty)} |")
+
+
+if __name__ == "__main__":
+    main()
