@@ -150,6 +150,12 @@ def test_fuse_drops_alpha_with_a_warning_as_the_command_line_does(tiny_model):
     with pytest.warns(UserWarning, match="alpha channel of the visible dropped"):
         out = swinfuse.fuse(ir, rgba, model=tiny_model)
     np.testing.assert_array_equal(out, swinfuse.fuse(ir, vis, model=tiny_model))
+    import torch
+
+    t_ir, t_vis = torch.rand(1, 16, 24), torch.rand(3, 16, 24)
+    with pytest.warns(UserWarning, match="alpha channel of the visible dropped"):
+        t_out = swinfuse.fuse(t_ir, torch.cat([t_vis, torch.ones(1, 16, 24)]), model=tiny_model)
+    assert torch.equal(t_out, swinfuse.fuse(t_ir, t_vis, model=tiny_model))
 
 
 def test_fuse_stretch_spans_the_full_range(tiny_model):

@@ -68,8 +68,8 @@ def _channel_last(image, role: str, is_tensor: bool) -> tuple[np.ndarray, str]:
         t = image.detach().cpu()
         a = (t.float() / 255.0 if t.dtype == torch.uint8 else t.float()).numpy()
         if a.ndim == 3 and a.shape[0] in (2, 4):
-            a = np.moveaxis(_drop_alpha(np.moveaxis(a, 0, -1), role), -1, 0) if a.shape[0] == 4 else \
-                _drop_alpha(np.moveaxis(a, 0, -1), role)[None]  # (4, H, W) -> (3, H, W); (2, H, W) -> (1, H, W)
+            kept = _drop_alpha(np.moveaxis(a, 0, -1), role)  # (H, W, 4) -> (H, W, 3); (H, W, 2) -> (H, W)
+            a = np.moveaxis(kept, -1, 0) if kept.ndim == 3 else kept[None]  # (3, H, W) or (1, H, W)
         if a.ndim == 3 and a.shape[0] in (1, 3):
             return (a[0] if a.shape[0] == 1 else np.moveaxis(a, 0, -1)), f"chw{a.shape[0]}"  # (H, W[, 3])
         if a.ndim == 2:
