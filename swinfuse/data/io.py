@@ -89,7 +89,7 @@ _STDERR_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
-def _decoder_stderr():
+def quiet_decoder():
     """Keep the decoders' own lines off the terminal when a file fails to decode.
 
     libpng prints `libpng error: ...` straight to file descriptor 2 and OpenCV logs `[ WARN:0@...]` lines
@@ -150,7 +150,7 @@ def _check_pixels(size: tuple[int, int] | None, path: Path, role: str, max_pixel
                          f"the limit of {max_pixels / 1e6:g} Mpx (--max-pixels; 0: no limit)")
 
 
-def _decode(path: Path, role: str, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, int]:
+def decode_image(path: Path, role: str, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, int]:
     """Read a file with its original depth and channels: (H, W) or (H, W, C) array and its bit depth. A frame
     over max_pixels (0: no limit) is refused, from its header where the format allows, before decoding."""
     _check_readable(path, role)
@@ -167,7 +167,7 @@ def _decode(path: Path, role: str, max_pixels: int = MAX_PIXELS) -> tuple[np.nda
     _check_pixels(_header_size(data), path, role, max_pixels)
     # IMREAD_UNCHANGED keeps 16-bit samples and alpha, and ignores EXIF orientation for every file alike,
     # so an infrared and a visible of one scene stay aligned.
-    with _decoder_stderr() as failed:
+    with quiet_decoder() as failed:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         failed[0] = image is None or image.size == 0
     if image is None or image.size == 0:
@@ -213,29 +213,20 @@ def _is_gray_bgr(bgr: np.ndarray) -> bool:
     return bool(np.array_equal(bgr[:, :, 0], bgr[:, :, 1]) and np.array_equal(bgr[:, :, 1], bgr[:, :, 2]))
 
 
-def read_infrared(path: str | Path, notes: list[str] | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Read an infrared image as one channel: (H, W) float32 in [0, 1].
-
-    A 3-channel gray file is reduced to one channel; a true-colour one (a false-colour palette) is
-    converted to its BT.601 luminance. Alpha is dropped, with a note added to `notes` when given (the
-    visible's alpha gets the same note from VisibleImage.had_alpha).
-    """
-    image, bit_depth = _decode(Path(path), "infrared", max_pixels)
+def infrared_from_array(image: np.ndarray, bit_depth: int) -> tuple[np.ndarray, bool]:
+    """A decoded infrared frame ((H, W) or (H, W, C), 8- or 16-bit) as one channel: ((H, W) float32 in [0, 1],
+    whether an alpha channel was dropped). A 3-channel gray frame is reduced to one channel; a true-colour
+    one (a false-colour palette) is converted to its BT.601 luminance."""
     image, had_alpha = _split_alpha(image)
-    if had_alpha and notes is not None:
-        notes.append(f"alpha channel of {path} dropped")
     image = _to_unit(image, bit_depth)
     if image.ndim == 3:
         image = image[:, :, 0] if _is_gray_bgr(image) else bgr_to_ycrcb(image)[:, :, 0]
-    return np.ascontiguousarray(image)
+    return np.ascontiguousarray(image), had_alpha
 
 
-def read_visible(path: str | Path, max_pixels: int = MAX_PIXELS) -> VisibleImage:
-    """Read a visible image and split it into BT.601 Y, Cr, Cb (float32, (H, W) each, in [0, 1]).
-
-    A gray file (one channel, or three equal channels) gives cr = cb = None, so its result stays gray.
-    """
-    image, bit_depth = _decode(Path(path), "visible", max_pixels)
+def visible_from_array(image: np.ndarray, bit_depth: int) -> VisibleImage:
+    """A decoded visible frame ((H, W) or (H, W, C) BGR[A], 8- or 16-bit) split into BT.601 Y, Cr, Cb (float32,
+    (H, W) each, in [0, 1]). A gray frame (one channel, or three equal channels) gives cr = cb = None."""
     image, had_alpha = _split_alpha(image)
     image = _to_unit(image, bit_depth)
     if image.ndim == 2 or _is_gray_bgr(image):
@@ -244,6 +235,24 @@ def read_visible(path: str | Path, max_pixels: int = MAX_PIXELS) -> VisibleImage
     ycrcb = bgr_to_ycrcb(image)  # (H, W, 3)
     y, cr, cb = (np.ascontiguousarray(ycrcb[:, :, c]) for c in range(3))  # 3 x (H, W)
     return VisibleImage(y, cr, cb, bit_depth, had_alpha)
+
+
+def read_infrared(path: str | Path, notes: list[str] | None = None, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Read an infrared image as one channel: (H, W) float32 in [0, 1] (see infrared_from_array).
+
+    Alpha is dropped, with a note added to `notes` when given (the visible's alpha gets the same note from
+    VisibleImage.had_alpha).
+    """
+    image, had_alpha = infrared_from_array(*decode_image(Path(path), "infrared", max_pixels))
+    if had_alpha and notes is not None:
+        notes.append(f"alpha channel of {path} dropped")
+    return image
+
+
+def read_visible(path: str | Path, max_pixels: int = MAX_PIXELS) -> VisibleImage:
+    """Read a visible image and split it into BT.601 Y, Cr, Cb (see visible_from_array); a gray file gives
+    cr = cb = None, so its result stays gray."""
+    return visible_from_array(*decode_image(Path(path), "visible", max_pixels))
 
 
 def quantize(image: np.ndarray, bit_depth: int) -> np.ndarray:
@@ -316,17 +325,19 @@ def _check_writable_target(path: Path) -> None:
         raise OutputError(f"{path}: folder {parent} is not writable")
 
 
-def _temporary_name(name: str) -> str:
-    """The hidden name write_bytes_atomic writes `name` under before renaming it."""
-    return f".{name}.{uuid.uuid4().hex[:8]}.tmp"
+def temporary_name(name: str, suffix: str = "") -> str:
+    """The hidden name an output `name` is written under before it is renamed to it. suffix: one the writer
+    needs at the end of the name (a video encoder picks its container by the extension)."""
+    return f".{name}.{uuid.uuid4().hex[:8]}.tmp{suffix}"
 
 
-_TEMPORARY = re.compile(r"\.(.+)\.[0-9a-f]{8}\.tmp")  # what _temporary_name makes; group 1: the target's name
+# What temporary_name makes; group 1: the target's name.
+_TEMPORARY = re.compile(r"\.(.+)\.[0-9a-f]{8}\.tmp(?:\.[A-Za-z0-9]+)?")
 
 
 def stale_temporaries(paths) -> list[Path]:
-    """Temporaries that write_bytes_atomic left for any of `paths` when its process was killed (SIGKILL
-    skips its cleanup). Each folder is listed once."""
+    """Temporaries that write_bytes_atomic (or a video being encoded) left for any of `paths` when its process
+    was killed (SIGKILL skips its cleanup). Each folder is listed once."""
     wanted: dict[Path, set[str]] = {}
     for p in map(Path, paths):
         wanted.setdefault(p.parent, set()).add(p.name)
@@ -344,7 +355,7 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     _check_writable_target(path)
     # A hidden name in the target folder: os.replace is only atomic within one file system, and batch
     # pairing ignores dot-files, so a temporary left by SIGKILL is never mistaken for an output.
-    tmp = path.with_name(_temporary_name(path.name))
+    tmp = path.with_name(temporary_name(path.name))
     try:
         # os.open with mode 0o666 lets the umask decide the final permissions, as a plain open() would.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)

@@ -15,15 +15,21 @@ def _size_text(array) -> str:
     return f"{array.shape[0]}×{array.shape[1]}"  # H×W, as the tables
 
 
+def check_sizes(ir_size: tuple[int, int], vis_size: tuple[int, int], ir_path: Path, vis_path: Path,
+                resize: bool) -> None:
+    """Refuse an infrared of another (H, W) than the visible's unless resize: one line naming both."""
+    if tuple(ir_size) != tuple(vis_size) and not resize:
+        raise InputError(f"sizes differ: infrared {ir_path} is {ir_size[0]}×{ir_size[1]}, visible {vis_path} is "
+                         f"{vis_size[0]}×{vis_size[1]} (H×W); --resize resizes the infrared to the visible")
+
+
 def match_size(ir, visible, ir_path: Path, vis_path: Path, resize: bool) -> tuple[Any, list[str]]:
     """Return the infrared at the visible's size (resized only when asked) and any note about it."""
     import cv2
     import numpy as np
     if ir.shape == visible.y.shape:
         return ir, []
-    if not resize:
-        raise InputError(f"sizes differ: infrared {ir_path} is {_size_text(ir)}, visible {vis_path} is "
-                         f"{_size_text(visible.y)} (H×W); --resize resizes the infrared to the visible")
+    check_sizes(ir.shape, visible.y.shape, ir_path, vis_path, resize)
     h, w = visible.y.shape
     shrinking = ir.shape[0] * ir.shape[1] > h * w
     resized = cv2.resize(ir, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)

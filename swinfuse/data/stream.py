@@ -41,8 +41,9 @@ class Prefetched(Generic[T]):
 def prefetch(items: Iterable[T], load: Callable[[T], Any], *, depth: int = 2) -> Iterator[Prefetched[T]]:
     """Yield Prefetched(item, load(item), ...) in order, loading up to `depth` items ahead in a thread.
 
-    A load that raises yields a record with error set, and the stream goes on. Leaving the loop early
-    (break, an exception, Ctrl+C) stops the thread.
+    A load that raises yields a record with error set, and the stream goes on; items that raise (a generator
+    decoding a stream) yield a last record with item None and the error. Leaving the loop early (break, an
+    exception, Ctrl+C) stops the thread; load_ms includes producing the item.
     """
     ready: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
@@ -58,8 +59,16 @@ def prefetch(items: Iterable[T], load: Callable[[T], Any], *, depth: int = 2) ->
         return False
 
     def work():
-        for item in items:
+        iterator = iter(items)
+        while True:
             start = time.perf_counter()
+            try:
+                item = next(iterator)
+            except StopIteration:
+                break
+            except Exception as e:  # the items themselves failed (a video that ends early): the last record
+                put(Prefetched(None, None, error_line(e), (time.perf_counter() - start) * 1e3))
+                break
             try:
                 record = Prefetched(item, load(item), None, 0.0)
             except Exception as e:  # a bad file is a record, not the end of the batch
@@ -97,7 +106,7 @@ class AsyncWriter:
     the writer thread. Use as a context manager: leaving it waits for pending writes.
     """
 
-    def __init__(self, depth: int = 2, write: Callable[[Path, np.ndarray], None] = write_image_atomic):
+    def __init__(self, depth: int = 2, write: Callable[[Path, Any], None] = write_image_atomic):
         self._write = write
         self._pending: queue.Queue = queue.Queue(maxsize=depth)
         self._done: queue.Queue = queue.Queue()
@@ -115,7 +124,8 @@ class AsyncWriter:
                 error = error_line(e)
             self._done.put(WriteResult(tag, Path(path), error, (time.perf_counter() - start) * 1e3))
 
-    def submit(self, path: str | Path, array: np.ndarray, tag: Any = None) -> None:
+    def submit(self, path: str | Path, array: np.ndarray | Any, tag: Any = None) -> None:
+        """Queue write(path, array); array is whatever the writer's `write` takes (an image by default)."""
         self._pending.put((tag, Path(path), array))
 
     def drain(self) -> list[WriteResult]:
