@@ -331,8 +331,8 @@ def temporary_name(name: str, suffix: str = "") -> str:
     return f".{name}.{uuid.uuid4().hex[:8]}.tmp{suffix}"
 
 
-# What temporary_name makes; group 1: the target's name.
-_TEMPORARY = re.compile(r"\.(.+)\.[0-9a-f]{8}\.tmp(?:\.[A-Za-z0-9]+)?")
+# What temporary_name makes; group 1: the target's name, group 2: the suffix kept (the target's own), if any.
+_TEMPORARY = re.compile(r"\.(.+)\.[0-9a-f]{8}\.tmp(\.[A-Za-z0-9]+)?")
 
 
 def stale_temporaries(paths) -> list[Path]:
@@ -342,7 +342,8 @@ def stale_temporaries(paths) -> list[Path]:
     for p in map(Path, paths):
         wanted.setdefault(p.parent, set()).add(p.name)
     return [entry for folder, names in wanted.items() if folder.is_dir() for entry in folder.iterdir()
-            if (m := _TEMPORARY.fullmatch(entry.name)) and m.group(1) in names]
+            if (m := _TEMPORARY.fullmatch(entry.name)) and m.group(1) in names
+            and m.group(2) in (None, Path(m.group(1)).suffix)]
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
