@@ -7,8 +7,8 @@ The public face, loaded lazily (importing `swinfuse` imports no torch; `swinfuse
     from swinfuse.api import default_weights_path
     model, meta = swinfuse.load_checkpoint(default_weights_path())  # the shipped checkpoint, as a SwinFuse
 
-`fuse_pair`, `fuse_batch`, `profile`, `summarize`, `evaluate` and `train` are the library functions behind
-the six commands; `SwinFuse` and `FusionConfig` the network and its configuration.
+`fuse_pair`, `fuse_batch`, `fuse_video`, `profile`, `summarize`, `evaluate` (`evaluate_video`) and `train` are
+the library functions behind the commands; `SwinFuse` and `FusionConfig` the network and its configuration.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ _PUBLIC = {
     "fuse": ("swinfuse.api", "fuse"),
     "fuse_pair": ("swinfuse.api", "fuse_pair"),
     "fuse_batch": ("swinfuse.api", "fuse_batch"),
+    "fuse_video": ("swinfuse.api", "fuse_video"),
+    "evaluate_video": ("swinfuse.api", "evaluate_video"),
     "profile": ("swinfuse.api", "profile_model"),
     "summarize": ("swinfuse.api", "summarize_model"),
     "evaluate": ("swinfuse.api", "evaluate"),

@@ -372,6 +372,53 @@ def prompts(*, weights: str | Path | None = None, examples: int = 3) -> dict:
     }
 
 
+def fuse_video(*, ir: str | Path, vis: str | Path, output: str | Path, prompt: str = "",
+               weights: str | Path | None = None, start: int = 0, frames: int | None = None,
+               ir_offset: str | int | None = None, trim: bool = False, match_rate: bool = False,
+               fps: float | None = None, codec: str | None = None, overwrite: bool = False, metrics: bool = True,
+               temporal_smoothing: float = 0.0, progress=None, options: FuseOptions | None = None, **settings):
+    """`swinfuse video`: fuse an infrared and a visible video (files or folders of numbered frames) into a video
+    file or a folder of PNG frames, streamed -> VideoReport (swinfuse.video). The output keeps the visible's
+    frame rate; rates or lengths that differ are refused unless match_rate / ir_offset / trim say how to pair
+    them; start and frames pick a part. metrics: flicker and warping error of the output and the sources.
+    temporal_smoothing: the optional stabiliser's strength (0: off). options: as fuse_pair's. Ctrl-C raises
+    swinfuse.video.VideoInterrupted with the report (a playable partial output kept, if any frame was written);
+    progress(done, total) after each frame."""
+    from swinfuse.fusing.options import with_settings
+    from swinfuse.video import pipeline
+    from swinfuse.video.smoothing import make_smoother
+
+    options, dev, dtype = _speed(with_settings(options, settings, "fuse_video"))
+    make_smoother(temporal_smoothing)  # a bad value is refused before anything is opened
+    # Inputs, pairing and output first: a mismatch costs no model load.
+    opened = pipeline.open_video(ir=ir, vis=vis, output=output, options=options, start=start, frames=frames,
+                                 ir_offset=ir_offset, trim=trim, match_rate=match_rate, fps=fps, codec=codec,
+                                 overwrite=overwrite)
+    model, meta = _fusing_model(weights, dev, dtype, options)
+    return pipeline.fuse_video(opened=opened, prompt=prompt, model=model, meta=meta, options=options,
+                               weights=weights, metrics=metrics, temporal_smoothing=temporal_smoothing,
+                               progress=progress)
+
+
+def evaluate_video(*, fused: str | Path, ir: str | Path | None = None, vis: str | Path | None = None,
+                   sources: str | Path | None = None, start: int = 0, ir_offset: str | int | None = None,
+                   match_rate: bool = False, progress=None):
+    """`swinfuse evaluate --video`: flicker and warping error of a fused video (or folder of frames) against its
+    sources -> VideoEvaluation. The sources: ir and vis (videos or frame folders), or a clip folder `sources`
+    holding ir.mp4 + vis.mp4 or ir/ + vis/ (swinfuse.video.sources.find_clip)."""
+    from swinfuse.video.evaluate import evaluate_video as evaluate_frames
+    from swinfuse.video.sources import find_clip
+
+    if sources is not None:
+        if ir is not None or vis is not None:
+            raise ConfigError("give a clip folder or the infrared and visible sources, not both")
+        ir, vis = find_clip(sources)
+    elif ir is None or vis is None:
+        raise ConfigError("give the infrared and the visible sources (or a clip folder holding both)")
+    return evaluate_frames(fused=fused, ir=ir, vis=vis, start=start, ir_offset=ir_offset, match_rate=match_rate,
+                           progress=progress)
+
+
 def score_batch(report) -> dict:
     """The field's metrics for every fused output of a batch (written now or earlier) against its sources."""
     from swinfuse import metrics
