@@ -376,26 +376,27 @@ def fuse_video(*, ir: str | Path, vis: str | Path, output: str | Path, prompt: s
                weights: str | Path | None = None, start: int = 0, frames: int | None = None,
                ir_offset: str | int | None = None, trim: bool = False, match_rate: bool = False,
                fps: float | None = None, codec: str | None = None, overwrite: bool = False, metrics: bool = True,
-               temporal_smoothing: float = 0.0, progress=None, options: FuseOptions | None = None, **settings):
+               temporal_smoothing: float = 0.0, progress=None, options: FuseOptions | None = None):
     """`swinfuse video`: fuse an infrared and a visible video (files or folders of numbered frames) into a video
     file or a folder of PNG frames, streamed -> VideoReport (swinfuse.video). The output keeps the visible's
     frame rate; rates or lengths that differ are refused unless match_rate / ir_offset / trim say how to pair
     them; start and frames pick a part. metrics: flicker and warping error of the output and the sources.
-    temporal_smoothing: the optional stabiliser's strength (0: off). options: as fuse_pair's. Ctrl-C raises
+    temporal_smoothing: the optional stabiliser's strength (0: off). options: a FuseOptions, read as fuse_pair
+    reads it. Ctrl-C raises
     swinfuse.video.VideoInterrupted with the report (a playable partial output kept, if any frame was written);
     progress(done, total) after each frame."""
-    from swinfuse.fusing.options import with_settings
+    from swinfuse.fusing.options import FuseOptions
     from swinfuse.video import pipeline
     from swinfuse.video.smoothing import make_smoother
 
-    options, dev, dtype = _speed(with_settings(options, settings, "fuse_video"))
+    options, dev, dtype = _speed(options or FuseOptions())
     make_smoother(temporal_smoothing)  # a bad value is refused before anything is opened
     # Inputs, pairing and output first: a mismatch costs no model load.
     opened = pipeline.open_video(ir=ir, vis=vis, output=output, options=options, start=start, frames=frames,
                                  ir_offset=ir_offset, trim=trim, match_rate=match_rate, fps=fps, codec=codec,
                                  overwrite=overwrite)
     model, meta = _fusing_model(weights, dev, dtype, options)
-    return pipeline.fuse_video(opened=opened, prompt=prompt, model=model, meta=meta, options=options,
+    return pipeline.fuse_video(opened, prompt=prompt, model=model, meta=meta, options=options,
                                weights=weights, metrics=metrics, temporal_smoothing=temporal_smoothing,
                                progress=progress)
 

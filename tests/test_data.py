@@ -181,7 +181,7 @@ def test_the_cli_says_one_line_for_a_truncated_png(tmp_path, capfd, monkeypatch)
 
 def test_a_good_decode_keeps_what_others_write_to_stderr(tmp_path, capfd):
     data = np.frombuffer(cv2.imencode(".png", color8())[1].tobytes(), np.uint8)
-    with io._decoder_stderr() as failed:
+    with io.quiet_decoder() as failed:
         os.write(2, b"another thread's line\n")  # written while fd 2 is captured
         failed[0] = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) is None
     assert capfd.readouterr().err == "another thread's line\n"

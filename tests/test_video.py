@@ -60,12 +60,15 @@ def read_video(path: Path) -> tuple[list[np.ndarray], float]:
 
 def run(tmp_path, ir, vis, output, model=None, **kwargs):
     """open_video then fuse_video, as the api runs them: FuseOptions fields go to both."""
-    from swinfuse.fusing.options import FIELDS, FuseOptions
+    import dataclasses
 
-    options = FuseOptions(device="cpu", **{k: kwargs.pop(k) for k in FIELDS if k in kwargs})
+    from swinfuse.fusing.options import FuseOptions
+
+    fields = [f.name for f in dataclasses.fields(FuseOptions)]
+    options = FuseOptions(device="cpu", **{k: kwargs.pop(k) for k in fields if k in kwargs})
     run_kwargs = {k: kwargs.pop(k) for k in ("metrics", "temporal_smoothing", "progress") if k in kwargs}
     opened = open_video(ir=ir, vis=vis, output=output, options=options, **kwargs)
-    return fuse_video(opened=opened, prompt="p", model=model or StandIn(), meta=META, options=options, **run_kwargs)
+    return fuse_video(opened, prompt="p", model=model or StandIn(), meta=META, options=options, **run_kwargs)
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -346,11 +349,13 @@ def test_temporal_smoothing_lowers_the_measured_flicker(tmp_path):
 
 def test_api_fuse_video_with_a_checkpoint(tmp_path, tiny_checkpoint):
     from swinfuse import api
+    from swinfuse.fusing.options import FuseOptions
 
     ir = write_video(tmp_path / "ir.avi", scene(3, colour=False))
     vis = write_video(tmp_path / "vis.avi", scene(3))
     seen = []
-    report = api.fuse_video(ir=ir, vis=vis, output=tmp_path / "o.avi", weights=tiny_checkpoint, device="cpu",
+    report = api.fuse_video(ir=ir, vis=vis, output=tmp_path / "o.avi", weights=tiny_checkpoint,
+                            options=FuseOptions(device="cpu"),
                             progress=lambda done, total: seen.append((done, total)))
     assert report.frames == 3 and report.codec == "MJPG" and report.weights == Path(tiny_checkpoint)
     assert seen[0] == (0, 3) and seen[-1] == (3, 3) and len(read_video(tmp_path / "o.avi")[0]) == 3

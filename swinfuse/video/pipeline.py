@@ -21,7 +21,7 @@ from swinfuse.data.loading import check_sizes
 from swinfuse.data.outputs import check_not_an_input_folder, same_file
 from swinfuse.errors import ConfigError, InputError, OutputError
 from swinfuse.fusing.forward import check_tiling, fuse_y, model_upscale, run_device, to_tensor
-from swinfuse.fusing.options import FuseOptions, with_settings
+from swinfuse.fusing.options import FuseOptions
 from swinfuse.memory import gpu_peak_mb, peak_rss_mb, reset_gpu_peak
 from swinfuse.video import sinks
 from swinfuse.video.matching import PairPlan, parse_offset, plan_pairs
@@ -45,14 +45,13 @@ class OpenedVideo:
     notes: list[str] = field(default_factory=list)
 
 
-def open_video(*, ir: str | Path, vis: str | Path, output: str | Path, options: FuseOptions | None = None,
+def open_video(*, ir: str | Path, vis: str | Path, output: str | Path, options: FuseOptions = FuseOptions(),
                start: int = 0, frames: int | None = None, ir_offset: str | int | None = None, trim: bool = False,
                match_rate: bool = False, fps: float | None = None, codec: str | None = None,
-               overwrite: bool = False, **settings) -> OpenedVideo:
+               overwrite: bool = False) -> OpenedVideo:
     """Open both inputs (video files or folders of numbered frames), check the output, and plan the pairs
     (swinfuse.video.matching: rates, lengths, --ir-offset, --trim, --match-rate, --start, --frames). Model-free,
-    so a bad input or output costs no model load."""
-    options = with_settings(options, settings, "open_video")
+    so a bad input or output costs no model load. Of the options it reads resize, bit_depth and max_pixels."""
     output = Path(output)
     kind = sinks.check_output(output, overwrite, codec, options.bit_depth)
     ir_src = open_source(ir, "infrared", options.max_pixels)
@@ -100,13 +99,13 @@ class _FrameWriter:
         self.sink.write(compose_output(y, visible, self.gray, depth))
 
 
-def fuse_video(*, opened: OpenedVideo, prompt: str, model, meta: dict, options: FuseOptions | None = None,
+def fuse_video(opened: OpenedVideo, *, prompt: str = "", model, meta: dict, options: FuseOptions = FuseOptions(),
                weights: str | Path | None = None, metrics: bool = True, temporal_smoothing: float = 0.0,
-               progress: Callable[[int, int], None] | None = None, **settings) -> VideoReport:
+               progress: Callable[[int, int], None] | None = None) -> VideoReport:
     """Fuse every planned pair of `opened` and write the output -> VideoReport.
 
-    options: a FuseOptions, or its fields as keyword arguments, read as fusing.fuse_pair reads them (gray,
-    bit_depth for PNG frames, tile, tile_overlap, resize, device). metrics: measure flicker and warping error
+    options: read as fusing.fuse_pair reads them (gray, bit_depth for PNG frames, tile, tile_overlap, resize,
+    device). metrics: measure flicker and warping error
     (swinfuse.metrics.temporal) of the output and the sources. temporal_smoothing: 0 (off) to <1, see
     swinfuse.video.smoothing. progress(done, total) after each frame written (and once with 0 first).
     Ctrl-C: the frames already fused are written, the output is closed and kept as a playable partial
@@ -117,7 +116,6 @@ def fuse_video(*, opened: OpenedVideo, prompt: str, model, meta: dict, options: 
     from swinfuse.metrics.temporal import TemporalMeter
     from swinfuse.video.smoothing import make_smoother
 
-    options = with_settings(options, settings, "fuse_video")
     device = run_device(model, options.device)
     check_tiling(model, options.tile, options.tile_overlap)
     upscale = model_upscale(model)
