@@ -98,21 +98,33 @@ def throughput(args, model, options, clip: Path, tmp: Path) -> None:
                   " / ".join(f"{lat[k]:.0f}" for k in ("decode", "forward", "write"))]]))
 
 
-def flicker(args, model, options, clips: list[Path], tmp: Path) -> None:
+def _smoothing_ms(clip: Path, outputs, strength: float) -> float:
+    """The smoother's own time per frame, on the recorded fused frames and the clip's decoded sources."""
+    from swinfuse.video.matching import plan_pairs
     from swinfuse.video.smoothing import SourceGatedSmoother
+    from swinfuse.video.sources import decode_pairs, open_source, split_pair
 
+    ir, vis = open_source(clip / "ir.mp4", "infrared"), open_source(clip / "vis.mp4", "visible")
+    plan = plan_pairs(ir_count=ir.count, vis_count=vis.count, ir_fps=ir.fps, vis_fps=vis.fps, trim=True,
+                      frames=len(outputs))
+    frames = [split_pair(item, ir.path, vis.path, False) for item in decode_pairs(ir, vis, plan)]
+    smoother, spent = SourceGatedSmoother(strength), 0.0
+    for out, (_, ir_y, visible, _) in zip(outputs, frames):
+        y = out[0, 0].numpy()
+        t0 = time.perf_counter()
+        smoother(y, ir_y, visible.y)
+        spent += time.perf_counter() - t0
+    return spent / len(frames) * 1e3
+
+
+def flicker(args, model, options, clips: list[Path], tmp: Path) -> None:
     rows = []
     for clip in clips:
         replay = Replay(model)
         plain = _fuse(clip, tmp / f"{clip.name}.mp4", replay, options, args.clip_frames)
         replay.rewind()
         smooth = _fuse(clip, tmp / f"{clip.name}_s.mp4", replay, options, args.clip_frames, args.smoothing)
-        # The smoother's own cost per frame, on the recorded outputs with stand-in sources.
-        smoother, y = SourceGatedSmoother(args.smoothing), [o[0, 0].numpy() for o in replay.outputs]
-        t0 = time.perf_counter()
-        for a in y:
-            smoother(a, a, a)
-        smooth_ms = (time.perf_counter() - t0) / len(y) * 1e3
+        smooth_ms = _smoothing_ms(clip, replay.outputs, args.smoothing)
         for label, report in (("plain", plain), (f"smoothing {args.smoothing:g}", smooth)):
             f, w = report.temporal["flicker"], report.temporal["warping_error"]
             rows.append([clip.name, label, report.frames, f"{report.fps_out:g}",
