@@ -2,6 +2,7 @@
 clip (before and after --temporal-smoothing), and its memory on a short and a long input.
 
     python benchmarks/bench_video.py ../shared/data/video --threads 1 [--frames 8] [--clip-frames 30]
+    python benchmarks/bench_video.py ../shared/data/video --threads 1 --parts strip
 
 - throughput: the first --frames frames of the first clip (480x640). Video: swinfuse.video's pipeline on the
   two video files, as `swinfuse video` runs it (decode, forward, colour, temporal measures, mp4v encode);
@@ -11,6 +12,8 @@ clip (before and after --temporal-smoothing), and its memory on a short and a lo
 - flicker: each clip's first --clip-frames frames (CLIP/ir.mp4 + CLIP/vis.mp4), fused once; the same forward
   outputs are then replayed through the pipeline with --temporal-smoothing, so the two rows differ by the
   smoothing alone. Figures in grey levels of 255 (swinfuse.metrics.temporal).
+- strip (--parts strip): docs/video_strip.png, infrared / visible / `swinfuse video`'s output at four moments of
+  --strip-clip (each fused by the pipeline with --start t --frames 1).
 - memory: a synthetic moving-shapes video pair of 10 and of --long frames (--memory-size), each fused by
   api.fuse_video in a fresh process: the process's peak RSS (model, libraries and frames in flight).
 """
@@ -139,6 +142,43 @@ def flicker(args, model, options, clips: list[Path], tmp: Path) -> None:
                  "warp fused", "warp IR", "warp VIS", "warp mean(IR,VIS)", "flow valid", "smoothing cost"], rows))
 
 
+def strip(args, model, options, clip: Path, tmp: Path) -> None:
+    import cv2
+    import numpy as np
+
+    from swinfuse.video.pipeline import fuse_video, open_video
+    from swinfuse.video.sources import open_source
+
+    source = open_source(clip / "vis.mp4", "visible")
+    times = [round(k * (source.count - 1) * 0.96 / 3) for k in range(4)]
+    columns = []
+    for t in times:
+        opened = open_video(ir=clip / "ir.mp4", vis=clip / "vis.mp4", output=tmp / f"strip{t}", options=options,
+                            start=t, frames=1)
+        fuse_video(opened, model=model, meta={}, options=options, metrics=False)
+        fused = cv2.imread(str(tmp / f"strip{t}" / "000000.png"))
+        ir, vis = (cv2.VideoCapture(str(clip / name)) for name in ("ir.mp4", "vis.mp4"))
+        for _ in range(t):
+            ir.grab(), vis.grab()
+        rows = [ir.read()[1], vis.read()[1], fused]
+        columns.append(np.vstack([cv2.resize(x, None, fx=args.strip_scale, fy=args.strip_scale,
+                                             interpolation=cv2.INTER_AREA) for x in rows]))
+    gap, label_w, top = 4, 70, 18
+    h, w = columns[0].shape[0] // 3, columns[0].shape[1]
+    canvas = np.full((top + 3 * h, label_w + 4 * w + 3 * gap, 3), 255, np.uint8)
+    for k, (t, column) in enumerate(zip(times, columns)):
+        x = label_w + k * (w + gap)
+        canvas[top:, x:x + w] = column
+        cv2.putText(canvas, f"frame {t} ({t / source.fps:.1f} s)", (x + 4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.42,
+                    (0, 0, 0), 1, cv2.LINE_AA)
+    for r, name in enumerate(("infrared", "visible", "fused")):
+        cv2.putText(canvas, name, (4, top + r * h + h // 2 + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    out = Path(__file__).resolve().parent.parent / "docs" / "video_strip.png"
+    cv2.imwrite(str(out), canvas, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    print(f"\nstrip: {out.name} from {clip.name}, frames {times}, {out.stat().st_size / 1e3:.0f} KB")
+
+
 def _synthetic(folder: Path, frames: int, size: tuple[int, int]) -> tuple[Path, Path]:
     """A moving-shapes infrared/visible pair of videos (MJPG .avi), written frame by frame."""
     import cv2
@@ -195,6 +235,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--clip-frames", type=int, default=30, help="frames of each clip for the flicker figures")
     p.add_argument("--smoothing", type=float, default=0.8, help="--temporal-smoothing compared")
+    p.add_argument("--strip-clip", default="0117_1605", help="the clip of --parts strip")
+    p.add_argument("--strip-scale", type=float, default=0.25)
     p.add_argument("--long", type=int, default=1000, help="frames of the long memory input")
     p.add_argument("--memory-size", type=int, nargs=2, default=(120, 160), metavar=("H", "W"))
     p.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
@@ -206,7 +248,7 @@ def main() -> None:
 
     parts = set(args.parts.split(","))
     print(f"bench_video: {machine()}")
-    if parts & {"throughput", "flicker"}:
+    if parts & {"throughput", "flicker", "strip"}:
         if args.video_dir is None:
             sys.exit("give the folder of clips (e.g. ../shared/data/video)")
         clips = _clips(args.video_dir)
@@ -218,6 +260,8 @@ def main() -> None:
                 throughput(args, model, options, clips[0], Path(tmp))
             if "flicker" in parts:
                 flicker(args, model, options, clips, Path(tmp))
+            if "strip" in parts:
+                strip(args, model, options, args.video_dir / args.strip_clip, Path(tmp))
     if "memory" in parts:
         memory(args)
 
