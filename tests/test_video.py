@@ -368,3 +368,11 @@ def test_api_refuses_bad_input_before_loading_weights(tmp_path):
     vis = write_video(tmp_path / "vis.avi", scene(2))
     with pytest.raises(InputError, match="no such file"):
         api.fuse_video(ir=tmp_path / "nope.avi", vis=vis, output=tmp_path / "o.mp4", weights=tmp_path / "none")
+
+
+def test_the_report_types_load_without_torch_or_opencv():
+    import subprocess
+    import sys
+
+    code = "import sys, swinfuse.video, swinfuse.api; print([m for m in ('torch', 'cv2', 'numpy') if m in sys.modules])"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
