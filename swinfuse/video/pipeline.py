@@ -129,6 +129,10 @@ def fuse_video(opened: OpenedVideo, *, prompt: str = "", model, meta: dict, opti
     with torch.inference_mode():
         text = model.encode_prompts([prompt]).to(device)  # (1, D): once for every frame
     sink = sinks.open_sink(opened.output, opened.kind, opened.fps_out, (h * upscale, w * upscale), opened.codec)
+    size_out = sink.size
+    if size_out != (h * upscale, w * upscale):
+        notes.append(f"the encoder stores even sizes: frames are {size_out[0]}×{size_out[1]}, the last row or "
+                     f"column of {h * upscale}×{w * upscale} dropped (PNG frames keep it)")
     decode_ms = forward_ms = write_ms = 0.0
     done = 0
     if progress:
@@ -180,7 +184,7 @@ def fuse_video(opened: OpenedVideo, *, prompt: str = "", model, meta: dict, opti
         ir=opened.ir.path, vis=opened.vis.path, output=output, kind=opened.kind, codec=opened.codec,
         frames=sink.written, planned=total, start=plan.vis_first, ir_offset=plan.offset,
         fps_in={"infrared": opened.ir.fps, "visible": opened.vis.fps}, fps_out=opened.fps_out,
-        size_in=(h, w), size_out=(h * upscale, w * upscale), prompt=prompt,
+        size_in=(h, w), size_out=size_out, prompt=prompt,
         weights=Path(weights or meta.get("path")) if (weights or meta.get("path")) else None,
         weights_sha256=meta.get("sha256"), device=str(device),
         latency_ms={k: v / sink.written if sink.written else None

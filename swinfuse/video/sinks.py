@@ -82,23 +82,33 @@ def _replace(source: Path, target: Path) -> None:
 
 
 class VideoSink:
-    """Frames to a video file at `fps`, each (H, W, 3) BGR or (H, W) gray uint8 of the size given."""
+    """Frames to a video file at `fps`, each (H, W, 3) BGR or (H, W) gray uint8 of the size given. The encoders
+    store 4:2:0 chroma, so an odd height or width loses its last row or column (FFmpeg would drop it without a
+    word; size is what is stored)."""
 
     def __init__(self, path: Path, fps: float, size: tuple[int, int], codec: str | None = None):
+        from swinfuse.data.io import quiet_decoder
+
         self.path, self.written = Path(path), 0
         self.codec = codec or CODECS[self.path.suffix.lower()]
-        self.size = size  # (H, W)
+        self.size = (size[0] - size[0] % 2, size[1] - size[1] % 2)  # (H, W), even
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_name(temporary_name(self.path.name, self.path.suffix))
-        h, w = size
-        self._writer = cv2.VideoWriter(str(self._tmp), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*self.codec),
-                                       float(fps), (w, h), True)  # cv2 sizes are (W, H)
+        h, w = self.size
+        # OpenCV prints its own line for some pairs that work (WebM takes no codec tag) and for those that fail
+        # (which the error below states): none of them reaches the terminal.
+        with quiet_decoder() as discard:
+            discard[0] = True
+            self._writer = cv2.VideoWriter(str(self._tmp), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*self.codec),
+                                           float(fps), (w, h), True)  # cv2 sizes are (W, H)
         if not self._writer.isOpened():
             self._tmp.unlink(missing_ok=True)
             raise OutputError(f"{self.path}: OpenCV cannot write {self.codec!r} video to a {self.path.suffix} file "
                               f"(try {', '.join(f'{c} in {e}' for e, c in CODECS.items() if e in ('.mp4', '.avi'))})")
 
     def write(self, frame: np.ndarray) -> None:
+        h, w = self.size
+        frame = frame[:h, :w]
         if frame.shape[:2] != self.size:
             # VideoWriter drops a frame of another size without a word
             raise OutputError(f"{self.path}: frame of {frame.shape[:2]} for a video of {self.size}")
@@ -123,8 +133,8 @@ class VideoSink:
 class FrameFolderSink:
     """Frames to a folder as 000000.png, 000001.png, ... (16-bit where the frames are)."""
 
-    def __init__(self, path: Path):
-        self.path, self.written = Path(path), 0
+    def __init__(self, path: Path, size: tuple[int, int]):
+        self.path, self.written, self.size = Path(path), 0, size
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = self.path.with_name(temporary_name(self.path.name))
         self._tmp.mkdir()
@@ -146,4 +156,4 @@ class FrameFolderSink:
 
 
 def open_sink(path: Path, kind: str, fps: float, size: tuple[int, int], codec: str | None = None):
-    return VideoSink(path, fps, size, codec) if kind == "video" else FrameFolderSink(path)
+    return VideoSink(path, fps, size, codec) if kind == "video" else FrameFolderSink(path, size)
