@@ -1,7 +1,8 @@
 """The library's face: one keyword-only function per command, each returning a dataclass, and what the command
 line needs to build its options (the config fields, FuseOptions, the metric conventions, TrainArgs).
 
-    fuse (arrays in memory), fuse_pair, fuse_batch, profile_model, summarize_model, evaluate, train
+    fuse (arrays in memory), fuse_pair, fuse_batch, fuse_video, profile_model, summarize_model, evaluate,
+    evaluate_video, train
 
 Only the standard library (and the standard-library modules errors and fusing.options) at module top: torch
 and friends load inside the functions, so importing this module (and `swinfuse --help`) stays instant, and
@@ -376,20 +377,18 @@ def fuse_video(*, ir: str | Path, vis: str | Path, output: str | Path, prompt: s
                weights: str | Path | None = None, start: int = 0, frames: int | None = None,
                ir_offset: str | int | None = None, trim: bool = False, match_rate: bool = False,
                fps: float | None = None, codec: str | None = None, overwrite: bool = False, metrics: bool = True,
-               temporal_smoothing: float = 0.0, progress=None, options: FuseOptions | None = None):
+               temporal_smoothing: float = 0.0, progress=None, options: FuseOptions = FuseOptions()):
     """`swinfuse video`: fuse an infrared and a visible video (files or folders of numbered frames) into a video
     file or a folder of PNG frames, streamed -> VideoReport (swinfuse.video). The output keeps the visible's
     frame rate; rates or lengths that differ are refused unless match_rate / ir_offset / trim say how to pair
     them; start and frames pick a part. metrics: flicker and warping error of the output and the sources.
-    temporal_smoothing: the optional stabiliser's strength (0: off). options: a FuseOptions, read as fuse_pair
-    reads it. Ctrl-C raises
-    swinfuse.video.VideoInterrupted with the report (a playable partial output kept, if any frame was written);
-    progress(done, total) after each frame."""
-    from swinfuse.fusing.options import FuseOptions
+    temporal_smoothing: the optional stabiliser's strength (0: off). options: as fuse_pair's. Ctrl-C raises
+    swinfuse.video.VideoInterrupted, a KeyboardInterrupt carrying the report (a playable partial output kept
+    if any frame was written); progress(done, total) after each frame."""
     from swinfuse.video import pipeline
     from swinfuse.video.smoothing import make_smoother
 
-    options, dev, dtype = _speed(options or FuseOptions())
+    options, dev, dtype = _speed(options)
     make_smoother(temporal_smoothing)  # a bad value is refused before anything is opened
     # Inputs, pairing and output first: a mismatch costs no model load.
     opened = pipeline.open_video(ir=ir, vis=vis, output=output, options=options, start=start, frames=frames,

@@ -5,7 +5,8 @@
                  the generated ones (one option per model config field, one per FuseOptions field)
     render.py    tables and JSON on stdout, progress bars, notes and warnings on stderr
     fuse.py      fuse, batch          model.py     profile, summary
-    evaluate.py  evaluate             train.py     train
+    video.py     video                evaluate.py  evaluate (and evaluate --video)
+    train.py     train
 
 A command group is one module with a `register(app)` function, listed once in root.COMMAND_GROUPS. A command
 body parses its options, calls one api function and renders what it returns. These modules import typer,

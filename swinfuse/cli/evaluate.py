@@ -3,6 +3,7 @@
     swinfuse evaluate runs/fused ../data/roadscene                  # one method; sources as ir/ + vis/
     swinfuse evaluate out.png --ir-dir IR --vis-dir VIS --json
     swinfuse evaluate ../data/roadscene --method ours=runs/fused --method SeAFusion=peer/ --format latex --rank
+    swinfuse evaluate --video fused.mp4 ../data/video/0117_1605          # flicker, warping error; CLIP/ir.mp4 + vis.mp4
 """
 
 from __future__ import annotations
@@ -54,6 +55,12 @@ def evaluate(
         "--all-images", help="Score each method on all of its images, not only those every method has.")] = False,
     workers: Annotated[int, typer.Option(min=0, help="Processes computing metrics (0: one per CPU; 1: no pool).")] = 0,
     csv: Annotated[Optional[Path], typer.Option(help="Also write the per-image rows and each mean to this CSV file.")] = None,
+    video: Annotated[bool, typer.Option(
+        "--video", help="FUSED is a video or a folder of frames (in order), SOURCES a clip folder holding ir.mp4 + "
+                        "vis.mp4 or ir/ + vis/ (or --ir-dir/--vis-dir, videos or frame folders): report flicker and "
+                        "warping error of FUSED and of the sources, as `swinfuse video` does.")] = False,
+    start: Annotated[int, typer.Option(min=0, help="With --video: the --start FUSED was made with.")] = 0,
+    ir_offset: Annotated[Optional[str], typer.Option(help="With --video: the --ir-offset FUSED was made with.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Score fused images with the field's metrics: EN, SD, SF, AG, MI, SCD, VIF, Qabf, SSIM (higher is
@@ -66,7 +73,11 @@ def evaluate(
     with CDDFuse's Sobel and constants; Nabf as Kumar's modified fusion-artifacts measure. --convention
     switches to another. Fused images are matched to source pairs by file name stem; unmatched names are
     listed. Several methods are scored on the images they all have (each image's sources read once for all).
+
+    --video: how steady a fused video is from frame to frame, against its sources (see `swinfuse video`).
     """
+    if video:
+        return _evaluate_video(paths or [], method, ir_dir, vis_dir, output_format, json_out, start, ir_offset)
     if output_format not in FORMATS:
         raise typer.BadParameter(f"{output_format!r} is not one of {', '.join(FORMATS)}", param_hint="'--format'")
     if convention not in api.conventions():
@@ -98,6 +109,25 @@ def evaluate(
     render.show_evaluation(report, output_format, csv)
     if report.failed:
         raise typer.Exit(code=1)
+
+
+def _evaluate_video(paths: list[Path], method, ir_dir, vis_dir, output_format: str, json_out: bool, start: int,
+                    ir_offset: str | None) -> None:
+    """`evaluate --video FUSED [SOURCES]`: flicker and warping error, a table or JSON."""
+    if method:
+        raise typer.BadParameter("--video scores one fused video; give FUSED and SOURCES", param_hint="'--method'")
+    if output_format not in ("table", "json"):
+        raise typer.BadParameter("--video prints a table or JSON", param_hint="'--format'")
+    expected = 1 if ir_dir is not None or vis_dir is not None else 2
+    if len(paths) != expected:
+        raise typer.BadParameter("--video takes FUSED and SOURCES (a clip folder), or FUSED with --ir-dir and "
+                                 "--vis-dir", param_hint="'FUSED SOURCES'")
+    with render.progress_bar("evaluating", transient=True) as update:
+        evaluation = api.evaluate_video(fused=paths[0], sources=paths[1] if expected == 2 else None, ir=ir_dir,
+                                        vis=vis_dir, start=start, ir_offset=ir_offset, progress=update)
+    for note in evaluation.notes:
+        render.stderr.print(f"note: {note}")
+    render.show_result(evaluation, render.video_evaluation_tables, json_out or output_format == "json")
 
 
 def register(app: typer.Typer) -> None:

@@ -355,3 +355,62 @@ def show_train(result, as_json: bool) -> None:
 def show(tables: list[Table]) -> None:
     for t in tables:
         stdout.print(t)
+
+
+def _fps_text(fps) -> str:
+    return "-" if fps is None else f"{fps:g} fps"
+
+
+def temporal_table(temporal: dict) -> Table:
+    """Flicker and warping error of the output and of the sources (swinfuse.metrics.temporal)."""
+    table = Table(title="frame to frame (grey levels of 255)", title_justify="left")
+    for column in ("", "flicker", "warping error"):
+        table.add_column(column, justify="left" if not column else "right")
+    names = {"fused": "fused", "infrared": "infrared", "visible": "visible", "mean_of_sources": "mean(IR, VIS)"}
+    for key, name in names.items():
+        table.add_row(name, fmt(temporal["flicker"][key]), fmt(temporal["warping_error"][key]))
+    valid = temporal["valid_fraction"]
+    table.caption = (f"flicker: mean |Y(t) - Y(t-1)|; warping error: the same with frame t-1 warped onto t by the "
+                     f"{temporal['method']}" + (f", where valid ({valid:.0%} of pixels)" if valid is not None else ""))
+    table.caption_justify = "left"
+    return table
+
+
+def video_tables(report: dict) -> list[Table]:
+    out = report["output"] or report["partial"]
+    what = "PNG frames" if report["kind"] == "frames" else report["codec"]
+    rows = [("infrared", f"{report['ir']}  {_fps_text(report['fps_in']['infrared'])}"),
+            ("visible", f"{report['vis']}  {_fps_text(report['fps_in']['visible'])}"),
+            ("output", f"{out}  {what}  {_fps_text(report['fps_out'])}" + ("  (partial)" if report["partial"] else "")),
+            ("frames", f"{report['frames']} of {report['planned']}, from visible frame {report['start']}"
+                       + (f", infrared offset {report['ir_offset']}" if report["ir_offset"] else "")),
+            ("size in / out", f"{fmt(report['size_in'])} / {fmt(report['size_out'])}"),
+            ("prompt", prompt_label(report["prompt"])),
+            ("weights", report["weights"]),
+            ("device", report["device"]),
+            *((f"{k} ms/frame", v) for k, v in report["latency_ms"].items()),
+            ("throughput frames/s", report["throughput_fps"]),
+            ("wall s", report["wall_s"]),
+            ("temporal smoothing", report["temporal_smoothing"] or "off"),
+            ("peak RSS MB", report["peak_rss_mb"]),
+            ("peak GPU MB", report["peak_gpu_mb"])]
+    tables = [key_value_table("swinfuse video", rows)]
+    if report["temporal"]:
+        tables.append(temporal_table(report["temporal"]))
+    return tables
+
+
+def video_interrupted_line(report) -> str:
+    """What Ctrl-C left of `swinfuse video` (its partial VideoReport, or None when it came before the output
+    was opened)."""
+    frames = report.frames if report is not None else 0
+    kept = (f"kept as {report.partial} (playable)" if report is not None and report.partial
+            else "nothing kept")
+    return f"interrupted: {frames} frame{'' if frames == 1 else 's'} written, {kept}"
+
+
+def video_evaluation_tables(evaluation: dict) -> list[Table]:
+    rows = [("fused", evaluation["fused"]), ("infrared", evaluation["ir"]), ("visible", evaluation["vis"]),
+            ("frames", f"{evaluation['frames']}, from visible frame {evaluation['start']}"
+                       + (f", infrared offset {evaluation['ir_offset']}" if evaluation["ir_offset"] else ""))]
+    return [key_value_table("swinfuse evaluate --video", rows), temporal_table(evaluation["temporal"])]

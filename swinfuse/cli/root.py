@@ -19,7 +19,7 @@ import typer
 import typer.core
 
 from swinfuse import __version__, api
-from swinfuse.cli import evaluate, fuse, model, prompts, train
+from swinfuse.cli import evaluate, fuse, model, prompts, train, video
 from swinfuse.errors import SwinfuseError
 
 app = typer.Typer(help="Text-guided infrared-visible image fusion (SwinFusion encoders + Text-IF prompts).",
@@ -27,7 +27,7 @@ app = typer.Typer(help="Text-guided infrared-visible image fusion (SwinFusion en
                   pretty_exceptions_show_locals=False, add_completion=False)
 
 # One module per command group, registered in this order (the order `swinfuse --help` lists them in).
-COMMAND_GROUPS = (model, fuse, train, evaluate, prompts)
+COMMAND_GROUPS = (model, fuse, video, train, evaluate, prompts)
 
 
 def _version(value: bool):
@@ -39,7 +39,8 @@ def _version(value: bool):
 @app.callback()
 def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                 help="Print the version and exit.")] = False):
-    """Fuse infrared and visible images under a text prompt; profile and summarize model configurations."""
+    """Fuse infrared and visible images (and videos) under a text prompt; profile and summarize model
+    configurations."""
 
 
 def _unwrap(text: str | None) -> str | None:

@@ -22,8 +22,7 @@ import cv2
 import numpy as np
 
 STREAMS = ("fused", "infrared", "visible", "mean_of_sources")
-FLOW = ("DIS optical flow (OpenCV, fast preset) on the visible Y, forward-backward checked; grey levels of "
-        "255 over consecutive frames")
+FLOW = "DIS optical flow (OpenCV, fast preset) on the visible Y, forward-backward checked"
 
 
 PRESETS = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
