@@ -138,7 +138,8 @@ def flicker(args, model, options, clips: list[Path], tmp: Path) -> None:
                          if report is smooth else "-"])
     print(f"\nflicker and warping error (grey levels of 255), first {args.clip_frames} frames of each clip, empty "
           "prompt; the smoothed row replays the same forwards")
-    print(table(["clip", "output", "frames", "fps", "flicker fused", "flicker IR", "flicker VIS", "flicker mean(IR,VIS)",
+    print(table(["clip", "output", "frames", "fps",
+                 "flicker fused", "flicker IR", "flicker VIS", "flicker mean(IR,VIS)",
                  "warp fused", "warp IR", "warp VIS", "warp mean(IR,VIS)", "flow valid", "smoothing cost"], rows))
 
 

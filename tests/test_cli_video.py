@@ -77,7 +77,8 @@ def test_ctrl_c_says_what_was_kept_and_exits_130(tmp_path, clip, monkeypatch, ca
 
     def interrupted(**kwargs):
         exc = KeyboardInterrupt()
-        exc.report = SimpleNamespace(frames=3 if partial else 0, partial=tmp_path / "o.partial.mp4" if partial else None)
+        exc.report = SimpleNamespace(frames=3 if partial else 0,
+                                     partial=tmp_path / "o.partial.mp4" if partial else None)
         raise exc
 
     monkeypatch.setattr(api, "fuse_video", interrupted)
@@ -99,6 +100,7 @@ def test_evaluate_video_over_a_folder_of_fused_frames(tmp_path, monkeypatch, cap
     report = json.loads(out.out)
     assert report["frames"] == 4
     assert report["temporal"]["flicker"]["fused"] == pytest.approx(report["temporal"]["flicker"]["visible"], abs=1e-3)
-    code, out = run_main(monkeypatch, capsys, ["evaluate", "--video", str(tmp_path / "fused"), "--ir-dir",
-                                               str(tmp_path / "clip" / "ir"), "--vis-dir", str(tmp_path / "clip" / "vis")])
+    clip = tmp_path / "clip"
+    code, out = run_main(monkeypatch, capsys, ["evaluate", "--video", tmp_path / "fused",
+                                               "--ir-dir", clip / "ir", "--vis-dir", clip / "vis"])
     assert code == 0 and "warping error" in out.out

@@ -186,7 +186,8 @@ def test_plans():
 def test_different_sizes_follow_fuses_resize_rule(tmp_path):
     ir = write_frames(tmp_path / "ir", [cv2.resize(f, (W * 2, H * 2)) for f in scene(2, colour=False)])
     vis = write_frames(tmp_path / "vis", scene(2))
-    with pytest.raises(InputError, match=r"sizes differ: infrared .* is 64×96, visible .* is 32×48 \(H×W\); --resize"):
+    with pytest.raises(InputError, match=r"sizes differ: infrared .* is 64×96, visible .* is 32×48 \(H×W\); "
+                                         r"--resize"):
         open_video(ir=ir, vis=vis, output=tmp_path / "o")
     report = run(tmp_path, ir, vis, tmp_path / "o", resize=True)
     assert report.frames == 2 and any("resized" in n for n in report.notes)
@@ -385,4 +386,5 @@ def test_the_report_types_load_without_torch_or_opencv():
     import sys
 
     code = "import sys, swinfuse.video, swinfuse.api; print([m for m in ('torch', 'cv2', 'numpy') if m in sys.modules])"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -30,14 +30,15 @@ def video(
     prompt: Annotated[Optional[list[str]], typer.Option("--prompt", "-p", help=(
         "One prompt for every frame (empty: no instruction), encoded once."), callback=check_prompts)] = None,
     start: Annotated[int, typer.Option(min=0, help="First pair to fuse (0-based, after --ir-offset).")] = 0,
-    frames: Annotated[Optional[int], typer.Option(min=1, help="Number of frames to fuse (default: to the end).")] = None,
+    frames: Annotated[Optional[int], typer.Option(min=1, help="Frames to fuse (default: to the end).")] = None,
     ir_offset: Annotated[Optional[str], typer.Option(help=(
         "Infrared frame shown with the visible's first frame: a frame count (12, -3) or a time (0.4s, -40ms); "
         "negative: the visible's first frames have no infrared and are left out.")) ] = None,
     trim: Annotated[bool, typer.Option(help="Fuse the frames both inputs have when their lengths differ "
                                             "(default: refused, naming both).")] = False,
-    match_rate: Annotated[bool, typer.Option(help="When frame rates differ, pair each visible frame with the "
-                                                  "infrared frame nearest in time (default: refused, naming both).")] = False,
+    match_rate: Annotated[bool, typer.Option(help=(
+        "When frame rates differ, pair each visible frame with the infrared frame nearest in time (default: "
+        "refused, naming both)."))] = False,
     fps: Annotated[Optional[float], typer.Option(help="Frame rate of the output when the visible is a folder of "
                                                       "frames (default: the infrared video's, else 30).")] = None,
     codec: Annotated[Optional[str], typer.Option(help="Four-character code of the encoder, e.g. mp4v, MJPG, VP80, "
@@ -45,7 +46,8 @@ def video(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output (default: refused).")] = False,
     temporal_smoothing: Annotated[float, typer.Option(min=0.0, max=0.99, help=(
         "Steady the output: 0 (off) to 0.99; where neither source changed, keep this share of the previous "
-        "output frame (0.8 roughly: the shipped model's flicker down to its sources', ~5 ms a 480x640 frame).")) ] = 0.0,
+        "output frame (0.8 brings the shipped model's flicker below its sources'; about 2 ms a 480x640 "
+        "frame).")) ] = 0.0,
     metrics: Annotated[bool, typer.Option(help="Measure flicker and warping error of the output and the sources "
                                                "(about 50 ms a 480x640 frame, in the writer thread).")] = True,
     weights: WeightsOpt = None,

@@ -40,7 +40,7 @@ def output_kind(path: Path) -> str:
 
 def partial_name(path: Path) -> Path:
     """out.mp4 -> out.partial.mp4; frames/ -> frames.partial/"""
-    return path.with_name(f"{path.stem}.partial{path.suffix}") if path.suffix else path.with_name(f"{path.name}.partial")
+    return path.with_name(f"{path.stem}.partial{path.suffix}" if path.suffix else f"{path.name}.partial")
 
 
 def check_output(path: Path, overwrite: bool, codec: str | None, bit_depth: int | None) -> str:
