@@ -57,7 +57,8 @@ def test_the_options_reach_the_api(tmp_path, clip, monkeypatch, capsys):
 
 @pytest.mark.parametrize("args, fragment", [
     (["--frames", "0"], "--frames"), (["--temporal-smoothing", "1.5"], "--temporal-smoothing"),
-    (["-p", "a", "-p", "b"], "video takes one prompt"), (["--start", "-1"], "--start")])
+    (["-p", "a", "-p", "b"], "video takes one prompt"), (["--start", "-1"], "--start"),
+    (["--stretch"], "No such option: --stretch")])
 def test_usage_errors_exit_2(clip, args, fragment, monkeypatch, capsys):
     code, out = run_main(monkeypatch, capsys, ["video", *map(str, clip), *args])
     assert code == 2 and fragment in out.out + out.err

@@ -162,6 +162,15 @@ def test_an_infrared_offset_pairs_later_infrared_frames(tmp_path):
     assert list(plan.ir_indices()) == [2, 3, 4, 5] and list(plan.vis_indices()) == [0, 1, 2, 3]
 
 
+def test_stretch_is_refused_it_would_flicker(tmp_path):
+    from swinfuse.fusing.options import FuseOptions
+
+    ir = write_frames(tmp_path / "ir", scene(2, colour=False))
+    vis = write_frames(tmp_path / "vis", scene(2))
+    with pytest.raises(ConfigError, match="flickers from frame to frame"):
+        open_video(ir=ir, vis=vis, output=tmp_path / "o", options=FuseOptions(stretch=True))
+
+
 @pytest.mark.parametrize("text, fps, frames", [("3", None, 3), ("-2", 25, -2), ("0.2s", 25, 5), ("-40ms", 25, -1)])
 def test_offsets_in_frames_or_time(text, fps, frames):
     assert parse_offset(text, fps) == frames

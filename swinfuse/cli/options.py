@@ -131,10 +131,12 @@ _FUSE_CHECKS = {"precision": check_precision, "bit_depth": _check_bit_depth}  # 
 _FUSE_TYPES = {"bool": bool, "str": str, "int": int, "int | None": Optional[int]}
 
 
-def _fuse_option_parameters() -> list[inspect.Parameter]:
+def _fuse_option_parameters(exclude: tuple[str, ...] = ()) -> list[inspect.Parameter]:
     shared = {"threads": ThreadsOpt, "device": DeviceOpt}  # the options every command takes, as declared above
     params = []
     for f in dataclasses.fields(api.FuseOptions):
+        if f.name in exclude:
+            continue
         meta = f.metadata
         option = typer.Option(*[meta["flag"]] if meta["flag"] else [], help=meta["help"], min=meta["min"],
                               callback=_FUSE_CHECKS.get(f.name))
@@ -144,10 +146,11 @@ def _fuse_option_parameters() -> list[inspect.Parameter]:
     return params
 
 
-def with_fuse_options(after: str):
-    """Add the FuseOptions fields as options to a command, after its parameter `after`; the body receives them
-    in **options and builds the one FuseOptions it hands to the api (fuse_options)."""
-    return lambda func: _insert_parameters(func, _fuse_option_parameters(), after)
+def with_fuse_options(after: str, exclude: tuple[str, ...] = ()):
+    """Add the FuseOptions fields (but those in exclude, which keep their defaults) as options to a command,
+    after its parameter `after`; the body receives them in **options and builds the one FuseOptions it hands to
+    the api (fuse_options)."""
+    return lambda func: _insert_parameters(func, _fuse_option_parameters(exclude), after)
 
 
 def fuse_options(values: dict):

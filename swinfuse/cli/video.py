@@ -18,7 +18,7 @@ def _default_output(vis: Path) -> Path:
     return Path(f"{vis.stem if vis.suffix else vis.name}_fused.mp4")
 
 
-@with_fuse_options(after="metrics")
+@with_fuse_options(after="metrics", exclude=("stretch",))  # per-frame stretching would flicker
 def video(
     ir: Annotated[Path, typer.Argument(help="Infrared video file, or folder of numbered frames.")],
     vis: Annotated[Path, typer.Argument(help="Visible video file (colour or gray), or folder of numbered frames.")],

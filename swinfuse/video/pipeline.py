@@ -52,6 +52,9 @@ def open_video(*, ir: str | Path, vis: str | Path, output: str | Path, options: 
     """Open both inputs (video files or folders of numbered frames), check the output, and plan the pairs
     (swinfuse.video.matching: rates, lengths, --ir-offset, --trim, --match-rate, --start, --frames). Model-free,
     so a bad input or output costs no model load. Of the options it reads resize, bit_depth and max_pixels."""
+    if options.stretch:
+        raise ConfigError("stretch maps each image to its own range, which flickers from frame to frame; video "
+                          "does not take it")
     output = Path(output)
     kind = sinks.check_output(output, overwrite, codec, options.bit_depth)
     ir_src = open_source(ir, "infrared", options.max_pixels)
@@ -105,7 +108,7 @@ def fuse_video(opened: OpenedVideo, *, prompt: str = "", model, meta: dict, opti
     """Fuse every planned pair of `opened` and write the output -> VideoReport.
 
     options: read as fusing.fuse_pair reads them (gray, bit_depth for PNG frames, tile, tile_overlap, resize,
-    device). metrics: measure flicker and warping error
+    device; stretch is refused by open_video). metrics: measure flicker and warping error
     (swinfuse.metrics.temporal) of the output and the sources. temporal_smoothing: 0 (off) to <1, see
     swinfuse.video.smoothing. progress(done, total) after each frame written (and once with 0 first).
     Ctrl-C: the frames already fused are written, the output is closed and kept as a playable partial
