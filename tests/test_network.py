@@ -245,3 +245,15 @@ def test_patch_size_and_detail_dim_are_checked():
     old = json.loads(FusionConfig.default().to_json())
     del old["detail_dim"]
     assert FusionConfig.from_json(json.dumps(old)) == FusionConfig.default()
+
+
+def test_light_import_falls_back_to_the_package_when_its_files_need_the_init(tmp_path, monkeypatch):
+    from swinfuse.model.light_import import light_import
+
+    pkg = tmp_path / "heavy_pkg_for_test"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("SHARED = 1\n")
+    (pkg / "part.py").write_text("from . import SHARED\nVALUE = SHARED + 1\n")  # needs the __init__
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = light_import("heavy_pkg_for_test", "part")
+    assert module.VALUE == 2 and module.__name__ == "heavy_pkg_for_test.part"

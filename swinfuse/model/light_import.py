@@ -49,4 +49,7 @@ def light_import(package: str, module: str, forwarded: dict[str, tuple[str, ...]
         for name in names:
             if not hasattr(stand_in, name):
                 setattr(stand_in, name, _forward(package, sibling, name))
-    return importlib.import_module(f"{private}.{module}")
+    try:
+        return importlib.import_module(f"{private}.{module}")
+    except ImportError:  # a release that moved these files or made them import more: the package as it is
+        return importlib.import_module(f"{package}.{module}")
