@@ -256,9 +256,10 @@ def build_model(config: FusionConfig) -> SwinFuse:
 
 def count_parameters(model: nn.Module) -> dict[str, int]:
     """Parameters per part, as `profile` reports them."""
-    parts = {"infrared encoder": model.encoder_ir, "visible encoder": model.encoder_vis, "fusion": model.fusion,
-             "text encoder": model.text_encoder, "FiLM": model.decoder.film, "decoder/head": model.decoder}
-    counts = {name: sum(p.numel() for p in m.parameters()) for name, m in parts.items()}
+    films = [model.decoder.film] + ([model.decoder.detail_film] if model.decoder.detail_film is not None else [])
+    parts = {"infrared encoder": [model.encoder_ir], "visible encoder": [model.encoder_vis], "fusion": [model.fusion],
+             "text encoder": [model.text_encoder], "FiLM": films, "decoder/head": [model.decoder]}
+    counts = {name: sum(p.numel() for m in ms for p in m.parameters()) for name, ms in parts.items()}
     counts["decoder/head"] -= counts["FiLM"]  # the decoder owns the FiLM layers; reported apart, as before
     counts["total"] = sum(p.numel() for p in model.parameters())
     return counts
