@@ -6,10 +6,39 @@ from swinfuse.errors import DeviceError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
+_FREEZE_TORCH = False  # set by tune_process: this process is the `swinfuse` command's
+
+
+def import_torch():
+    """torch, imported (the first torch a command touches comes through here: resolve_device, set_threads).
+
+    In the `swinfuse` command's process (tune_process was called), the first import runs with the garbage
+    collector paused and the objects alive after it are then frozen (gc.freeze): importing torch creates
+    about 190,000 long-lived objects, and the full collections it triggers, later ones and the interpreter's
+    at exit traverse them all, 0.3-0.5 s of a cold `swinfuse fuse` (benchmarks/RESULTS.md, issue 21). They
+    live as long as the process anyway; objects made later are collected as usual. A library caller's
+    process is left as it is."""
+    import sys
+
+    if _FREEZE_TORCH and "torch" not in sys.modules:
+        import gc
+
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            import torch
+        finally:
+            gc.freeze()
+            if enabled:
+                gc.enable()
+    import torch
+
+    return torch
+
 
 def resolve_device(name: str = "auto"):
     """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> torch.device, with a one-line error when CUDA is absent."""
-    import torch
+    torch = import_torch()
 
     name = (name or "auto").strip().lower()
     if name == "auto":
@@ -152,7 +181,7 @@ def default_threads() -> int:
 def set_threads(threads: int | None) -> int:
     """Use `threads` CPU threads for torch; None or 0 leaves torch's setting as it is (a library call does not
     change a process's threads unasked; the commands pass default_threads() instead). Returns the count in use."""
-    import torch
+    torch = import_torch()
 
     if threads is not None and threads < 0:
         raise DeviceError(f"--threads must be a positive count, or 0 for torch's default; got {threads}")
@@ -170,11 +199,15 @@ def tune_process() -> bool:
       page-fault 512x less often (1024x1024 forward: 11 M -> 0.4 M faults, 30 % faster on CPU). torch reads
       THP_MEM_ALLOC_ENABLE when it loads: this only takes effect before the first `import torch`.
     - The glibc allocator keeps freed memory for reuse (tune_cpu_allocator).
+    - torch's import, when a command first needs it, runs with the garbage collector paused and what it
+      loaded is frozen (import_torch).
 
     Returns whether the allocator tuning applied."""
     import os
 
+    global _FREEZE_TORCH
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+    _FREEZE_TORCH = True
     return tune_cpu_allocator()
 
 

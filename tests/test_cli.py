@@ -119,6 +119,22 @@ def test_the_command_tunes_the_process_before_torch_loads():
     assert out.stdout.splitlines()[-1] == "1 False", out.stdout + out.stderr
 
 
+def test_the_command_imports_torch_with_the_collector_paused_and_frozen_a_library_caller_as_it_was():
+    # A first image in two seconds (issue 21): importing torch makes ~190k objects that every full collection
+    # (three during the import, the interpreter's at exit) traversed; the command's process freezes them.
+    code = ("import gc, sys\n"
+            "from swinfuse import devices\n"
+            "full = []\n"
+            "gc.callbacks.append(lambda phase, info: full.append(1) if phase == 'stop' and info['generation'] == 2 else None)\n"
+            "if sys.argv[1] == 'command':\n    devices.tune_process()\n"
+            "devices.resolve_device('cpu')\n"
+            "print(len(full), gc.get_freeze_count() > 50_000, gc.isenabled())")
+    runs = {who: subprocess.run([sys.executable, "-c", code, who], capture_output=True, text=True, timeout=120)
+            for who in ("command", "library")}
+    assert runs["command"].stdout.split() == ["0", "True", "True"], runs["command"].stderr
+    assert runs["library"].stdout.split()[1:] == ["False", "True"], runs["library"].stderr
+
+
 def test_help_and_version_do_not_import_torch():
     code = ("import sys; sys.argv = ['swinfuse', '--help']\n"
             "from swinfuse.cli import main\n"
