@@ -1,3 +1,3 @@
-from swinfuse.cli import main
+from swinfuse.cli import run
 
-main()
+run()

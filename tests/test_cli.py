@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import swinfuse
 from conftest import asset_pair, run_main
 from swinfuse import api
 
@@ -133,6 +134,34 @@ def test_the_command_imports_torch_with_the_collector_paused_and_frozen_a_librar
             for who in ("command", "library")}
     assert runs["command"].stdout.split() == ["0", "True", "True"], runs["command"].stderr
     assert runs["library"].stdout.split()[1:] == ["False", "True"], runs["library"].stderr
+
+
+_TEARDOWN_PROBE = ("import atexit, os, sys\n"
+                   "class Late:\n"
+                   "    def __del__(self, write=os.write):\n"
+                   "        write(1, b'teardown\\n')\n"
+                   "late = Late()\n"
+                   "atexit.register(lambda: print('exit handler', flush=True))\n"
+                   "sys.argv = ['swinfuse', *sys.argv[1:]]\n"
+                   "from swinfuse.cli import run\n"
+                   "run()\n")
+
+
+@pytest.mark.parametrize("args,code,out", [
+    (["--version"], 0, ["swinfuse " + swinfuse.__version__, "exit handler"]),
+    (["fsue"], 2, ["exit handler"]),  # a usage error
+    (["batch", "/nonexistent/folder", "-o", "/nonexistent/out"], 1, ["exit handler"]),  # a library error
+    (["train", "--help"], 0, None),  # train: Python's own exit, teardown included
+])
+def test_the_console_script_exits_with_the_commands_code_after_the_exit_handlers_without_the_teardown(args, code, out):
+    # Python's teardown with torch loaded took 0.2-0.6 s after a command was done (issue 21).
+    done = subprocess.run([sys.executable, "-c", _TEARDOWN_PROBE, *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == code, done.stderr
+    lines = done.stdout.splitlines()
+    if out is None:
+        assert lines[-2:] == ["exit handler", "teardown"]
+    else:
+        assert lines == out and "Traceback" not in done.stderr
 
 
 def test_help_and_version_do_not_import_torch():

@@ -1,6 +1,7 @@
 """The `swinfuse` command line (Typer + rich), a thin layer over the library's face, swinfuse.api.
 
-    root.py      the app, --version, the one error -> exit-code map, main() (the console script)
+    root.py      the app, --version, the one error -> exit-code map, main() (the command line in-process) and
+                 run() (the console script: main(), then an exit without the interpreter's teardown)
     options.py   the options every command shares (--device, --threads, --json, --weights), declared once, and
                  the generated ones (one option per model config field, one per FuseOptions field)
     render.py    tables and JSON on stdout, progress bars, notes and warnings on stderr
@@ -14,6 +15,6 @@ rich, the standard library and swinfuse.api / swinfuse.errors / swinfuse.jsonabl
 rest load inside the api's functions, so `swinfuse --help` stays instant.
 """
 
-from swinfuse.cli.root import app, main
+from swinfuse.cli.root import app, main, run
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "run"]

@@ -97,7 +97,8 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def main() -> None:
-    """The `swinfuse` console script (and `python -m swinfuse`)."""
+    """The command line in this process: parse sys.argv, run the command, exit through SystemExit (tests call
+    it in-process). The console script and `python -m swinfuse` call run()."""
     api.tune_process()  # the process is the command's: huge pages (before torch loads) and the CPU allocator
     warnings.showwarning = _one_line_warning
     try:
@@ -110,3 +111,62 @@ def main() -> None:
             raise
         typer.echo(f"Error: {exc}", err=True)
         sys.exit(1)
+
+
+def run() -> None:
+    """The `swinfuse` process (the console script and `python -m swinfuse`): main(), then the process ends
+    without the interpreter's teardown.
+
+    With torch loaded, Python's teardown (clearing every module, collecting, C++ destructors) takes 0.2-0.6 s
+    after the command is done (benchmarks/RESULTS.md, issue 21). Everything a command writes is closed when
+    it returns, so after the exit handlers have run (those of torch, logging, multiprocessing, tempfile, in
+    Python's order) and the standard streams are flushed, the process exits with the command's code. Where
+    that cannot be done as Python would (another non-daemon thread still runs, an exit message that is not a
+    code, an exception), Python's own exit goes on. `swinfuse train` keeps Python's exit: its data loaders
+    and writers are cleaned up there."""
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+        if not _may_skip_teardown(code):
+            raise
+    else:
+        if not _may_skip_teardown(code):
+            return
+    _exit_now(code)
+
+
+def _may_skip_teardown(code) -> bool:
+    """Whether the process may end now as Python would end it, less the teardown (see run)."""
+    import atexit
+    import threading
+
+    if code is not None and not isinstance(code, int):
+        return False  # Python prints the message
+    if "train" in sys.argv[1:2] or not hasattr(atexit, "_run_exitfuncs"):
+        return False
+    main_thread = threading.main_thread()
+    return not any(t is not main_thread and not t.daemon and t.is_alive() for t in threading.enumerate())
+
+
+def _exit_now(code: int | None) -> None:
+    """What Python's exit does that matters once the command is done, then os._exit: the exit handlers, the
+    standard streams flushed (a flush that fails exits 120, as Python does) and C's stdio buffers."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    status = 0 if code is None else code
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            status = 120
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)  # what a C library printed (libc's exit would flush it)
+    except Exception:  # no C library by that name (Windows): nothing buffered there to lose
+        pass
+    os._exit(status)
