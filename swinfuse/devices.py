@@ -117,18 +117,46 @@ def _cgroup_cpu_quota() -> float | None:
         return None
 
 
-def busy_cores(window: float = PROBE_SECONDS) -> float:
-    """How many of this process's usable CPUs other processes keep busy: their busy time in /proc/stat over
-    `window` seconds (this process sleeps meanwhile, and its own time is taken out), in cores. 0.0 where
-    /proc/stat cannot be read (not Linux)."""
+_PROBE_START: tuple | None = None  # busy_cores' first sample, taken early (start_probe), used once
+PROBE_START_MAX_AGE = 5.0  # seconds; an older first sample is not used
+
+
+def _probe_sample() -> tuple:
+    """(CPUs, their busy seconds, this process's CPU seconds, time) for busy_cores."""
     import os
     import time
 
+    cpus = frozenset(f"cpu{i}" for i in os.sched_getaffinity(0))
+    return cpus, _cpu_busy_seconds(cpus), _own_cpu_seconds(), time.perf_counter()
+
+
+def start_probe() -> None:
+    """Take busy_cores' first sample now (tune_process: the command's start), so the command's default thread
+    count, asked for once its options are parsed, waits only for the rest of the window: parsing the options
+    (0.1-0.2 s: typer, pydantic) counts as window instead of being followed by a 0.2 s sleep."""
+    global _PROBE_START
     try:
-        cpus = {f"cpu{i}" for i in os.sched_getaffinity(0)}
-        busy0, own0, t0 = _cpu_busy_seconds(cpus), _own_cpu_seconds(), time.perf_counter()
-        time.sleep(window)
-        busy1, own1, t1 = _cpu_busy_seconds(cpus), _own_cpu_seconds(), time.perf_counter()
+        _PROBE_START = _probe_sample()
+    except (AttributeError, ImportError, OSError, ValueError):
+        _PROBE_START = None
+
+
+def busy_cores(window: float = PROBE_SECONDS) -> float:
+    """How many of this process's usable CPUs other processes keep busy: their busy time in /proc/stat over
+    `window` seconds (this process sleeps for what start_probe's sample, if recent, leaves of it; its own time
+    is taken out), in cores. 0.0 where /proc/stat cannot be read (not Linux)."""
+    import time
+
+    global _PROBE_START
+    start, _PROBE_START = _PROBE_START, None
+    try:
+        now = _probe_sample()
+        if start is None or start[0] != now[0] or not 0 <= now[3] - start[3] <= PROBE_START_MAX_AGE:
+            start = now
+        if now[3] - start[3] < window:
+            time.sleep(window - (now[3] - start[3]))
+        cpus, busy1, own1, t1 = _probe_sample()
+        _, busy0, own0, t0 = start
     except (AttributeError, ImportError, OSError, ValueError):  # no affinity, /proc/stat or resource
         return 0.0
     others = max(0.0, (busy1 - busy0) - (own1 - own0)) / max(t1 - t0, 1e-3)
@@ -201,6 +229,7 @@ def tune_process() -> bool:
     - The glibc allocator keeps freed memory for reuse (tune_cpu_allocator).
     - torch's import, when a command first needs it, runs with the garbage collector paused and what it
       loaded is frozen (import_torch).
+    - The probe of busy cores behind the default thread count starts (start_probe).
 
     Returns whether the allocator tuning applied."""
     import os
@@ -208,6 +237,8 @@ def tune_process() -> bool:
     global _FREEZE_TORCH
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     _FREEZE_TORCH = True
+    if not os.environ.get("OMP_NUM_THREADS"):
+        start_probe()
     return tune_cpu_allocator()
 
 

@@ -75,6 +75,49 @@ def test_busy_cores_counts_others_not_this_process(monkeypatch):
     assert devices.busy_cores(0.2) == pytest.approx(0.9)
 
 
+@pytest.fixture
+def clock(monkeypatch):
+    """A made-up machine of two CPUs and a clock: advance(seconds, others, own) moves time on with other
+    processes keeping `others` cores busy and this one `own`; sleeping is advancing with this one idle."""
+    state = {"t": 100.0, "busy": 1000.0, "own": 5.0, "slept": []}
+
+    def advance(seconds, others=0.9, own=0.0):
+        state["t"] += seconds
+        state["busy"] += (others + own) * seconds
+        state["own"] += own * seconds
+
+    def sleep(seconds):
+        state["slept"].append(round(seconds, 6))
+        advance(seconds)
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(devices, "_cpu_busy_seconds", lambda cpus: state["busy"])
+    monkeypatch.setattr(devices, "_own_cpu_seconds", lambda: state["own"])
+    monkeypatch.setattr(time, "sleep", sleep)
+    monkeypatch.setattr(time, "perf_counter", lambda: state["t"])
+    monkeypatch.setattr(devices, "_PROBE_START", None)
+    state["advance"] = advance
+    return state
+
+
+def test_the_probe_started_at_the_commands_start_waits_only_for_the_rest_of_its_window(clock):
+    # A first image in two seconds (issue 21): the time spent parsing the options counts as window; this
+    # process's own work meanwhile is not another process's.
+    devices.start_probe()
+    clock["advance"](0.15, others=0.9, own=1.0)  # parsing the options, one core busy with it
+    assert devices.busy_cores(0.2) == pytest.approx(0.9)
+    assert clock["slept"] == [0.05]
+    assert devices.busy_cores(0.2) == pytest.approx(0.9)  # the first sample is used once
+    assert clock["slept"] == [0.05, 0.2]
+
+
+def test_a_probe_start_long_past_is_not_used(clock):
+    devices.start_probe()
+    clock["advance"](devices.PROBE_START_MAX_AGE + 1, others=0.0)
+    assert devices.busy_cores(0.2) == pytest.approx(0.9)  # the window now, not the idle minutes before
+    assert clock["slept"] == [0.2]
+
+
 def test_busy_cores_without_proc_stat_is_zero(monkeypatch):
     def unreadable(cpus):
         raise OSError("no /proc/stat")
