@@ -1,10 +1,14 @@
 """A user's first image: the wall time of `swinfuse fuse` on one example pair in a cold process (interpreter
 start, imports, weights, forward, write), against the forward alone; and of a `batch` rerun with every output
-already present (nothing to do).
+already present (nothing to do); beside them `python -c "import torch"`, what a process that imports torch
+costs (the import and the interpreter's exit with torch loaded), and the same with the garbage collector paused
+and no teardown at exit, as the `swinfuse` command imports torch and exits (swinfuse.devices.import_torch,
+swinfuse.cli.run).
 
 Each measurement is a new process (`python -m swinfuse ...`), as a user runs it; --rounds of them, the median
 reported with the range. The forward time comes from the command's own --json report, so "overhead" is
-wall - forward: what the process spends outside the network.
+wall - forward: what the process spends outside the network. The rows are measured round by round,
+interleaved, so a change in the machine's load reaches all of them alike.
 
     python benchmarks/bench_first_image.py [--rounds 5] [--threads 1]
 """
@@ -25,16 +29,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 PAIR = "FLIR_09636.jpg"  # 320x506, the README's first example
+BARE_TORCH = "import gc, os; gc.disable(); import torch; gc.freeze(); os._exit(0)"
 
 
-def run(args: list[str], threads: int) -> tuple[float, str]:
-    """One cold `swinfuse` process -> (wall seconds, stdout)."""
+def run(args: list[str], threads: int, python_args: tuple[str, ...] = ("-m", "swinfuse")) -> tuple[float, str]:
+    """One cold `swinfuse` process (or `python *python_args *args`) -> (wall seconds, stdout)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "swinfuse", *args], env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, *python_args, *args], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if done.returncode != 0:
-        raise SystemExit(f"swinfuse {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
+        raise SystemExit(f"{' '.join([*python_args, *args])} failed ({done.returncode}): {done.stderr.strip()}")
     return wall, done.stdout
 
 
@@ -50,17 +55,17 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        walls, forwards = [], []
+        run(["batch", str(EXAMPLES), "-o", str(tmp / "batch"), "--json"], args.threads)  # every output written
+        walls, forwards, empty, torch_only, torch_bare = [], [], [], [], []
         for k in range(args.rounds):
             wall, out = run(["fuse", str(EXAMPLES / "ir" / PAIR), str(EXAMPLES / "vis" / PAIR),
                              "-o", str(tmp / f"first{k}.png"), "--json"], args.threads)
             walls.append(wall)
             forwards.append(json.loads(out)["latency_ms"]["forward"] / 1000)
+            empty.append(run(["batch", str(EXAMPLES), "-o", str(tmp / "batch"), "--json"], args.threads)[0])
+            torch_only.append(run(["import torch"], args.threads, ("-c",))[0])
+            torch_bare.append(run([BARE_TORCH], args.threads, ("-c",))[0])
         overheads = [w - f for w, f in zip(walls, forwards)]
-
-        run(["batch", str(EXAMPLES), "-o", str(tmp / "batch"), "--json"], args.threads)  # every output written
-        empty = [run(["batch", str(EXAMPLES), "-o", str(tmp / "batch"), "--json"], args.threads)[0]
-                 for _ in range(args.rounds)]
         shutil.rmtree(tmp / "batch")
 
     print(f"python {sys.version.split()[0]}, {args.threads} thread(s), {args.rounds} cold processes each, "
@@ -70,6 +75,8 @@ def main() -> None:
     print(f"| its forward (from --json) | {spread(forwards)} |")
     print(f"| wall - forward | {spread(overheads)} |")
     print(f"| `batch examples` rerun, every output present | {spread(empty)} |")
+    print(f"| `python -c \"import torch\"` | {spread(torch_only)} |")
+    print(f"| the same, collector paused, no teardown at exit (as the command) | {spread(torch_bare)} |")
 
 
 if __name__ == "__main__":
