@@ -157,3 +157,35 @@ def test_the_shipped_model_loads_without_open_clip_timm_or_torchvision_and_encod
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
     assert out[0] == "[]"
     assert float(out[1]) < 1e-5
+
+
+TOKEN_PROMPTS = ["", "   ", "\t\n", "fuse the infrared and visible images", "The visible image is in EXTREMELY low light.",
+                 "don't we'll 1,000 ½ Ünïcödé 東京 ﬁx “quotes” 🔥", "&amp; &lt;b&gt; AT&T", "\x00", "a" * 300,
+                 "the visible image was taken at night in extremely low light with heavy noise and stripes"]
+
+
+@pytest.mark.parametrize("context_length", [2, 8, 77])
+def test_token_rows_are_open_clips_and_count_the_tokens_before_truncation(context_length):
+    from open_clip.tokenizer import SimpleTokenizer
+
+    from swinfuse.model.tokens import token_rows
+
+    reference = SimpleTokenizer(context_length=context_length)
+    rows, lengths = token_rows(TOKEN_PROMPTS, context_length)
+    assert torch.equal(rows, reference(TOKEN_PROMPTS))
+    assert lengths == [len(reference.encode(p)) + 2 for p in TOKEN_PROMPTS]
+
+
+def test_an_empty_prompt_does_not_load_open_clips_tokenizer():
+    """`fuse`'s default prompt is empty: encoding it imports neither open_clip's tokenizer module (which builds a
+    tokenizer as it is imported, ~0.2 s), ftfy nor regex; a prompt with words then loads it, once."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from swinfuse.model.config import TextEncoderSpec; "
+            "from swinfuse.model.text import CompactTextEncoder; "
+            "enc = CompactTextEncoder(TextEncoderSpec(width=16, layers=1, heads=2, context_length=8), 8); "
+            "loaded = lambda: sorted(m for m in sys.modules if m in ('ftfy', 'regex') or m.endswith('open_clip.tokenizer')); "
+            "enc(['', '  ']); print(loaded()); enc(['plain words']); print(len(loaded()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out == ["[]", "3"]

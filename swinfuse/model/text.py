@@ -1,9 +1,8 @@
 """Text encoders: a prompt becomes one vector per image, (B, D), as Text-IF feeds its FiLM layers.
 
 - CompactTextEncoder: open_clip's own text tower (causal transformer, EOT pooling) at a small width with
-  CLIP's BPE tokenizer (swinfuse.model.bpe, reading the vocabulary that ships inside open_clip, so it works
-  offline; the same ids as open_clip's SimpleTokenizer). Trained with the fusion network; its weights live
-  in the swinfuse checkpoint.
+  open_clip's BPE tokenizer, which ships inside the package, so it works offline (swinfuse.model.tokens: loaded
+  only for a prompt with words). Trained with the fusion network; its weights live in the swinfuse checkpoint.
 - ClipTextEncoder: a frozen pretrained open_clip model, by name + tag or a local weights file. Nothing is
   downloaded unless a tag is asked for and is not in the cache; with no network (or HF_HUB_OFFLINE) that
   fails at once, saying what to do. The spec must name the weights (TextEncoderSpec refuses an empty
@@ -22,18 +21,18 @@ import torch
 from torch import nn
 
 from swinfuse.errors import TextEncoderError
-from swinfuse.model import bpe
+from swinfuse.model import tokens
 from swinfuse.model.config import CLIP_RANDOM, TextEncoderSpec
 from swinfuse.model.light_import import light_import
 
-VOCAB_SIZE = bpe.VOCAB_SIZE  # open_clip's BPE vocabulary
+VOCAB_SIZE = tokens.VOCAB_SIZE  # open_clip's BPE vocabulary
 
 
 def open_clip_text_transformer() -> types.ModuleType:
     """open_clip's transformer module, without open_clip's __init__ (swinfuse.model.light_import): the compact
     encoder needs that file, not every model family. Its one import from open_clip.utils (which imports
-    torchvision) stands in until called; the text tower never calls it. The tokenizer is swinfuse.model.bpe
-    (open_clip's tokenizer module builds a tokenizer as it is imported)."""
+    torchvision) stands in until called; the text tower never calls it. The tokenizer is open_clip's, through
+    swinfuse.model.tokens (its module builds a tokenizer as it is imported: only for a prompt with words)."""
     forwarded = {"utils": ("to_2tuple", "feature_take_indices")}
     return light_import("open_clip", "transformer", forwarded)
 
@@ -49,16 +48,14 @@ class CompactTextEncoder(nn.Module):
                                            output_dim=text_dim)
 
     def tokenize(self, prompts: list[str]) -> torch.Tensor:
-        """N prompts -> (N, context_length) token ids, as open_clip's SimpleTokenizer gives them (truncated
-        with a warning when a prompt is longer). The BPE vocabulary is read at the first prompt with a word."""
-        ids = [bpe.encode(p) for p in prompts]
-        for p, seq in zip(prompts, ids):
-            n = len(seq) + 2  # + start and end tokens
+        """N prompts -> (N, context_length) token ids, as open_clip's tokenizer gives them (truncated with a
+        warning when a prompt is longer)."""
+        rows, lengths = tokens.token_rows(prompts, self.context_length)
+        for p, n in zip(prompts, lengths):
             if n > self.context_length:
                 warnings.warn(f"prompt has {n} tokens, more than the text encoder's {self.context_length}: "
                               f"truncated: {p[:60]!r}", stacklevel=3)
-        return torch.tensor(bpe.context_rows(ids, self.context_length), dtype=torch.long).reshape(
-            len(prompts), self.context_length)
+        return rows
 
     def forward(self, prompts: list[str]) -> torch.Tensor:
         """list of N prompts -> (N, D)."""
