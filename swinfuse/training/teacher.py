@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from swinfuse.errors import InputError
@@ -84,11 +85,15 @@ class Teacher:
         return cls(kind=kind, root=root, net=net, sha256=sha)
 
     @torch.no_grad()
-    def target(self, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
-        """The teacher's fusion of the clean sources, shifted per image to the brighter source's mean, in [0, 1]."""
+    def target(self, ir: torch.Tensor, vis: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """The teacher's fusion of the clean sources, shifted per image to the brighter source's mean, in [0, 1];
+        at `size` (a model that upscales), resized bicubically as the loss resizes the sources."""
         out = self.net(vis.float(), ir.float()).clamp(0, 1)  # visible first, as VIF-Benchmark calls it
         brighter = torch.maximum(ir.mean((1, 2, 3), keepdim=True), vis.mean((1, 2, 3), keepdim=True))
-        return (out - out.mean((1, 2, 3), keepdim=True) + brighter).clamp(0, 1)
+        out = (out - out.mean((1, 2, 3), keepdim=True) + brighter).clamp(0, 1)
+        if size is not None and tuple(size) != tuple(out.shape[-2:]):
+            out = F.interpolate(out, size=tuple(size), mode="bicubic", align_corners=False).clamp(0, 1)
+        return out
 
     def record(self, weight: float) -> dict:
         """What the checkpoint's provenance says about the teacher."""

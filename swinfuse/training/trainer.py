@@ -152,7 +152,7 @@ def _train(args: TrainArgs, weights: dict, files: RunFiles, rank: int, world: in
                 out = net(ir_in, vis_in, prompts)
             loss, terms = output_loss(out, ir, vis, weights, args.gradient_target, args.intensity_target)
             if teacher is not None:
-                l_teacher = args.teacher_weight * (out.float() - teacher.target(ir, vis)).abs().mean()
+                l_teacher = args.teacher_weight * (out.float() - teacher.target(ir, vis, out.shape[-2:])).abs().mean()
                 loss, terms = loss + l_teacher, {**terms, "teacher": l_teacher.detach()}
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
