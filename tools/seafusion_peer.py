@@ -36,35 +36,19 @@ without them (gray visible) it is the min-max of Y, truncated to 8 bits.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
 
-FUSIONNET = Path("SeAFusion") / "FusionNet.py"
-CHECKPOINT = Path("Checkpoint") / "SeAFusion" / "SeAFusion.pth"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout: the package beside it
 
 
 def locate(root: str | Path) -> tuple[Path, Path]:
     """(FusionNet.py, SeAFusion.pth) under a VIF-Benchmark checkout (or its SeAFusion/ folder); clear errors."""
-    root = Path(root).expanduser()
-    for base in (root, root.parent):  # the checkout's root, or its SeAFusion/ folder
-        net, ckpt = base / FUSIONNET, base / CHECKPOINT
-        if net.is_file() and ckpt.is_file():
-            return net, ckpt
-    raise FileNotFoundError(
-        f"--seafusion-root {root}: expected {FUSIONNET} and {CHECKPOINT} under it (a checkout of "
-        "github.com/Linfeng-Tang/VIF-Benchmark; the checkpoint is a 682 kB file, not a Git LFS pointer)")
+    from swinfuse.training.teacher import locate_seafusion
 
-
-def _import_fusionnet(path: Path):
-    """FusionNet from VIF-Benchmark's file, under a private module name (its folder also has a `utils.py`
-    and a `datasets.py`, which must not shadow anything on sys.path)."""
-    spec = importlib.util.spec_from_file_location("_vif_benchmark_seafusion_fusionnet", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.FusionNet
+    return locate_seafusion(root)
 
 
 class SeAFusionPeer:
@@ -73,15 +57,10 @@ class SeAFusionPeer:
     def __init__(self, root: str | Path, device: str = "cpu"):
         import torch
 
+        from swinfuse.training.teacher import load_seafusion
+
         self.net_file, self.checkpoint = locate(root)
-        data = self.checkpoint.read_bytes()
-        if data.startswith(b"version https://git-lfs"):
-            raise FileNotFoundError(f"{self.checkpoint} is a Git LFS pointer, not the weights")
-        self.sha256 = hashlib.sha256(data).hexdigest()
-        state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
-        self.net = _import_fusionnet(self.net_file)(output=1)
-        self.net.load_state_dict(state, strict=True)
-        self.net.to(device).eval()
+        self.net, self.sha256 = load_seafusion(root, device)
         self.device = torch.device(device)
         self.params = sum(p.numel() for p in self.net.parameters())
 
@@ -119,9 +98,7 @@ def stretch_like_vif_benchmark(fused_y: np.ndarray, cr: np.ndarray | None = None
 
 def main(argv=None) -> int:
     import argparse
-    import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import cv2
     import torch
 

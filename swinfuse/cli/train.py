@@ -72,6 +72,11 @@ def train(
         "open_clip one as MODEL:TAG or MODEL:FILE (e.g. ViT-B-32:laion2b_s34b_b79k, "
         "ViT-B-32:/models/clip.safetensors); the FiLM layers take its vectors' width. A tag that is not "
         "cached is downloaded."))] = "compact",
+    teacher: Annotated[str, typer.Option(help=(
+        "A frozen teacher network as KIND:PATH: seafusion:ROOT runs SeAFusion from a checkout of "
+        "Linfeng-Tang/VIF-Benchmark at ROOT (its code and checkpoint are read from there). Its fusion of the "
+        "clean sources, shifted to the brighter source's mean, is one more L1 target at --teacher-weight."))] = "",
+    teacher_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the teacher's L1 term.")] = 0.0,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
@@ -89,7 +94,8 @@ def train(
                           progress=progress, rescale=rescale, gamma_jitter=gamma_jitter, gain_jitter=gain_jitter,
                           clean_share=clean_share, wrong_prompt_share=wrong_prompt_share,
                           gradient_target=gradient_target, intensity_target=intensity_target, bf16=bf16,
-                          overwrite=overwrite, text_encoder=text_encoder)
+                          overwrite=overwrite, text_encoder=text_encoder, teacher=teacher,
+                          teacher_weight=teacher_weight)
     main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, one process speaks
     try:
         with render.progress_bar("train", "loss {task.fields[loss]:.4f}", "{task.fields[rate]:.2f} steps/s",

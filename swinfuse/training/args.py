@@ -53,12 +53,16 @@ class TrainArgs:
     # "" (or "compact"): the preset's compact encoder, trained with the network; "MODEL:TAG" or "MODEL:FILE":
     # a frozen pretrained open_clip text encoder (TextEncoderSpec.parse), the FiLM layers sized to its vectors
     text_encoder: str = ""
+    # "seafusion:ROOT": a frozen teacher whose output on the clean sources (shifted to the brighter source's
+    # mean) is one more L1 target, at teacher_weight (training/teacher.py); "": none
+    teacher: str = ""
+    teacher_weight: float = 0.0
 
 
 # Settings a resumed run must share with the saved one; a key older states lack takes its default.
 RESUME_KEYS = ("preset", "crop", "batch_size", "seed", "steps", "lr", "warmup", "data", "val_count", "init",
                "loss_weights", "rescale", "gamma_jitter", "gain_jitter", "clean_share", "wrong_prompt_share", "gradient_target", "intensity_target",
-               "text_encoder")
+               "text_encoder", "teacher", "teacher_weight")
 
 
 @dataclass
@@ -120,6 +124,11 @@ def normalised(args: TrainArgs) -> TrainArgs:
         raise ConfigError(f"wrong prompt share must be in [0, 1], got {args.wrong_prompt_share}")
     if not 0 <= args.clean_share <= 1:
         raise ConfigError(f"clean share must be in [0, 1], got {args.clean_share}")
+    if not (math.isfinite(args.teacher_weight) and args.teacher_weight >= 0):
+        raise ConfigError(f"teacher weight must be a non-negative number, got {args.teacher_weight}")
+    if bool(args.teacher.strip()) != (args.teacher_weight > 0):
+        raise ConfigError("--teacher and --teacher-weight go together: a teacher needs a weight above 0, "
+                          "and a weight needs a teacher")
     Augment(rescale=args.rescale, gamma=args.gamma_jitter, gain=args.gain_jitter)
     text = text_encoder_spec(args.text_encoder)
     return dataclasses.replace(args, data=tuple(str(s) for s in specs), val_data=tuple(str(d) for d in args.val_data),

@@ -35,7 +35,7 @@ def invocation() -> str:
 
 
 def provenance(args, data, *, step: int, final: bool, val_loss: float | None, world: int,
-               loss_weights: dict[str, float], init: dict | None) -> dict:
+               loss_weights: dict[str, float], init: dict | None, teacher: dict | None = None) -> dict:
     """The provenance of the checkpoint saved at `step` of a run (its TrainArgs and TrainingData)."""
     record = {
         "command": args.command or invocation(),
@@ -58,4 +58,6 @@ def provenance(args, data, *, step: int, final: bool, val_loss: float | None, wo
     }
     if init is not None:
         record["init"] = init
+    if teacher is not None:
+        record["teacher"] = teacher
     return record

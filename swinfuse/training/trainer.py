@@ -29,6 +29,7 @@ from swinfuse.training.provenance import provenance
 from swinfuse.training.sampling import Augment
 from swinfuse.training.schedule import make_optimizer
 from swinfuse.training.state import RunFiles, init_record, load_state, restore, rng_state, save_state
+from swinfuse.training.teacher import Teacher
 from swinfuse.training.validation import output_loss, validation_record
 
 # progress(step, steps, loss, steps_per_s): called by the main process before the first step and after each
@@ -81,6 +82,7 @@ def _train(args: TrainArgs, weights: dict, files: RunFiles, rank: int, world: in
     model = SwinFuse(config).to(device)
     optimizer, scheduler = make_optimizer(model, args)
     state = load_state(files.state, args) if args.resume and files.state.exists() else None
+    teacher = Teacher.parse(args.teacher, device) if args.teacher else None
     init = init_record(state, model, args, config)
     torch.manual_seed(args.seed + 1 + rank)  # drop path differs per rank, as the samples do
     step, last_val = 0, None
@@ -129,7 +131,8 @@ def _train(args: TrainArgs, weights: dict, files: RunFiles, rank: int, world: in
             save_state(files.state, model=model, optimizer=optimizer, scheduler=scheduler, step=step, rngs=rngs,
                        args=args, val_loss=last_val, init=init)
             save_checkpoint(model, files.model, provenance(args, data, step=step, final=final, val_loss=last_val,
-                                                          world=world, loss_weights=weights, init=init))
+                                                          world=world, loss_weights=weights, init=init,
+                                                          teacher=teacher.record(args.teacher_weight) if teacher else None))
 
     report = progress if main and callable(progress) else (lambda *_: None)
     t_start = t_rate = t_log = time.perf_counter()
@@ -148,6 +151,9 @@ def _train(args: TrainArgs, weights: dict, files: RunFiles, rank: int, world: in
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
                 out = net(ir_in, vis_in, prompts)
             loss, terms = output_loss(out, ir, vis, weights, args.gradient_target, args.intensity_target)
+            if teacher is not None:
+                l_teacher = args.teacher_weight * (out.float() - teacher.target(ir, vis, out.shape[-2:])).abs().mean()
+                loss, terms = loss + l_teacher, {**terms, "teacher": l_teacher.detach()}
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
