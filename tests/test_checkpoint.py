@@ -239,3 +239,26 @@ def test_warm_start_from_an_older_layout_checkpoint():
     source, _ = load_checkpoint(SHIPPED)
     for key, value in source.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_loading_draws_no_random_weights_that_the_checkpoint_overwrites(tiny_model, tiny_checkpoint, monkeypatch):
+    """A first image in seconds (issue 21): building the model to load skips torch.nn.init's draws (the text
+    encoder's token table, drawn twice by normal_, ~55 ms); every weight still comes from the file, and the
+    initialisers are torch's own again afterwards, also when the build fails."""
+    initialisers = {name: getattr(torch.nn.init, name) for name in ("normal_", "uniform_", "trunc_normal_")}
+    draws = []
+    normal = torch.Tensor.normal_
+    monkeypatch.setattr(torch.Tensor, "normal_", lambda self, *a, **k: draws.append(self.shape) or normal(self, *a, **k))
+    model, _ = load_checkpoint(tiny_checkpoint)
+    assert draws == []
+    for (key, loaded), (_, saved) in zip(model.state_dict().items(), tiny_model.state_dict().items()):
+        assert torch.equal(loaded, saved), key
+    assert {name: getattr(torch.nn.init, name) for name in initialisers} == initialisers
+    torch.nn.init.normal_(torch.empty(3))
+    assert draws == [(3,)]  # torch's own again
+
+    from swinfuse.model import checkpoint
+
+    with pytest.raises(RuntimeError), checkpoint._initialisers_skipped():
+        raise RuntimeError("a failed build")
+    assert {name: getattr(torch.nn.init, name) for name in initialisers} == initialisers
