@@ -8,7 +8,10 @@ swinfuse.cli.run).
 Each measurement is a new process (`python -m swinfuse ...`), as a user runs it; --rounds of them, the median
 reported with the range. The forward time comes from the command's own --json report, so "overhead" is
 wall - forward: what the process spends outside the network. The rows are measured round by round,
-interleaved, so a change in the machine's load reaches all of them alike.
+interleaved, so a change in the machine's load reaches all of them alike. A machine whose environment sets
+PYTHONDONTWRITEBYTECODE (this project's does) compiles every module from source in every process, which a
+user's installed package does not; the processes run without it unless --no-bytecode-cache is given, and the
+first line says which.
 
     python benchmarks/bench_first_image.py [--rounds 5] [--threads 1]
 """
@@ -35,12 +38,17 @@ BARE_TORCH = "import gc, os; gc.disable(); import torch; gc.freeze(); os._exit(0
 def run(args: list[str], threads: int, python_args: tuple[str, ...] = ("-m", "swinfuse")) -> tuple[float, str]:
     """One cold `swinfuse` process (or `python *python_args *args`) -> (wall seconds, stdout)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    if BYTECODE_CACHE:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # as a user's Python runs: modules compiled once, then cached
     start = time.perf_counter()
     done = subprocess.run([sys.executable, *python_args, *args], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{' '.join([*python_args, *args])} failed ({done.returncode}): {done.stderr.strip()}")
     return wall, done.stdout
+
+
+BYTECODE_CACHE = True  # --no-bytecode-cache: keep PYTHONDONTWRITEBYTECODE if the environment sets it
 
 
 def spread(values: list[float]) -> str:
@@ -51,7 +59,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-bytecode-cache", action="store_true",
+                   help="keep PYTHONDONTWRITEBYTECODE from the environment: every module is compiled from source "
+                        "in every process (by default it is dropped, so the warm-up run writes the .pyc files a "
+                        "user's installed package has)")
     args = p.parse_args()
+    global BYTECODE_CACHE
+    BYTECODE_CACHE = not args.no_bytecode_cache
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -68,7 +82,9 @@ def main() -> None:
         overheads = [w - f for w, f in zip(walls, forwards)]
         shutil.rmtree(tmp / "batch")
 
-    print(f"python {sys.version.split()[0]}, {args.threads} thread(s), {args.rounds} cold processes each, "
+    cache = ("bytecode cached (.pyc)" if BYTECODE_CACHE or not os.environ.get("PYTHONDONTWRITEBYTECODE")
+             else "no bytecode cache (PYTHONDONTWRITEBYTECODE set)")
+    print(f"python {sys.version.split()[0]}, {cache}, {args.threads} thread(s), {args.rounds} cold processes each, "
           f"median (min-max)")
     print(f"| measured | wall |\n|---|---|")
     print(f"| `fuse` {PAIR} (320x506), whole command | {spread(walls)} |")
