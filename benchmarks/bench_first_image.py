@@ -9,9 +9,10 @@ Each measurement is a new process (`python -m swinfuse ...`), as a user runs it;
 reported with the range. The forward time comes from the command's own --json report, so "overhead" is
 wall - forward: what the process spends outside the network. The rows are measured round by round,
 interleaved, so a change in the machine's load reaches all of them alike. A machine whose environment sets
-PYTHONDONTWRITEBYTECODE (this project's does) compiles every module from source in every process, which a
-user's installed package does not; the processes run without it unless --no-bytecode-cache is given, and the
-first line says which.
+PYTHONDONTWRITEBYTECODE (this project's does) never writes .pyc files, so with an editable install every
+swinfuse module is compiled from source in every process, which a user's installed package is not; the
+processes run without the variable (the warm-up run writes the cache) unless --no-bytecode-cache is given, and
+the first line says which.
 
     python benchmarks/bench_first_image.py [--rounds 5] [--threads 1]
 """
@@ -60,9 +61,9 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-bytecode-cache", action="store_true",
-                   help="keep PYTHONDONTWRITEBYTECODE from the environment: every module is compiled from source "
-                        "in every process (by default it is dropped, so the warm-up run writes the .pyc files a "
-                        "user's installed package has)")
+                   help="keep PYTHONDONTWRITEBYTECODE from the environment: no .pyc is written, so modules without one "
+                        "are compiled from source in every process (by default it is dropped, so the warm-up run "
+                        "writes the .pyc files a user's installed package has)")
     args = p.parse_args()
     global BYTECODE_CACHE
     BYTECODE_CACHE = not args.no_bytecode_cache
@@ -83,7 +84,7 @@ def main() -> None:
         shutil.rmtree(tmp / "batch")
 
     cache = ("bytecode cached (.pyc)" if BYTECODE_CACHE or not os.environ.get("PYTHONDONTWRITEBYTECODE")
-             else "no bytecode cache (PYTHONDONTWRITEBYTECODE set)")
+             else "PYTHONDONTWRITEBYTECODE set: no .pyc written, those already there read")
     print(f"python {sys.version.split()[0]}, {cache}, {args.threads} thread(s), {args.rounds} cold processes each, "
           f"median (min-max)")
     print(f"| measured | wall |\n|---|---|")
