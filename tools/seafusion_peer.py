@@ -44,22 +44,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout: the package beside it
 
 
-def locate(root: str | Path) -> tuple[Path, Path]:
-    """(FusionNet.py, SeAFusion.pth) under a VIF-Benchmark checkout (or its SeAFusion/ folder); clear errors."""
-    from swinfuse.training.teacher import locate_seafusion
-
-    return locate_seafusion(root)
-
-
 class SeAFusionPeer:
     """SeAFusion on the CPU (or `device`), loaded from a VIF-Benchmark root."""
 
     def __init__(self, root: str | Path, device: str = "cpu"):
         import torch
 
-        from swinfuse.training.teacher import load_seafusion
+        from swinfuse.training.teacher import load_seafusion, locate_seafusion
 
-        self.net_file, self.checkpoint = locate(root)
+        self.net_file, self.checkpoint = locate_seafusion(root)
         self.net, self.sha256 = load_seafusion(root, device)
         self.device = torch.device(device)
         self.params = sum(p.numel() for p in self.net.parameters())

@@ -40,7 +40,7 @@ def token_rows(prompts: list[str], context_length: int) -> tuple[torch.Tensor, l
         rows[worded] = tokenize(texts, context_length=context_length)
         for i, row in zip(worded, full):
             lengths[i] = int((row != 0).sum())
-    empty = [i for i in range(len(prompts)) if i not in set(worded)]
+    empty = sorted(set(range(len(prompts))) - set(worded))
     rows[empty, 0] = START_ID
     if context_length > 1:
         rows[empty, 1] = END_ID
