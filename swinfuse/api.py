@@ -108,7 +108,7 @@ def conventions() -> tuple[str, ...]:
 
 def train_args(*, loss_weights: str | tuple[float, ...] = "10,20,20", command: str | None = None, **fields):
     """A TrainArgs (swinfuse.training.args) from the options of `swinfuse train`: loss_weights as the command
-    line writes them ("10,20,20", or four numbers with the pyramid weight) or as numbers, checked here;
+    line writes them ("10,20,20", then optionally the pyramid and SCD weights) or as numbers, checked here;
     command: the command line the checkpoint records (default: this process's, as a user would retype it)."""
     from swinfuse.training.args import TrainArgs, check_loss_weights
     from swinfuse.training.provenance import invocation
@@ -117,8 +117,8 @@ def train_args(*, loss_weights: str | tuple[float, ...] = "10,20,20", command: s
     try:
         weights = tuple(check_loss_weights(values).values())
     except ConfigError:
-        raise ConfigError(f"--loss-weights takes three non-negative numbers like 10,20,20, or four with a pyramid "
-                          f"weight like 10,10,60,20; got {loss_weights!r}") from None
+        raise ConfigError(f"--loss-weights takes three non-negative numbers like 10,20,20, then optionally a pyramid "
+                          f"and an SCD weight like 10,10,60,0,5; got {loss_weights!r}") from None
     return TrainArgs(**fields, loss_weights=weights, command=invocation() if command is None else command)
 
 

@@ -44,8 +44,8 @@ def test_train_command_rejects_bad_loss_weights(tmp_path, monkeypatch, capsys):
         code, out, err = _main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "x"), "--loss-weights", bad],
                                monkeypatch, capsys)
         assert code == 1 and out == ""
-        assert err == ("Error: --loss-weights takes three non-negative numbers like 10,20,20, or four with a "
-                       f"pyramid weight like 10,10,60,20; got {bad!r}\n")
+        assert err == ("Error: --loss-weights takes three non-negative numbers like 10,20,20, then optionally a "
+                       f"pyramid and an SCD weight like 10,10,60,0,5; got {bad!r}\n")
     assert not (tmp_path / "x").exists()
 
 

@@ -419,14 +419,34 @@ def test_pyramid_target_keeps_the_stronger_detail_and_the_mean_base():
     assert "pyramid" not in off and on["pyramid"] < 1e-6  # the target itself has no pyramid loss
 
 
-def test_loss_weights_take_an_optional_fourth():
+def test_loss_weights_take_an_optional_fourth_and_fifth():
     from swinfuse.errors import ConfigError
     from swinfuse.training.args import check_loss_weights
 
     assert check_loss_weights([10, 20, 20]) == {"ssim": 10, "intensity": 20, "gradient": 20}
     assert check_loss_weights([10, 10, 60, 20])["pyramid"] == 20
-    with pytest.raises(ConfigError, match="pyramid"):
-        check_loss_weights([1, 2, 3, 4, 5])
+    assert check_loss_weights([10, 10, 60, 0, 5]) == {"ssim": 10, "intensity": 10, "gradient": 60, "pyramid": 0,
+                                                      "scd": 5}
+    with pytest.raises(ConfigError, match="pyramid, scd"):
+        check_loss_weights([1, 2, 3, 4, 5, 6])
+
+
+def test_scd_term_is_the_metric_and_prefers_keeping_both_sources():
+    from swinfuse.metrics.structure import scd as scd_metric
+    from swinfuse.training.losses import fusion_loss, scd
+
+    ir, vis = _scene(seed=1)[None].flip(-1) * 0.9, _scene(seed=2)[None]  # (1, 1, H, W), each brighter in places
+    for fused in ((ir + vis) / 2, torch.maximum(ir, vis), 0.3 * ir + 0.9 * vis):
+        assert float(scd(fused, ir, vis)) == pytest.approx(scd_metric(fused[0, 0].numpy(), ir[0, 0].numpy(),
+                                                                      vis[0, 0].numpy()), abs=1e-4)
+    only = {"ssim": 0, "intensity": 0, "gradient": 0, "pyramid": 0}
+    _, off = fusion_loss(ir, vis, (ir + vis) / 2, only)
+    _, at_mean = fusion_loss(ir, vis, (ir + vis) / 2, {**only, "scd": 1.0})
+    _, at_max = fusion_loss(ir, vis, torch.maximum(ir, vis), {**only, "scd": 1.0})
+    assert "scd" not in off
+    assert 0 <= float(at_mean["scd"]) < float(at_max["scd"])  # the average keeps both; the max drops one
+    flat = torch.full_like(ir, 0.5)
+    assert torch.isfinite(scd(vis, flat, vis)).all()  # F == vis: a flat difference counts 0, not NaN
 
 
 def test_max_matched_intensity_target_has_the_brighter_source_mean():

@@ -63,9 +63,9 @@ def train(
                                                    "fresh optimizer and LR schedule. Recorded in the new "
                                                    "checkpoint's provenance.")] = None,
     loss_weights: Annotated[str, typer.Option(help="SSIM, intensity and gradient weights of the loss "
-                                                   "(SwinFusion's are 10,20,20), and optionally a fourth, a "
-                                                   "Laplacian-pyramid fusion target (losses.py; 0 by "
-                                                   "default). Validation loss always uses "
+                                                   "(SwinFusion's are 10,20,20), then optionally a fourth, a "
+                                                   "Laplacian-pyramid fusion target, and a fifth, 2 - SCD "
+                                                   "(losses.py; both 0 by default). Validation loss always uses "
                                                    "10,20,20 so runs compare.")] = "10,20,20",
     text_encoder: Annotated[str, typer.Option(help=(
         "Text encoder: compact (default: the preset's, trained with the network), or a frozen pretrained "

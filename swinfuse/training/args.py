@@ -88,8 +88,8 @@ class TrainResult:
 
 
 def check_loss_weights(values) -> dict[str, float]:
-    """Three finite non-negative numbers in WEIGHTS' order, or four with OPTIONAL_WEIGHTS' pyramid ->
-    {name: weight}; ConfigError otherwise."""
+    """Three finite non-negative numbers in WEIGHTS' order, then optionally OPTIONAL_WEIGHTS' in order (pyramid,
+    scd) -> {name: weight}; ConfigError otherwise."""
     names = [*WEIGHTS, *OPTIONAL_WEIGHTS]
     try:
         weights = [float(v) for v in values]
@@ -97,7 +97,7 @@ def check_loss_weights(values) -> dict[str, float]:
         weights = []
     if not len(WEIGHTS) <= len(weights) <= len(names) or not all(math.isfinite(w) and w >= 0 for w in weights):
         raise ConfigError(f"loss weights must be {len(WEIGHTS)} non-negative numbers ({', '.join(WEIGHTS)}), "
-                          f"or {len(names)} with {', '.join(OPTIONAL_WEIGHTS)}; got {values!r}")
+                          f"then optionally {', '.join(OPTIONAL_WEIGHTS)}; got {values!r}")
     return dict(zip(names, weights))
 
 

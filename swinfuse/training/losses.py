@@ -27,6 +27,12 @@ strength: |Gx(F) - Gx*| + |Gy(F) - Gy*|.
 mean is the brighter source's mean: the pixel-wise max of two images is brighter on average than either, and a
 network trained towards it renders scenes brighter than both sources. The shift keeps the max's structure
 (which source wins where) and clips at 0 and 1.
+
+A fifth weight `scd` (ours, optional, 0 by default) adds scd x (2 - SCD(F)), SCD the sum of the correlations of
+differences (Aslantas and Bendes 2015; the metric of swinfuse.metrics), per image: corr(F - vis, ir) +
+corr(F - ir, vis). It rewards a fusion whose departure from each source is explained by the other, i.e. one
+that keeps both sources' content rather than the brighter one's (max(ir, vis) scores low on it). 2 is its
+ceiling, so the term is non-negative.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 WEIGHTS = {"ssim": 10.0, "intensity": 20.0, "gradient": 20.0}
-OPTIONAL_WEIGHTS = {"pyramid": 0.0}  # ours, off unless a fourth loss weight is given
+OPTIONAL_WEIGHTS = {"pyramid": 0.0, "scd": 0.0}  # ours, off unless a fourth (fifth) loss weight is given
 GRADIENT_TARGETS = ("magnitude", "signed")
 INTENSITY_TARGETS = ("max", "max-matched")
 PYRAMID_LEVELS = 3
@@ -81,6 +87,18 @@ def sobel(img: torch.Tensor) -> torch.Tensor:
 def sobel_magnitude(img: torch.Tensor) -> torch.Tensor:
     """|Gx| + |Gy| of a (B, 1, H, W) image -> (B, 1, H, W)."""
     return sobel(img).abs().sum(dim=1, keepdim=True)
+
+
+def _correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation per image of two (B, 1, H, W) tensors -> (B,); 0 where either is flat."""
+    a, b = a.flatten(1), b.flatten(1)
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    return (a * b).sum(1) / (a.square().sum(1) * b.square().sum(1)).sqrt().clamp_min(1e-8)
+
+
+def scd(fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+    """SCD per image: corr(F - vis, ir) + corr(F - ir, vis) -> (B,), in [-2, 2]."""
+    return _correlation(fused - vis, ir) + _correlation(fused - ir, vis)
 
 
 def _gaussian_window(size: int, sigma: float, device, dtype) -> torch.Tensor:
@@ -143,4 +161,8 @@ def fusion_loss(ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor,
         l_pyr = w["pyramid"] * F.l1_loss(fused, target)
         total = total + l_pyr
         terms["pyramid"] = l_pyr.detach()
+    if w.get("scd"):
+        l_scd = w["scd"] * (2 - scd(fused, ir, vis)).mean()
+        total = total + l_scd
+        terms["scd"] = l_scd.detach()
     return total, terms
