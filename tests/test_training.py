@@ -447,6 +447,10 @@ def test_scd_term_is_the_metric_and_prefers_keeping_both_sources():
     assert 0 <= float(at_mean["scd"]) < float(at_max["scd"])  # the average keeps both; the max drops one
     flat = torch.full_like(ir, 0.5)
     assert torch.isfinite(scd(vis, flat, vis)).all()  # F == vis: a flat difference counts 0, not NaN
+    fused = flat.clone().requires_grad_()  # a flat crop of flat sources: the loss and its gradient stay finite
+    total, _ = fusion_loss(flat, flat, fused, {**only, "scd": 1.0})
+    total.backward()
+    assert torch.isfinite(total) and torch.isfinite(fused.grad).all()
 
 
 def test_max_matched_intensity_target_has_the_brighter_source_mean():

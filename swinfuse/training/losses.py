@@ -93,7 +93,8 @@ def _correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Pearson correlation per image of two (B, 1, H, W) tensors -> (B,); 0 where either is flat."""
     a, b = a.flatten(1), b.flatten(1)
     a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    return (a * b).sum(1) / (a.square().sum(1) * b.square().sum(1)).sqrt().clamp_min(1e-8)
+    # clamped before the root: the root's derivative at 0 is infinite, and a flat crop would make the loss NaN
+    return (a * b).sum(1) / (a.square().sum(1) * b.square().sum(1)).clamp_min(1e-16).sqrt()
 
 
 def scd(fused: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
