@@ -478,6 +478,56 @@ def test_wrong_prompt_share_names_another_degradation_and_keeps_the_draws_withou
     assert [s[4] for s in plain] == [s[4] for s in off]  # share 0: the runs made before it repeat exactly
     wrong = [make_sample(images, 32, (0, 0, i), 0.0, clean_share=0.3, wrong_share=1.0) for i in range(40)]
     corpus = {k: set(P.CORPUS[k]) for k in P.CORPUS}
-    for ir_in, vis_in, ir, vis, prompt, kind in wrong:
-        assert prompt not in corpus[kind] and prompt not in corpus["none"]
-    assert any(kind == "none" for *_, kind in wrong)  # clean inputs get degradation prompts too
+    for ir_in, vis_in, ir, vis, prompt, kind, said in wrong:
+        assert prompt not in corpus[kind] and prompt not in corpus["none"] and prompt in corpus[said]
+    assert any(kind == "none" for *_, kind, _ in wrong)  # clean inputs get degradation prompts too
+
+
+def test_make_batch_marks_the_clean_samples_prompted_with_a_degradation():
+    from swinfuse.training.batches import make_batch
+
+    images = [(_scene(40, 40, 1), _scene(40, 40, 2))]
+    *_, never = make_batch(images, 16, 0, 0, 16, 0, 1, 0.0, clean_share=0.5, wrong_share=0.0)
+    *_, prompts, mixed = make_batch(images, 16, 0, 0, 64, 0, 1, 0.0, clean_share=0.5, wrong_share=0.5)
+    *_, always = make_batch(images, 16, 0, 0, 8, 0, 1, 0.0, clean_share=1.0, wrong_share=1.0)
+    assert never.dtype == torch.bool and not never.any() and always.all()
+    assert 0 < int(mixed.sum()) < 64  # about a quarter: clean (1/2) and wrong (1/2)
+    for prompt, marked in zip(prompts, mixed):
+        assert not (marked and prompt in P.CORPUS["none"])
+
+
+def test_prompt_consistency_is_the_distance_to_the_neutral_fusion_of_the_marked_samples():
+    from swinfuse.model.config import FusionConfig
+    from swinfuse.model.network import build_model
+    from swinfuse.training.trainer import _consistency
+
+    torch.manual_seed(0)
+    model = build_model(FusionConfig.preset("smoke", img_size=16)).train()
+    ir, vis = torch.rand(3, 1, 16, 16), torch.rand(3, 1, 16, 16)
+    model.eval()
+    with torch.no_grad():
+        neutral = model(ir, vis, [P.canonical_prompt("none")])
+    model.train()
+    mask = torch.tensor([True, False, True])
+    out = neutral.clone()
+    out[1] += 0.5  # an unmarked sample's difference does not count
+    assert float(_consistency(model, out, ir, vis, mask, False)) == pytest.approx(0.0, abs=1e-6)
+    out[0] += 0.2
+    assert float(_consistency(model, out, ir, vis, mask, False)) == pytest.approx(0.1, abs=1e-5)
+    assert model.training  # the reference's eval mode does not leak
+    assert float(_consistency(model, out, ir, vis, torch.zeros(3, dtype=torch.bool), False)) == 0.0
+
+
+def test_train_with_prompt_consistency_logs_the_term_and_refuses_it_without_wrong_clean_samples(pair_dir, tmp_path):
+    from swinfuse.errors import ConfigError
+    from swinfuse.model.checkpoint import load_checkpoint
+    from swinfuse.training.trainer import train
+
+    train(_args(pair_dir, tmp_path / "run", clean_share=1.0, wrong_prompt_share=1.0, prompt_consistency=5.0))
+    records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all(r["consistency"] >= 0 for r in records if r["type"] == "train")
+    assert any(r["consistency"] > 0 for r in records if r["type"] == "train")
+    _, meta = load_checkpoint(tmp_path / "run" / "model.safetensors")
+    assert meta["provenance"]["augment"]["prompt_consistency"] == 5.0
+    with pytest.raises(ConfigError, match="clean-share"):
+        train(_args(pair_dir, tmp_path / "other", prompt_consistency=5.0))

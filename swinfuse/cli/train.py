@@ -51,6 +51,9 @@ def train(
     clean_share: Annotated[float, typer.Option(min=0, max=1, help="Share of undegraded samples (0: uniform over the 9 kinds).")] = 0.0,
     wrong_prompt_share: Annotated[float, typer.Option(min=0, max=1, help="Share of samples whose prompt names a degradation "
                                                            "the input does not have (target unchanged).")] = 0.0,
+    prompt_consistency: Annotated[float, typer.Option(min=0, help="Weight of an L1 term that keeps a clean sample's "
+                                                      "fusion under a wrong prompt at the same network's fusion "
+                                                      "under the neutral prompt (0: off).")] = 0.0,
     gradient_target: Annotated[str, typer.Option(help="Gradient term's target: magnitude (SwinFusion) | signed.")] = "magnitude",
     intensity_target: Annotated[str, typer.Option(help="Intensity term's target: max (SwinFusion) | max-matched "
                                                        "(the max shifted to the brighter source's mean).")] = "max",
@@ -93,6 +96,7 @@ def train(
                           init=str(init) if init else "", loss_weights=loss_weights, device=device, threads=threads,
                           progress=progress, rescale=rescale, gamma_jitter=gamma_jitter, gain_jitter=gain_jitter,
                           clean_share=clean_share, wrong_prompt_share=wrong_prompt_share,
+                          prompt_consistency=prompt_consistency,
                           gradient_target=gradient_target, intensity_target=intensity_target, bf16=bf16,
                           overwrite=overwrite, text_encoder=text_encoder, teacher=teacher,
                           teacher_weight=teacher_weight)

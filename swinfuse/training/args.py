@@ -35,6 +35,9 @@ class TrainArgs:
     gain_jitter: float = 0.0  # per-modality gain U(1 - g, 1); 0: none
     clean_share: float = 0.0  # probability of the 'none' kind; 0: uniform over all 9 kinds
     wrong_prompt_share: float = 0.0  # probability that the prompt names a degradation the input does not have
+    # weight of L1(output, the same network's output with the neutral prompt, no gradient) on the clean
+    # samples whose prompt names a degradation: a wrong prompt should leave a clean fusion as it is; 0: off
+    prompt_consistency: float = 0.0
     gradient_target: str = "magnitude"  # L_grad's target: SwinFusion's 'magnitude' or 'signed' (losses.py)
     intensity_target: str = "max"  # L_int's target: SwinFusion's 'max' or 'max-matched' (losses.py)
     bf16: bool = False  # bf16 autocast for forward and loss (CPU AVX-512 bf16 / CUDA)
@@ -61,7 +64,7 @@ class TrainArgs:
 
 # Settings a resumed run must share with the saved one; a key older states lack takes its default.
 RESUME_KEYS = ("preset", "crop", "batch_size", "seed", "steps", "lr", "warmup", "data", "val_count", "init",
-               "loss_weights", "rescale", "gamma_jitter", "gain_jitter", "clean_share", "wrong_prompt_share", "gradient_target", "intensity_target",
+               "loss_weights", "rescale", "gamma_jitter", "gain_jitter", "clean_share", "wrong_prompt_share", "prompt_consistency", "gradient_target", "intensity_target",
                "text_encoder", "teacher", "teacher_weight")
 
 
@@ -122,6 +125,11 @@ def normalised(args: TrainArgs) -> TrainArgs:
                           f"got {args.intensity_target!r}")
     if not 0 <= args.wrong_prompt_share <= 1:
         raise ConfigError(f"wrong prompt share must be in [0, 1], got {args.wrong_prompt_share}")
+    if not (math.isfinite(args.prompt_consistency) and args.prompt_consistency >= 0):
+        raise ConfigError(f"prompt consistency must be a non-negative number, got {args.prompt_consistency}")
+    if args.prompt_consistency > 0 and not (args.wrong_prompt_share > 0 and args.clean_share > 0):
+        raise ConfigError("--prompt-consistency needs clean samples with wrong prompts: set --clean-share and "
+                          "--wrong-prompt-share above 0")
     if not 0 <= args.clean_share <= 1:
         raise ConfigError(f"clean share must be in [0, 1], got {args.clean_share}")
     if not (math.isfinite(args.teacher_weight) and args.teacher_weight >= 0):

@@ -48,7 +48,8 @@ def _wrong_kind(kind: str, rng: np.random.Generator) -> str:
 
 def make_sample(images, crop: int, seed: tuple[int, ...], augment: float, aug: Augment = Augment(),
                 clean_share: float = 0.0, wrong_share: float = 0.0):
-    """One training sample from its own generator: (ir_in, vis_in, ir_clean, vis_clean, prompt, kind).
+    """One training sample from its own generator: (ir_in, vis_in, ir_clean, vis_clean, prompt, kind, said):
+    `kind` is the degradation applied, `said` the one the prompt names.
     `images`: a WeightedPairs, or a list of (ir, vis) pairs (one folder). With probability `wrong_share` the
     prompt names another degradation than the one applied (or than none): the target stays the clean sources,
     so the network learns to check the prompt against the image instead of obeying it blindly."""
@@ -58,16 +59,18 @@ def make_sample(images, crop: int, seed: tuple[int, ...], augment: float, aug: A
     kind = _draw_kind(rng, clean_share)
     ir_in, vis_in = degrade(kind, ir, vis, rng)
     said = _wrong_kind(kind, rng) if wrong_share > 0 and rng.random() < wrong_share else kind
-    return ir_in, vis_in, ir, vis, sample_prompt(said, rng, augment), kind
+    return ir_in, vis_in, ir, vis, sample_prompt(said, rng, augment), kind, said
 
 
 def make_batch(images, crop: int, seed: int, step: int, batch_size: int, rank: int, world: int, augment: float,
                aug: Augment = Augment(), clean_share: float = 0.0, wrong_share: float = 0.0):
-    """This rank's share of the global batch of `step` -> 4 x (b, 1, crop, crop) tensors and b prompts."""
+    """This rank's share of the global batch of `step` -> 4 x (b, 1, crop, crop) tensors, b prompts, and a (b,)
+    bool tensor: which samples are clean but prompted with a degradation (what --prompt-consistency uses)."""
     samples = [make_sample(images, crop, (seed, step, i), augment, aug, clean_share, wrong_share)
                for i in range(rank, batch_size, world)]
-    ir_in, vis_in, ir, vis, prompts, _ = zip(*samples)
-    return torch.stack(ir_in), torch.stack(vis_in), torch.stack(ir), torch.stack(vis), list(prompts)
+    ir_in, vis_in, ir, vis, prompts, kinds, said = zip(*samples)
+    wrong_on_clean = torch.tensor([k == "none" and s != "none" for k, s in zip(kinds, said)])
+    return torch.stack(ir_in), torch.stack(vis_in), torch.stack(ir), torch.stack(vis), list(prompts), wrong_on_clean
 
 
 def make_val_set(images, size: int, kinds=KIND_NAMES) -> dict[str, tuple[torch.Tensor, ...]]:

@@ -25,6 +25,7 @@ from swinfuse.errors import InputError, OutputError, SwinfuseError
 from swinfuse.training.args import TrainArgs, TrainResult, check_loss_weights, model_config, normalised
 from swinfuse.training.batches import find_data, load_data, make_batch
 from swinfuse.training.distributed import any_rank, barrier, gather, setup_distributed, teardown, wrap
+from swinfuse.training.prompts import canonical_prompt
 from swinfuse.training.provenance import provenance
 from swinfuse.training.sampling import Augment
 from swinfuse.training.schedule import make_optimizer
@@ -52,6 +53,23 @@ def train(args: TrainArgs, progress: Progress | None = None) -> TrainResult:
         return _train(args, weights, files, rank, world, device, progress)
     finally:
         teardown(owns_group)
+
+
+def _consistency(model, out: torch.Tensor, ir_in: torch.Tensor, vis_in: torch.Tensor, mask: torch.Tensor,
+                 bf16: bool) -> torch.Tensor:
+    """Mean L1 between `out` and the network's own fusion under the neutral prompt, over the samples of `mask`
+    (clean inputs prompted with a degradation); 0 when there are none. The reference is computed without
+    gradient and without drop-path (eval mode), so it is the fusion a user would get."""
+    mask = mask.to(out.device)
+    if not bool(mask.any()):
+        return out.sum() * 0.0  # keeps the graph (and every rank's) alike
+    model.eval()
+    try:
+        with torch.no_grad(), torch.autocast(out.device.type, dtype=torch.bfloat16, enabled=bf16):
+            ref = model(ir_in[mask], vis_in[mask], [canonical_prompt("none")])
+    finally:
+        model.train()
+    return (out[mask].float() - ref.float()).abs().mean()
 
 
 def _check_run_folder(folder: Path) -> None:
@@ -144,7 +162,7 @@ def _train(args: TrainArgs, weights: dict, files: RunFiles, rank: int, world: in
     report(step, args.steps, float("nan"), 0.0)
     try:
         while step < end:
-            ir_in, vis_in, ir, vis, prompts = make_batch(data.images, args.crop, args.seed, step, args.batch_size,
+            ir_in, vis_in, ir, vis, prompts, wrong_on_clean = make_batch(data.images, args.crop, args.seed, step, args.batch_size,
                                                          rank, world, args.prompt_augment, aug, args.clean_share,
                                                          args.wrong_prompt_share)
             ir_in, vis_in, ir, vis = (t.to(device, non_blocking=True) for t in (ir_in, vis_in, ir, vis))
@@ -154,6 +172,9 @@ def _train(args: TrainArgs, weights: dict, files: RunFiles, rank: int, world: in
             if teacher is not None:
                 l_teacher = args.teacher_weight * (out.float() - teacher.target(ir, vis, out.shape[-2:])).abs().mean()
                 loss, terms = loss + l_teacher, {**terms, "teacher": l_teacher.detach()}
+            if args.prompt_consistency > 0:
+                l_cons = args.prompt_consistency * _consistency(model, out, ir_in, vis_in, wrong_on_clean, args.bf16)
+                loss, terms = loss + l_cons, {**terms, "consistency": l_cons.detach()}
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
