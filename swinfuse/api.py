@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from swinfuse.errors import CheckpointError, ConfigError, InputError
-from swinfuse.fusing.options import FuseOptions
+from swinfuse.fusing.options import TONES as FUSE_TONES, FuseOptions
 
 DEFAULT_WEIGHTS_NAME = "swinfuse-default.safetensors"
 
@@ -283,7 +283,8 @@ def fuse(ir, vis, prompt: str | None = "", *, model=None, weights: str | Path | 
     with torch.inference_mode():
         text = model.encode_prompts([prompt])  # (1, D), on the model's device
         ir_t, vis_t = (torch.from_numpy(np.ascontiguousarray(x))[None, None] for x in (pair.ir, pair.visible.y))
-        y = fuse_y(model, ir_t, vis_t, text, model_upscale(model), options.tile, options.tile_overlap)
+        y = fuse_y(model, ir_t, vis_t, text, model_upscale(model), options.tile, options.tile_overlap,
+                   tone=options.tone)
     return to_caller(compose_output(y, pair.visible, options.gray, stretch=options.stretch), pair, options.bit_depth)
 
 

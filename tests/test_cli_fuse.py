@@ -355,9 +355,17 @@ def test_the_cli_hands_one_options_record_to_the_api(batch_arguments, tmp_path):
 
     seen = batch_arguments
     CliRunner().invoke(app, ["batch", str(tmp_path), "--gray", "--bit-depth", "16", "--resize", "--device", "cpu",
-                             "--threads", "2", "--stretch"])
-    assert seen["options"] == FuseOptions(gray=True, bit_depth=16, resize=True, device="cpu", threads=2, stretch=True)
+                             "--threads", "2", "--stretch", "--tone", "off"])
+    assert seen["options"] == FuseOptions(gray=True, bit_depth=16, resize=True, device="cpu", threads=2, stretch=True,
+                                          tone="off")
     assert not set(FIELDS) & set(seen)  # the fields travel in the record, nowhere else
+
+
+def test_an_unknown_tone_is_a_usage_error(tmp_path):
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["batch", str(tmp_path), "--tone", "darker"])
+    assert result.exit_code == 2 and "'darker' is not one of cap, off" in result.output
 
 
 

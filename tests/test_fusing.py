@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from swinfuse.errors import InputError, OutputError
+from swinfuse.errors import ConfigError, InputError, OutputError
 from swinfuse.fusing import FuseOptions, fuse_batch, fuse_pair, open_pair
 
 ASSETS = Path(__file__).parent / "assets"
@@ -91,8 +91,27 @@ def test_colour_in_colour_out_keeps_the_visible_chroma(tmp_path):
 def test_gray_in_gray_out_is_the_fused_y(tmp_path):
     ir_raw = rng.integers(0, 256, (16, 21), dtype=np.uint8)
     vis_raw = rng.integers(0, 256, (16, 21), dtype=np.uint8)
-    result = fuse(*pair(tmp_path, vis_raw, ir_raw), tmp_path)
+    result = fuse(*pair(tmp_path, vis_raw, ir_raw), tmp_path, tone="off")
     np.testing.assert_array_equal(read(result.outputs[0].path), np.maximum(ir_raw, vis_raw))
+
+
+def test_tone_cap_shifts_a_fusion_brighter_than_both_sources_down_to_the_brighter_one(tmp_path):
+    # The stand-in's max(IR, Y) is brighter on average than either source: by default it comes out shifted
+    # down by the difference (every pixel alike, clipped at 0); a fusion no brighter than that is left alone.
+    ir_raw = rng.integers(0, 256, (16, 21), dtype=np.uint8)
+    vis_raw = rng.integers(0, 256, (16, 21), dtype=np.uint8)
+    fused = np.maximum(ir_raw, vis_raw).astype(float)
+    out = read(fuse(*pair(tmp_path, vis_raw, ir_raw), tmp_path).outputs[0].path).astype(float)
+    excess = fused.mean() - max(ir_raw.mean(), vis_raw.mean())
+    assert excess > 20
+    assert np.abs(out - np.clip(fused - excess, 0, 255)).max() <= 1
+    assert abs(out.mean() - max(ir_raw.mean(), vis_raw.mean())) < 1.5
+    dark = (vis_raw // 2).astype(np.uint8)  # StandIn("vis") returns this dim visible: below the infrared's mean
+    out = read(fuse(*pair(tmp_path, dark, ir_raw, stem="d"), tmp_path, model=StandIn("vis"),
+                    output=tmp_path / "d.png").outputs[0].path)
+    np.testing.assert_array_equal(out, dark)
+    with pytest.raises(ConfigError, match="tone"):
+        FuseOptions(tone="darker")
 
 
 def test_gray_flag_writes_y_only(tmp_path):
@@ -503,12 +522,15 @@ def test_a_rerun_reads_a_manifest_written_before_fuse_options(tmp_path, per_outp
     (out / "manifest.json").write_text(json.dumps(_old_manifest("old", ["000", "001"], per_output)))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the same weights, prompt and image settings: nothing to warn of
-        report = batch(root, out, prompt="old", precision="fp32", threads=None)
+        # outputs made before the tone cap existed are the network's own: tone off matches them
+        report = batch(root, out, prompt="old", precision="fp32", threads=None, tone="off")
     assert report.skipped == 2
     assert made(out) == {"000.png": ("old", META["sha256"]), "001.png": ("old", META["sha256"])}
     (out / "manifest.json").write_text(json.dumps(_old_manifest("old", ["000", "001"], per_output)))
     with pytest.warns(UserWarning, match=r"^2 skipped outputs in .* were made with other"):
-        batch(root, out, prompt="old", gray=True)  # an image setting differs from the old record's
+        batch(root, out, prompt="old", gray=True, tone="off")  # an image setting differs from the old record's
+    with pytest.warns(UserWarning, match=r"^2 skipped outputs in .* were made with other"):
+        batch(root, out, prompt="old")  # the default caps the tone: not what the old outputs had
 
 
 def _bomb_header(path: Path, height: int, width: int) -> Path:

@@ -90,8 +90,10 @@ def test_videos_in_video_out_keeps_the_visible_rate_and_length(tmp_path):
 
 
 def test_frame_folders_in_png_frames_out_are_fused_as_fuse_does(tmp_path):
-    """The stand-in fuses max(IR, Y): the PNG frames are that Y with the visible's chroma, exactly as `fuse`."""
+    """The stand-in fuses max(IR, Y): the PNG frames are that Y, its tone capped, with the visible's chroma,
+    exactly as `fuse` writes them."""
     from swinfuse.data.io import compose_output, infrared_from_array, visible_from_array
+    from swinfuse.fusing.forward import cap_tone
 
     ir_frames, vis_frames = scene(4, colour=False, seed=1), scene(4)
     ir = write_frames(tmp_path / "ir", ir_frames)
@@ -101,7 +103,8 @@ def test_frame_folders_in_png_frames_out_are_fused_as_fuse_does(tmp_path):
     assert [p.name for p in written] == [f"{k:06d}.png" for k in range(4)] and report.kind == "frames"
     for path, ir_f, vis_f in zip(written, ir_frames, vis_frames):
         visible = visible_from_array(vis_f, 8)
-        expected = compose_output(np.maximum(infrared_from_array(ir_f, 8)[0], visible.y), visible)
+        ir_y = infrared_from_array(ir_f, 8)[0]
+        expected = compose_output(cap_tone(np.maximum(ir_y, visible.y), ir_y, visible.y), visible)
         np.testing.assert_array_equal(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), expected)
     assert report.fps_out == 10 and report.fps_in == {"infrared": None, "visible": None}
 

@@ -185,6 +185,8 @@ def main(argv=None) -> int:
                     help="paraphrases never trained on, taking turns over the degraded pairs (pair i gets i mod N)")
     ap.add_argument("--no-prompt-harm", action="store_true",
                     help="skip fusing the clean pairs with every degradation prompt (the wrong-prompt measure)")
+    ap.add_argument("--tone", default="cap", choices=("cap", "off"),
+                    help="the models' tone option, as `swinfuse fuse --tone` (default: the product's, cap)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json-out", default=None, help="write the whole report, per-image values included, as JSON "
@@ -207,7 +209,7 @@ def main(argv=None) -> int:
     neutral = canonical_prompt("none")
     for tag, path in zip(tags, [args.weights, *args.compare_weights]):
         print(f"{tag}: weights {path} sha256:{metas[tag]['sha256'][:12]}", flush=True)
-    print(f"neutral prompt: {neutral!r}", flush=True)
+    print(f"neutral prompt: {neutral!r}; tone: {args.tone} (as swinfuse fuse --tone)", flush=True)
 
     peer = None
     if args.seafusion_root:
@@ -238,11 +240,14 @@ def main(argv=None) -> int:
     for name, pairs in sets:
         print(f"set {name}: {len(pairs)} pairs", flush=True)
 
+    from swinfuse.fusing.forward import fuse_y
+
     def fuser(net):
-        def fuse(ir: np.ndarray, y: np.ndarray, prompt: str) -> np.ndarray:
+        def fuse(ir: np.ndarray, y: np.ndarray, prompt: str) -> np.ndarray:  # the whole frame, as `fuse` writes it
             with torch.inference_mode():
-                out = net(torch.from_numpy(ir)[None, None], torch.from_numpy(y)[None, None], prompt)
-            return out[0, 0].clamp(0, 1).numpy() * 255.0
+                text = net.encode_prompts([prompt])
+                return fuse_y(net, torch.from_numpy(ir)[None, None], torch.from_numpy(y)[None, None], text,
+                              net.config.upscale, tone=args.tone) * 255.0
         return fuse
 
     fusers = {tag: fuser(m) for tag, m in models.items()}
@@ -317,7 +322,7 @@ def main(argv=None) -> int:
         per_image.setdefault(scenario, {}).setdefault(method, {})[stem] = metrics
     means = {k: _mean(v) for k, v in groups.items()}
 
-    report = {"weights": str(args.weights), "sha256": meta["sha256"], "neutral_prompt": neutral,
+    report = {"weights": str(args.weights), "sha256": meta["sha256"], "neutral_prompt": neutral, "tone": args.tone,
               "models": {tag: {"weights": str(p), "sha256": metas[tag]["sha256"]}
                          for tag, p in zip(tags, [args.weights, *args.compare_weights])},
               "seafusion": None if not peer else {

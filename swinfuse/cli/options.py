@@ -127,7 +127,13 @@ def config_overrides(values: dict) -> dict:
 
 
 # -- one option per FuseOptions field (their help is in swinfuse.fusing.options) ------------------------------
-_FUSE_CHECKS = {"precision": check_precision, "bit_depth": _check_bit_depth}  # usage errors, as parsed
+def _check_tone(value: str) -> str:
+    if value not in api.FUSE_TONES:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(api.FUSE_TONES)}")
+    return value
+
+
+_FUSE_CHECKS = {"precision": check_precision, "bit_depth": _check_bit_depth, "tone": _check_tone}  # usage errors, as parsed
 _FUSE_TYPES = {"bool": bool, "str": str, "int": int, "int | None": Optional[int]}
 
 

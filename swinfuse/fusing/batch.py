@@ -73,7 +73,7 @@ def _fuse_all(todo, finish: Callable[[int, PairRecord], None], *, model, text, u
                     depth = output_bit_depth(out, options.bit_depth, visible.bit_depth)
                     with torch.inference_mode():
                         y = fuse_y(model, to_tensor(loaded.value.ir, "cpu"), to_tensor(visible.y, "cpu"),
-                                   text, upscale, options.tile, options.tile_overlap, loaded.value.notes)
+                                   text, upscale, options.tile, options.tile_overlap, loaded.value.notes, tone=options.tone)
                     array = compose_output(y, visible, options.gray, depth, options.stretch)
                 except Exception as e:  # one pair's failure is recorded, the batch goes on
                     record.reason = error_line(e)

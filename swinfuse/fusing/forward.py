@@ -23,12 +23,25 @@ def model_upscale(model) -> int:
     return int(getattr(getattr(model, "config", None), "upscale", 1))
 
 
+def cap_tone(y, ir_t, vis_t):
+    """FuseOptions.tone 'cap': a fused Y (float in [0, 1], numpy, changed in place) whose mean is above the
+    brighter source's mean is shifted down by the difference, clipped at 0. A shift keeps every gradient and,
+    but for the clipped darkest pixels, every level's distinctness. Over the whole frame, after the tiles are
+    blended: the network sees windows and tiles, never the frame's means."""
+    ceiling = max(float(ir_t.mean()), float(vis_t.mean()))  # float tensors or arrays in [0, 1]
+    excess = float(y.mean(dtype="float64")) - ceiling
+    if excess > 0:
+        y -= excess
+        y.clip(0.0, 1.0, out=y)
+    return y
+
+
 def fuse_y(model, ir_t, vis_t, text, upscale: int, tile: int | None = None, overlap: int | None = None,
-           notes: list[str] | None = None, on_tile=None):
+           notes: list[str] | None = None, on_tile=None, *, tone: str = "cap"):
     """Forward one prompt: ir_t, vis_t (1, 1, H, W) on the CPU, text (1, D) -> fused Y (H*upscale, W*upscale)
     float32. tile None: the whole frame; 0: whole unless it exceeds the memory budget; N: N-pixel tiles
     (swinfuse.tiling, which also retries smaller tiles on out-of-memory and adds its notes; on_tile(done, total)
-    after each tile)."""
+    after each tile). tone: 'cap' (cap_tone) or 'off'."""
     _, _, h, w = ir_t.shape
     if tile is None:
         p = next(model.parameters())  # the model's device and precision
@@ -42,7 +55,8 @@ def fuse_y(model, ir_t, vis_t, text, upscale: int, tile: int | None = None, over
     expected = (1, 1, h * upscale, w * upscale)
     if tuple(out.shape) != expected:
         raise ShapeError(f"the model returned shape {tuple(out.shape)} for a {h}×{w} input, expected {expected}")
-    return out[0, 0].float().clamp_(0.0, 1.0).cpu().numpy()
+    y = out[0, 0].float().clamp_(0.0, 1.0).cpu().numpy()
+    return cap_tone(y, ir_t, vis_t) if tone == "cap" else y
 
 
 def check_tiling(model, tile: int | None, overlap: int | None) -> None:

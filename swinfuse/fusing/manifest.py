@@ -46,6 +46,8 @@ def made_with(sha256: str | None, prompt: str, settings: dict) -> dict:
     making["tile"] = making["tile"] or None  # 0 and None both mean automatic
     if not making.get("stretch"):
         making.pop("stretch", None)  # off: recorded as outputs made before the option existed were, so they match
+    if making.get("tone") in (None, "off"):
+        making.pop("tone", None)  # the same for the tone cap: outputs made before it were the network's own
     return {"weights_sha256": sha256, "prompt": prompt, "settings": making}
 
 

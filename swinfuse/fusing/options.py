@@ -18,6 +18,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from swinfuse.data import MAX_PIXELS  # the default limit per image
+from swinfuse.errors import ConfigError
 
 
 def _option(default, help: str | None, *, shapes_image: bool = False, min: int | None = None,
@@ -38,6 +39,10 @@ class FuseOptions:
         "Stretch each output to the full range of its bit depth (one min-max over the whole image, all "
         "colour channels together), as SeAFusion's, CDDFuse's and EMMA's test scripts write theirs."),
         shapes_image=True, flag="--stretch")
+    tone: str = _option("cap", (
+        "cap: a fusion whose mean brightness is above the brighter source's is shifted down to it, over the "
+        "whole frame (the network sees windows, not the frame's mean); off: the network's output as it is."),
+        shapes_image=True)
     # 0: automatic; None (library only): always the whole frame, for a model without tiling's config fields.
     tile: int | None = _option(0, (
         "Tile side in pixels, rounded down to the window, at least five windows (40 for the shipped model); "
@@ -56,7 +61,11 @@ class FuseOptions:
 
     def __post_init__(self):
         object.__setattr__(self, "device", str(self.device))  # a torch.device is recorded as its name
+        if self.tone not in TONES:
+            raise ConfigError(f"tone must be one of {', '.join(TONES)}, got {self.tone!r}")
 
+
+TONES = ("cap", "off")
 
 # The fields that shape an output image (the others say where and how fast it was made).
 IMAGE_FIELDS = tuple(f.name for f in dataclasses.fields(FuseOptions) if f.metadata["shapes_image"])

@@ -89,7 +89,8 @@ def fuse_pair(opened: OpenedPair, *, model, meta: dict, weights: str | Path | No
         ir_t, vis_t = to_tensor(ir, "cpu"), to_tensor(visible.y, "cpu")  # fuse_y moves them (or tiles)
         sync(device)
         prepared = time.perf_counter()
-        fused_ys = [fuse_y(model, ir_t, vis_t, text[k:k + 1], upscale, tile, tile_overlap, notes, on_tile)
+        fused_ys = [fuse_y(model, ir_t, vis_t, text[k:k + 1], upscale, tile, tile_overlap, notes, on_tile,
+                           tone=options.tone)
                     for k in range(len(prompts))]
     forwarded = time.perf_counter()
 

@@ -168,7 +168,7 @@ def fuse_video(opened: OpenedVideo, *, prompt: str = "", model, meta: dict, opti
                 began = time.perf_counter()
                 with torch.inference_mode():
                     y = fuse_y(model, to_tensor(ir, "cpu"), to_tensor(visible.y, "cpu"), text, upscale, options.tile,
-                               options.tile_overlap, notes)  # (H*up, W*up) float32 in [0, 1]
+                               options.tile_overlap, notes, tone=options.tone)  # (H*up, W*up) float32 in [0, 1]
                 forward_ms += (time.perf_counter() - began) * 1e3
                 writer.submit(opened.output, (y, ir, visible), tag=k)
                 settle(writer.drain())
