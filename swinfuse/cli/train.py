@@ -25,10 +25,8 @@ def _positive(value: float) -> float:
 
 
 def _source_skip(value: str) -> str:
-    from swinfuse.model.config import SOURCE_SKIPS
-
-    if value not in SOURCE_SKIPS:
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(repr(v) for v in SOURCE_SKIPS)}")
+    if value not in api.source_skips():
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(repr(v) for v in api.source_skips())}")
     return value
 
 
