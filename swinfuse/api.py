@@ -61,13 +61,6 @@ def tune_process() -> bool:
     return devices.tune_process()
 
 
-def source_skips() -> tuple[str, ...]:
-    """The values of FusionConfig.source_skip (`train --source-skip`)."""
-    from swinfuse.model.config import SOURCE_SKIPS
-
-    return SOURCE_SKIPS
-
-
 def config_fields() -> list[tuple[str, str]]:
     """The FusionConfig fields a command may override (all but the text encoder's spec), in order, each with its
     kind: 'ints' (a tuple of ints), 'bool', 'int', 'float' or 'str'. The commands make one option of each."""

@@ -25,8 +25,10 @@ def _positive(value: float) -> float:
 
 
 def _source_skip(value: str) -> str:
-    if value not in api.source_skips():
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(repr(v) for v in api.source_skips())}")
+    from swinfuse.model.config import SOURCE_SKIPS
+
+    if value not in SOURCE_SKIPS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(repr(v) for v in SOURCE_SKIPS)}")
     return value
 
 
