@@ -39,15 +39,6 @@ def test_train_command_runs(pair_dir, tmp_path):
     assert (out / "model.safetensors").exists() and "finished at step 2/2" in result.stderr
 
 
-def test_an_unknown_source_skip_is_a_usage_error(tmp_path):
-    from typer.testing import CliRunner
-
-    from swinfuse.cli import app
-
-    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--source-skip", "min"])
-    assert result.exit_code == 2 and "'min' is not one of '', 'max'" in result.output
-
-
 def test_train_command_rejects_bad_loss_weights(tmp_path, monkeypatch, capsys):
     for bad in ("10,20", "10,x,20", "10,-1,20", "10,nan,20"):
         code, out, err = _main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "x"), "--loss-weights", bad],

@@ -24,14 +24,6 @@ def _positive(value: float) -> float:
     return value
 
 
-def _source_skip(value: str) -> str:
-    from swinfuse.model.config import SOURCE_SKIPS
-
-    if value not in SOURCE_SKIPS:
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(repr(v) for v in SOURCE_SKIPS)}")
-    return value
-
-
 def train(
     data: Annotated[list[str] | None, typer.Option(
         help="Folder of aligned pairs (ir/ + vis/, ...), as DIR or DIR:WEIGHT (sampling weight, 1 by default); "
@@ -88,8 +80,6 @@ def train(
         "Linfeng-Tang/VIF-Benchmark at ROOT (its code and checkpoint are read from there). Its fusion of the "
         "clean sources, shifted to the brighter source's mean, is one more L1 target at --teacher-weight."))] = "",
     teacher_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the teacher's L1 term.")] = 0.0,
-    source_skip: Annotated[str, typer.Option(callback=_source_skip, help="max: the output adds a learned multiple of max(IR, Y) (0 at the "
-                                                  "start, also from an --init without it); empty: none.")] = "",
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
@@ -109,7 +99,7 @@ def train(
                           prompt_consistency=prompt_consistency,
                           gradient_target=gradient_target, intensity_target=intensity_target, bf16=bf16,
                           overwrite=overwrite, text_encoder=text_encoder, teacher=teacher,
-                          teacher_weight=teacher_weight, source_skip=source_skip)
+                          teacher_weight=teacher_weight)
     main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, one process speaks
     try:
         with render.progress_bar("train", "loss {task.fields[loss]:.4f}", "{task.fields[rate]:.2f} steps/s",

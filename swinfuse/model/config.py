@@ -12,7 +12,6 @@ from swinfuse.errors import ConfigError
 UPSAMPLERS = ("", "pixelshuffle", "pixelshuffledirect", "nearest+conv")
 UPSCALES = (1, 2, 3, 4, 8)
 PATCH_SIZES = (1, 2, 4)
-SOURCE_SKIPS = ("", "max")
 CLIP_RANDOM = "random"  # TextEncoderSpec.pretrained value that asks for an untrained CLIP on purpose
 
 
@@ -109,9 +108,6 @@ class FusionConfig:
     # Width of the full-resolution convolutional path when patch_size > 1 (shallow features, detail fusion,
     # the head); 0: embed_dim // 2. Unused at patch_size 1, where everything runs at full resolution.
     detail_dim: int = 0
-    # "max": the output adds g x max(infrared, visible), g one learned scalar (0 at the start), so the network
-    # can learn a residual over a fixed fusion of its inputs; "": none (SwinFusion's head alone).
-    source_skip: str = ""
     text: TextEncoderSpec = field(default_factory=TextEncoderSpec)
 
     def __post_init__(self):
@@ -167,11 +163,6 @@ class FusionConfig:
             raise ConfigError(f"img_range must be > 0, got {self.img_range}")
         if self.text_dim < 1:
             raise ConfigError(f"text_dim must be >= 1, got {self.text_dim}")
-        if self.source_skip not in SOURCE_SKIPS:
-            raise ConfigError(f"source_skip must be one of {SOURCE_SKIPS}, got {self.source_skip!r}")
-        if self.source_skip and self.upscale != 1:
-            raise ConfigError(f"source_skip {self.source_skip!r} adds the sources at their size: upscale must be 1, "
-                              f"got {self.upscale}")
 
     @property
     def detail_width(self) -> int:

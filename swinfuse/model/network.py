@@ -156,8 +156,6 @@ class SwinFuse(nn.Module):
         self.fusion = CrossFusion(config)
         self.text_encoder = build_text_encoder(config.text, config.text_dim)
         self.decoder = Decoder(config)
-        # config.source_skip: the weight of the fixed fusion added to the output (0: the warm start's output)
-        self.skip_gate = nn.Parameter(torch.zeros(1)) if config.source_skip else None
         self._prompt_cache: dict[str, torch.Tensor] = {}
         for name, module in self.named_modules():
             if isinstance(module, nn.Linear) and not name.startswith(("text_encoder", "decoder.film")):
@@ -227,8 +225,6 @@ class SwinFuse(nn.Module):
         fused = self.fusion(ir_t, vis_t)  # (B, C, Hp/p, Wp/p)
         shallow = None if ir_shallow is None else (ir_shallow, vis_shallow)
         out = self.decoder(fused, text, shallow)  # (B, in, Hp*up, Wp*up)
-        if self.skip_gate is not None:  # "max" (upscale 1)
-            out = out + self.skip_gate * torch.maximum(ir_x, vis_x)
         up = cfg.upscale
         return out[..., :H * up, :W * up] / cfg.img_range  # (B, in, H*up, W*up)
 
@@ -265,7 +261,5 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
              "text encoder": [model.text_encoder], "FiLM": films, "decoder/head": [model.decoder]}
     counts = {name: sum(p.numel() for m in ms for p in m.parameters()) for name, ms in parts.items()}
     counts["decoder/head"] -= counts["FiLM"]  # the decoder owns the FiLM layers; reported apart, as before
-    if getattr(model, "skip_gate", None) is not None:
-        counts["decoder/head"] += model.skip_gate.numel()  # the source skip's weight: part of the output
     counts["total"] = sum(p.numel() for p in model.parameters())
     return counts

@@ -60,14 +60,12 @@ class TrainArgs:
     # mean) is one more L1 target, at teacher_weight (training/teacher.py); "": none
     teacher: str = ""
     teacher_weight: float = 0.0
-    # the model config's source_skip ("max": the output adds a learned multiple of max(ir, vis)); "": the preset's
-    source_skip: str = ""
 
 
 # Settings a resumed run must share with the saved one; a key older states lack takes its default.
 RESUME_KEYS = ("preset", "crop", "batch_size", "seed", "steps", "lr", "warmup", "data", "val_count", "init",
                "loss_weights", "rescale", "gamma_jitter", "gain_jitter", "clean_share", "wrong_prompt_share", "prompt_consistency", "gradient_target", "intensity_target",
-               "text_encoder", "teacher", "teacher_weight", "source_skip")
+               "text_encoder", "teacher", "teacher_weight")
 
 
 @dataclass
@@ -150,8 +148,7 @@ def model_config(args: TrainArgs):
     the width of that model's text vectors (an unknown model name is left to the encoder to refuse)."""
     from swinfuse.model.config import FusionConfig
 
-    config = FusionConfig.preset(args.preset, img_size=args.crop,
-                                 **({"source_skip": args.source_skip} if args.source_skip else {}))
+    config = FusionConfig.preset(args.preset, img_size=args.crop)
     text = text_encoder_spec(args.text_encoder)
     if text is None:
         return config

@@ -50,7 +50,6 @@ def provenance(args, data, *, step: int, final: bool, val_loss: float | None, wo
                     "gain_jitter": args.gain_jitter, "clean_share": args.clean_share,
                     "wrong_prompt_share": args.wrong_prompt_share,
                     "prompt_consistency": args.prompt_consistency},
-        "source_skip": args.source_skip,
         "gradient_target": args.gradient_target, "intensity_target": args.intensity_target, "bf16": args.bf16,
         "git_commit": git_commit(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "step": step, "steps": args.steps, "finished": final, "val_loss": val_loss,

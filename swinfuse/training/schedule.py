@@ -17,19 +17,13 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-SKIP_GATE_LR = 100.0  # the source skip's weight learns this many times faster than the network
-
-
 def make_optimizer(model: nn.Module, args) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW over the trainable parameters (a frozen CLIP text encoder has none) and its schedule."""
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad and n != "skip_gate"]
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     decays = [p.ndim >= 2 and "relative_position_bias_table" not in n for n, p in params]
-    groups = [{"params": [p for (_, p), d in zip(params, decays) if d], "weight_decay": args.weight_decay},
-              {"params": [p for (_, p), d in zip(params, decays) if not d], "weight_decay": 0.0}]
-    gate = getattr(model, "skip_gate", None)
-    if gate is not None:  # one scalar: at the network's learning rate Adam would move it ~1e-4 a step
-        groups.append({"params": [gate], "weight_decay": 0.0, "lr": args.lr * SKIP_GATE_LR})
-    optimizer = torch.optim.AdamW(groups, lr=args.lr)
+    optimizer = torch.optim.AdamW([{"params": [p for (_, p), d in zip(params, decays) if d], "weight_decay": args.weight_decay},
+                                   {"params": [p for (_, p), d in zip(params, decays) if not d], "weight_decay": 0.0}],
+                                  lr=args.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, args.warmup, args.steps, args.min_lr_ratio))
     return optimizer, scheduler

@@ -122,20 +122,16 @@ def warm_start(model: nn.Module, args: TrainArgs, config) -> dict:
     """Copy the weights of checkpoint `args.init` into `model`; returns what the new checkpoint records
     about where it started. The architecture must match the preset's except for the number of attention
     heads: a head count change keeps every weight's shape but the relative-position bias tables, which
-    start from the mean of the old heads' tables (an approximate start, not an equivalent model), and for an
-    added source_skip, whose weight starts at 0 (the same outputs as the checkpoint's)."""
+    start from the mean of the old heads' tables (an approximate start, not an equivalent model)."""
     from swinfuse.model.checkpoint import load_checkpoint
 
     source, meta = load_checkpoint(args.init)
     theirs, ours = dataclasses.asdict(source.config), dataclasses.asdict(config)
     differ = [k for k in ours if k != "img_size" and theirs[k] != ours[k]]
-    added_skip = "source_skip" in differ and not theirs["source_skip"]  # a new skip starts at weight 0
-    if any(not k.endswith("_num_heads") and not (k == "source_skip" and added_skip) for k in differ):
+    if any(not k.endswith("_num_heads") for k in differ):
         raise CheckpointError(f"--init {args.init} is a different model than preset {args.preset!r} "
                               f"({', '.join(f'{k}={theirs[k]} vs {ours[k]}' for k in differ[:3])})")
     state, target = source.state_dict(), model.state_dict()
-    if added_skip:
-        state["skip_gate"] = target["skip_gate"].clone()  # 0: the warm start's output, unchanged
     for key, value in state.items():
         if value.shape != target[key].shape:  # only the bias tables: (positions, heads)
             state[key] = value.mean(dim=1, keepdim=True).expand_as(target[key]).clone()
