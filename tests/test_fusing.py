@@ -95,17 +95,23 @@ def test_gray_in_gray_out_is_the_fused_y(tmp_path):
     np.testing.assert_array_equal(read(result.outputs[0].path), np.maximum(ir_raw, vis_raw))
 
 
-def test_tone_cap_shifts_a_fusion_brighter_than_both_sources_down_to_the_brighter_one(tmp_path):
-    # The stand-in's max(IR, Y) is brighter on average than either source: by default it comes out shifted
-    # down by the difference (every pixel alike, clipped at 0); a fusion no brighter than that is left alone.
+def test_tone_cap_brings_a_fusion_brighter_than_both_sources_down_to_the_brighter_one(tmp_path):
+    # The stand-in's max(IR, Y) is brighter on average than either source: by default it comes out lowered to
+    # the brighter source's mean (black kept black, the order of every level kept, the brightest moved down by
+    # the most); a fusion no brighter than that is left alone.
     ir_raw = rng.integers(0, 256, (16, 21), dtype=np.uint8)
     vis_raw = rng.integers(0, 256, (16, 21), dtype=np.uint8)
+    ir_raw[0, 0] = vis_raw[0, 0] = 0
+    ir_raw[0, 1] = 255
     fused = np.maximum(ir_raw, vis_raw).astype(float)
     out = read(fuse(*pair(tmp_path, vis_raw, ir_raw), tmp_path).outputs[0].path).astype(float)
-    excess = fused.mean() - max(ir_raw.mean(), vis_raw.mean())
-    assert excess > 20
-    assert np.abs(out - np.clip(fused - excess, 0, 255)).max() <= 1
-    assert abs(out.mean() - max(ir_raw.mean(), vis_raw.mean())) < 1.5
+    ceiling = max(ir_raw.mean(), vis_raw.mean())
+    assert fused.mean() - ceiling > 20
+    assert abs(out.mean() - ceiling) < 1.0
+    assert out[0, 0] == 0 and out[0, 1] < 255 - 20
+    order = np.argsort(fused.ravel(), kind="stable")
+    assert (np.diff(out.ravel()[order]) >= 0).all()  # a monotone map: no level overtakes another
+    assert (out <= fused).all()
     dark = (vis_raw // 2).astype(np.uint8)  # StandIn("vis") returns this dim visible: below the infrared's mean
     out = read(fuse(*pair(tmp_path, dark, ir_raw, stem="d"), tmp_path, model=StandIn("vis"),
                     output=tmp_path / "d.png").outputs[0].path)

@@ -40,8 +40,9 @@ class FuseOptions:
         "colour channels together), as SeAFusion's, CDDFuse's and EMMA's test scripts write theirs."),
         shapes_image=True, flag="--stretch")
     tone: str = _option("cap", (
-        "cap: a fusion whose mean brightness is above the brighter source's is shifted down to it, over the "
-        "whole frame (the network sees windows, not the frame's mean); off: the network's output as it is."),
+        "cap: a fusion whose mean brightness is above the brighter source's is lowered to it over the whole "
+        "frame (the network sees windows, not the frame's mean), its darkest levels compressed rather than "
+        "clipped; off: the network's output as it is."),
         shapes_image=True)
     # 0: automatic; None (library only): always the whole frame, for a model without tiling's config fields.
     tile: int | None = _option(0, (
