@@ -47,6 +47,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baselines import fuse_laplacian, fuse_max, fuse_mean  # noqa: E402
+from swinfuse.fusing.options import TONES, FuseOptions  # noqa: E402  (standard library only: cheap)
 
 NINE = ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM")
 BASELINES = {"mean": fuse_mean, "max": fuse_max, "laplacian": fuse_laplacian}
@@ -185,7 +186,7 @@ def main(argv=None) -> int:
                     help="paraphrases never trained on, taking turns over the degraded pairs (pair i gets i mod N)")
     ap.add_argument("--no-prompt-harm", action="store_true",
                     help="skip fusing the clean pairs with every degradation prompt (the wrong-prompt measure)")
-    ap.add_argument("--tone", default="cap", choices=("cap", "off"),
+    ap.add_argument("--tone", default=FuseOptions().tone, choices=TONES,
                     help="the models' tone option, as `swinfuse fuse --tone` (default: the product's, cap)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)

@@ -28,6 +28,9 @@ def _option(default, help: str | None, *, shapes_image: bool = False, min: int |
     return field(default=default, metadata={"help": help, "shapes_image": shapes_image, "min": min, "flag": flag})
 
 
+TONES = ("cap", "off")  # FuseOptions.tone
+
+
 @dataclass(frozen=True)
 class FuseOptions:
     """How `fuse` and `batch` make each image, and how fast. The defaults are the command line's."""
@@ -65,8 +68,6 @@ class FuseOptions:
         if self.tone not in TONES:
             raise ConfigError(f"tone must be one of {', '.join(TONES)}, got {self.tone!r}")
 
-
-TONES = ("cap", "off")
 
 # The fields that shape an output image (the others say where and how fast it was made).
 IMAGE_FIELDS = tuple(f.name for f in dataclasses.fields(FuseOptions) if f.metadata["shapes_image"])
