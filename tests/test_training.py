@@ -483,6 +483,23 @@ def test_wrong_prompt_share_names_another_degradation_and_keeps_the_draws_withou
     assert any(kind == "none" for *_, kind, _ in wrong)  # clean inputs get degradation prompts too
 
 
+def test_wrong_prompts_on_clean_inputs_only_leave_every_degraded_input_its_own_prompt():
+    from swinfuse.errors import ConfigError
+    from swinfuse.training.args import TrainArgs, normalised
+    from swinfuse.training.batches import make_sample
+
+    images = [(_scene(40, 40, 1), _scene(40, 40, 2))]
+    anywhere = [make_sample(images, 32, (0, 0, i), 0.0, clean_share=0.3, wrong_share=1.0) for i in range(60)]
+    clean = [make_sample(images, 32, (0, 0, i), 0.0, clean_share=0.3, wrong_share=1.0, wrong_on="clean")
+             for i in range(60)]
+    assert any(kind not in ("none", said) for *_, kind, said in anywhere)  # 'any' lies to degraded inputs
+    assert all(said == kind for *_, kind, said in clean if kind != "none")
+    assert any(kind == "none" for *_, kind, _ in clean)
+    assert all(said != "none" for *_, kind, said in clean)  # every clean input got a degradation's prompt
+    with pytest.raises(ConfigError, match="wrong prompt inputs"):
+        normalised(TrainArgs(data=("x",), out="o", wrong_prompt_on="degraded"))
+
+
 def test_make_batch_marks_the_clean_samples_prompted_with_a_degradation():
     from swinfuse.training.batches import make_batch
 

@@ -51,6 +51,8 @@ def train(
     clean_share: Annotated[float, typer.Option(min=0, max=1, help="Share of undegraded samples (0: uniform over the 9 kinds).")] = 0.0,
     wrong_prompt_share: Annotated[float, typer.Option(min=0, max=1, help="Share of samples whose prompt names a degradation "
                                                            "the input does not have (target unchanged).")] = 0.0,
+    wrong_prompt_on: Annotated[str, typer.Option(help="Which inputs may get a wrong prompt: any | clean (a degraded "
+                                                 "input then always gets its own).")] = "any",
     prompt_consistency: Annotated[float, typer.Option(min=0, help="Weight of an L1 term that keeps a clean sample's "
                                                       "fusion under a wrong prompt at the same network's fusion "
                                                       "under the neutral prompt (0: off).")] = 0.0,
@@ -95,7 +97,7 @@ def train(
                           val_count=val_count, val_every=val_every, val_crop=val_crop, seed=seed, resume=resume,
                           init=str(init) if init else "", loss_weights=loss_weights, device=device, threads=threads,
                           progress=progress, rescale=rescale, gamma_jitter=gamma_jitter, gain_jitter=gain_jitter,
-                          clean_share=clean_share, wrong_prompt_share=wrong_prompt_share,
+                          clean_share=clean_share, wrong_prompt_share=wrong_prompt_share, wrong_prompt_on=wrong_prompt_on,
                           prompt_consistency=prompt_consistency,
                           gradient_target=gradient_target, intensity_target=intensity_target, bf16=bf16,
                           overwrite=overwrite, text_encoder=text_encoder, teacher=teacher,

@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 
 from swinfuse.errors import ConfigError
+from swinfuse.training.batches import WRONG_PROMPT_INPUTS
 from swinfuse.training.losses import GRADIENT_TARGETS, INTENSITY_TARGETS, OPTIONAL_WEIGHTS, WEIGHTS
 from swinfuse.training.sampling import Augment, as_specs
 
@@ -35,6 +36,7 @@ class TrainArgs:
     gain_jitter: float = 0.0  # per-modality gain U(1 - g, 1); 0: none
     clean_share: float = 0.0  # probability of the 'none' kind; 0: uniform over all 9 kinds
     wrong_prompt_share: float = 0.0  # probability that the prompt names a degradation the input does not have
+    wrong_prompt_on: str = "any"  # which inputs may get a wrong prompt: 'any' or 'clean' (batches.WRONG_PROMPT_INPUTS)
     # weight of L1(output, the same network's output with the neutral prompt, no gradient) on the clean
     # samples whose prompt names a degradation: a wrong prompt should leave a clean fusion as it is; 0: off
     prompt_consistency: float = 0.0
@@ -64,7 +66,8 @@ class TrainArgs:
 
 # Settings a resumed run must share with the saved one; a key older states lack takes its default.
 RESUME_KEYS = ("preset", "crop", "batch_size", "seed", "steps", "lr", "warmup", "data", "val_count", "init",
-               "loss_weights", "rescale", "gamma_jitter", "gain_jitter", "clean_share", "wrong_prompt_share", "prompt_consistency", "gradient_target", "intensity_target",
+               "loss_weights", "rescale", "gamma_jitter", "gain_jitter", "clean_share", "wrong_prompt_share",
+               "wrong_prompt_on", "prompt_consistency", "gradient_target", "intensity_target",
                "text_encoder", "teacher", "teacher_weight")
 
 
@@ -125,6 +128,9 @@ def normalised(args: TrainArgs) -> TrainArgs:
                           f"got {args.intensity_target!r}")
     if not 0 <= args.wrong_prompt_share <= 1:
         raise ConfigError(f"wrong prompt share must be in [0, 1], got {args.wrong_prompt_share}")
+    if args.wrong_prompt_on not in WRONG_PROMPT_INPUTS:
+        raise ConfigError(f"wrong prompt inputs must be one of {', '.join(WRONG_PROMPT_INPUTS)}, "
+                          f"got {args.wrong_prompt_on!r}")
     if not (math.isfinite(args.prompt_consistency) and args.prompt_consistency >= 0):
         raise ConfigError(f"prompt consistency must be a non-negative number, got {args.prompt_consistency}")
     if args.prompt_consistency > 0 and not (args.wrong_prompt_share > 0 and args.clean_share > 0):

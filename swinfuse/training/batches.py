@@ -40,6 +40,11 @@ def _draw_kind(rng: np.random.Generator, clean_share: float) -> str:
     return degraded[int(rng.integers(len(degraded)))]
 
 
+# Which inputs a wrong prompt may go with: 'any' (clean or degraded; the target stays the clean sources) or
+# 'clean' only, so a degraded input always has its matching prompt and the neutral prompt never learns to restore
+WRONG_PROMPT_INPUTS = ("any", "clean")
+
+
 def _wrong_kind(kind: str, rng: np.random.Generator) -> str:
     """A degradation other than `kind` (never 'none'): what a wrong prompt names."""
     others = [k for k in KIND_NAMES if k not in ("none", kind)]
@@ -47,26 +52,28 @@ def _wrong_kind(kind: str, rng: np.random.Generator) -> str:
 
 
 def make_sample(images, crop: int, seed: tuple[int, ...], augment: float, aug: Augment = Augment(),
-                clean_share: float = 0.0, wrong_share: float = 0.0):
+                clean_share: float = 0.0, wrong_share: float = 0.0, wrong_on: str = "any"):
     """One training sample from its own generator: (ir_in, vis_in, ir_clean, vis_clean, prompt, kind, said):
     `kind` is the degradation applied, `said` the one the prompt names.
     `images`: a WeightedPairs, or a list of (ir, vis) pairs (one folder). With probability `wrong_share` the
     prompt names another degradation than the one applied (or than none): the target stays the clean sources,
-    so the network learns to check the prompt against the image instead of obeying it blindly."""
+    so the network learns to check the prompt against the image instead of obeying it blindly. `wrong_on`
+    'clean': only undegraded inputs get a wrong prompt (a degraded one always gets its own)."""
     rng = np.random.default_rng(list(seed))
     pool = images if isinstance(images, WeightedPairs) else WeightedPairs([list(images)], [1.0])
     ir, vis = random_crop(*pool.draw(rng), crop, rng, aug)
     kind = _draw_kind(rng, clean_share)
     ir_in, vis_in = degrade(kind, ir, vis, rng)
-    said = _wrong_kind(kind, rng) if wrong_share > 0 and rng.random() < wrong_share else kind
+    may_lie = wrong_share > 0 and (wrong_on == "any" or kind == "none")
+    said = _wrong_kind(kind, rng) if may_lie and rng.random() < wrong_share else kind
     return ir_in, vis_in, ir, vis, sample_prompt(said, rng, augment), kind, said
 
 
 def make_batch(images, crop: int, seed: int, step: int, batch_size: int, rank: int, world: int, augment: float,
-               aug: Augment = Augment(), clean_share: float = 0.0, wrong_share: float = 0.0):
+               aug: Augment = Augment(), clean_share: float = 0.0, wrong_share: float = 0.0, wrong_on: str = "any"):
     """This rank's share of the global batch of `step` -> 4 x (b, 1, crop, crop) tensors, b prompts, and a (b,)
     bool tensor: which samples are clean but prompted with a degradation (what --prompt-consistency uses)."""
-    samples = [make_sample(images, crop, (seed, step, i), augment, aug, clean_share, wrong_share)
+    samples = [make_sample(images, crop, (seed, step, i), augment, aug, clean_share, wrong_share, wrong_on)
                for i in range(rank, batch_size, world)]
     ir_in, vis_in, ir, vis, prompts, kinds, said = zip(*samples)
     wrong_on_clean = torch.tensor([k == "none" and s != "none" for k, s in zip(kinds, said)])

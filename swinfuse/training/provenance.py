@@ -48,7 +48,7 @@ def provenance(args, data, *, step: int, final: bool, val_loss: float | None, wo
         "val_data": [{"path": d, "resolved": str(Path(d).resolve())} for d in args.val_data],
         "augment": {"rescale": args.rescale, "gamma_jitter": args.gamma_jitter,
                     "gain_jitter": args.gain_jitter, "clean_share": args.clean_share,
-                    "wrong_prompt_share": args.wrong_prompt_share,
+                    "wrong_prompt_share": args.wrong_prompt_share, "wrong_prompt_on": args.wrong_prompt_on,
                     "prompt_consistency": args.prompt_consistency},
         "gradient_target": args.gradient_target, "intensity_target": args.intensity_target, "bf16": args.bf16,
         "git_commit": git_commit(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
