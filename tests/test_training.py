@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -504,13 +505,16 @@ def test_make_batch_marks_the_clean_samples_prompted_with_a_degradation():
     from swinfuse.training.batches import make_batch
 
     images = [(_scene(40, 40, 1), _scene(40, 40, 2))]
-    *_, never = make_batch(images, 16, 0, 0, 16, 0, 1, 0.0, clean_share=0.5, wrong_share=0.0)
-    *_, prompts, mixed = make_batch(images, 16, 0, 0, 64, 0, 1, 0.0, clean_share=0.5, wrong_share=0.5)
-    *_, always = make_batch(images, 16, 0, 0, 8, 0, 1, 0.0, clean_share=1.0, wrong_share=1.0)
+    *_, never, _ = make_batch(images, 16, 0, 0, 16, 0, 1, 0.0, clean_share=0.5, wrong_share=0.0)
+    *_, prompts, mixed, applies = make_batch(images, 16, 0, 0, 64, 0, 1, 0.0, clean_share=0.5, wrong_share=0.5)
+    *_, always, _ = make_batch(images, 16, 0, 0, 8, 0, 1, 0.0, clean_share=1.0, wrong_share=1.0)
     assert never.dtype == torch.bool and not never.any() and always.all()
     assert 0 < int(mixed.sum()) < 64  # about a quarter: clean (1/2) and wrong (1/2)
-    for prompt, marked in zip(prompts, mixed):
+    for prompt, marked, applied in zip(prompts, mixed, applies.tolist()):
         assert not (marked and prompt in P.CORPUS["none"])
+        assert applied == 0.0 if marked else True  # a degradation's prompt on a clean input does not apply
+        assert (prompt in P.CORPUS["none"]) == (applied != applied) or applied == 0.0  # NaN: neutral on clean
+    assert 0 < int((applies == 1).sum()) and 0 < int((applies == 0).sum()) and bool(applies.isnan().any())
 
 
 def test_prompt_consistency_is_the_distance_to_the_neutral_fusion_of_the_marked_samples():
@@ -548,3 +552,56 @@ def test_train_with_prompt_consistency_logs_the_term_and_refuses_it_without_wron
     assert meta["provenance"]["augment"]["prompt_consistency"] == 5.0
     with pytest.raises(ConfigError, match="clean-share"):
         train(_args(pair_dir, tmp_path / "other", prompt_consistency=5.0))
+
+
+def test_a_closed_prompt_gate_gives_the_neutral_fusion_and_the_neutral_prompt_ignores_the_gate():
+    from swinfuse.model.config import FusionConfig
+    from swinfuse.model.gate import REFERENCE_PROMPT
+    from swinfuse.model.network import build_model, count_parameters
+
+    assert REFERENCE_PROMPT == P.canonical_prompt("none")
+    torch.manual_seed(0)
+    model = build_model(FusionConfig.preset("smoke", img_size=16, prompt_gate=True)).eval()
+    for film in model.decoder.film:  # a prompt path that does something
+        torch.nn.init.normal_(film.to_film[-1].weight, std=0.5)
+    ir, vis = torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16)
+    with torch.no_grad():
+        neutral = model(ir, vis, REFERENCE_PROMPT)
+        noisy_open = model(ir, vis, "the visible image is noisy")
+        assert float(model.last_gate.min()) > 0.95  # a new gate starts open
+        torch.nn.init.constant_(model.gate.net[-1].bias, -40.0)  # closed
+        noisy_closed = model(ir, vis, "the visible image is noisy")
+        neutral_closed = model(ir, vis, REFERENCE_PROMPT)
+    assert float((noisy_open - neutral).abs().max()) > 1e-3
+    assert torch.allclose(noisy_closed, neutral, atol=1e-6) and torch.allclose(neutral_closed, neutral, atol=1e-6)
+    assert count_parameters(model)["prompt gate"] == sum(p.numel() for p in model.gate.parameters()) > 0
+
+
+def test_gate_loss_is_the_cross_entropy_of_the_samples_whose_prompt_names_a_degradation():
+    from swinfuse.training.trainer import _gate_loss
+
+    gate = torch.tensor([[0.9], [0.2], [0.5]])
+    expected = -(math.log(0.9) + math.log(0.8)) / 2
+    assert float(_gate_loss(gate, torch.tensor([1.0, 0.0, float("nan")]))) == pytest.approx(expected, rel=1e-5)
+    assert float(_gate_loss(gate, torch.full((3,), float("nan")))) == 0.0
+
+
+def test_train_adds_a_prompt_gate_to_a_warm_start_without_one_and_supervises_it(pair_dir, tmp_path):
+    from swinfuse.errors import CheckpointError, ConfigError
+    from swinfuse.model.checkpoint import load_checkpoint
+    from swinfuse.training.trainer import train
+
+    train(_args(pair_dir, tmp_path / "plain"))
+    plain = str(tmp_path / "plain" / "model.safetensors")
+    train(_args(pair_dir, tmp_path / "gated", init=plain, prompt_gate=True, gate_weight=1.0, clean_share=0.5,
+                wrong_prompt_share=0.5, steps=6))
+    records = [json.loads(line) for line in (tmp_path / "gated" / "log.jsonl").read_text().splitlines()]
+    assert any(r.get("gate", 0) > 0 for r in records if r["type"] == "train")
+    model, meta = load_checkpoint(tmp_path / "gated" / "model.safetensors")
+    assert model.config.prompt_gate and model.gate is not None
+    assert meta["provenance"]["init"]["converted"]["prompt_gate"] == [False, True]
+    assert meta["provenance"]["augment"]["gate_weight"] == 1.0
+    with pytest.raises(CheckpointError, match="different model"):  # a gate cannot be dropped silently
+        train(_args(pair_dir, tmp_path / "back", init=str(tmp_path / "gated" / "model.safetensors")))
+    with pytest.raises(ConfigError, match="--prompt-gate"):
+        train(_args(pair_dir, tmp_path / "nogate", gate_weight=1.0))

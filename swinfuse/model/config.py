@@ -108,6 +108,9 @@ class FusionConfig:
     # Width of the full-resolution convolutional path when patch_size > 1 (shallow features, detail fusion,
     # the head); 0: embed_dim // 2. Unused at patch_size 1, where everything runs at full resolution.
     detail_dim: int = 0
+    # A gate that reads both sources and scales how much of the prompt's effect the decoder gets (gate.py):
+    # a prompt naming a degradation the images do not have can then leave the fusion neutral.
+    prompt_gate: bool = False
     text: TextEncoderSpec = field(default_factory=TextEncoderSpec)
 
     def __post_init__(self):

@@ -25,6 +25,7 @@ from swinfuse.errors import ShapeError
 from swinfuse.model.blocks import CRSTB, RSTB
 from swinfuse.model.config import FusionConfig
 from swinfuse.model.film import FiLM
+from swinfuse.model.gate import REFERENCE_PROMPT, PromptGate
 from swinfuse.model.heads import build_head
 from swinfuse.model.keys import remap_state_dict
 from swinfuse.model.light_import import light_import
@@ -162,6 +163,10 @@ class SwinFuse(nn.Module):
                 trunc_normal_(module.weight, std=0.02)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
+        # Built after the init above (it starts open, gate.py) and after every other module, so a network
+        # without it draws the same initial weights as before.
+        self.gate = PromptGate(config.text_dim, config.embed_dim, config.in_chans) if config.prompt_gate else None
+        self.last_gate: torch.Tensor | None = None  # (B, 1): the gate of the last forward (training reads it)
 
     # -- prompts ---------------------------------------------------------------------------------------
     def encode_prompts(self, prompts: list[str], cache: bool | None = None) -> torch.Tensor:
@@ -222,6 +227,10 @@ class SwinFuse(nn.Module):
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)  # (2B, in, Hp, Wp)
         ir_x, vis_x = x.chunk(2, dim=0)
         (ir_t, ir_shallow), (vis_t, vis_shallow) = self.encoder_ir(ir_x), self.encoder_vis(vis_x)
+        if self.gate is not None:
+            reference = self.encode_prompts([REFERENCE_PROMPT]).to(dtype=text.dtype, device=text.device)  # (1, D)
+            self.last_gate = self.gate(ir_x, vis_x, ir_t, vis_t, text, reference)  # (B, 1)
+            text = reference + self.last_gate.to(text.dtype) * (text - reference)
         fused = self.fusion(ir_t, vis_t)  # (B, C, Hp/p, Wp/p)
         shallow = None if ir_shallow is None else (ir_shallow, vis_shallow)
         out = self.decoder(fused, text, shallow)  # (B, in, Hp*up, Wp*up)
@@ -259,6 +268,8 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
     films = [model.decoder.film] + ([model.decoder.detail_film] if model.decoder.detail_film is not None else [])
     parts = {"infrared encoder": [model.encoder_ir], "visible encoder": [model.encoder_vis], "fusion": [model.fusion],
              "text encoder": [model.text_encoder], "FiLM": films, "decoder/head": [model.decoder]}
+    if model.gate is not None:
+        parts["prompt gate"] = [model.gate]
     counts = {name: sum(p.numel() for m in ms for p in m.parameters()) for name, ms in parts.items()}
     counts["decoder/head"] -= counts["FiLM"]  # the decoder owns the FiLM layers; reported apart, as before
     counts["total"] = sum(p.numel() for p in model.parameters())

@@ -71,13 +71,17 @@ def make_sample(images, crop: int, seed: tuple[int, ...], augment: float, aug: A
 
 def make_batch(images, crop: int, seed: int, step: int, batch_size: int, rank: int, world: int, augment: float,
                aug: Augment = Augment(), clean_share: float = 0.0, wrong_share: float = 0.0, wrong_on: str = "any"):
-    """This rank's share of the global batch of `step` -> 4 x (b, 1, crop, crop) tensors, b prompts, and a (b,)
-    bool tensor: which samples are clean but prompted with a degradation (what --prompt-consistency uses)."""
+    """This rank's share of the global batch of `step` -> 4 x (b, 1, crop, crop) tensors, b prompts, a (b,)
+    bool tensor: which samples are clean but prompted with a degradation (what --prompt-consistency uses), and
+    a (b,) float tensor: whether the prompt applies (1: it names the degradation applied, 0: one that is not
+    there, NaN: a neutral prompt on a clean input), what --gate-weight supervises the prompt gate with."""
     samples = [make_sample(images, crop, (seed, step, i), augment, aug, clean_share, wrong_share, wrong_on)
                for i in range(rank, batch_size, world)]
     ir_in, vis_in, ir, vis, prompts, kinds, said = zip(*samples)
     wrong_on_clean = torch.tensor([k == "none" and s != "none" for k, s in zip(kinds, said)])
-    return torch.stack(ir_in), torch.stack(vis_in), torch.stack(ir), torch.stack(vis), list(prompts), wrong_on_clean
+    applies = torch.tensor([float("nan") if k == s == "none" else float(k == s) for k, s in zip(kinds, said)])
+    return (torch.stack(ir_in), torch.stack(vis_in), torch.stack(ir), torch.stack(vis), list(prompts),
+            wrong_on_clean, applies)
 
 
 def make_val_set(images, size: int, kinds=KIND_NAMES) -> dict[str, tuple[torch.Tensor, ...]]:

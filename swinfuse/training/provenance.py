@@ -49,7 +49,7 @@ def provenance(args, data, *, step: int, final: bool, val_loss: float | None, wo
         "augment": {"rescale": args.rescale, "gamma_jitter": args.gamma_jitter,
                     "gain_jitter": args.gain_jitter, "clean_share": args.clean_share,
                     "wrong_prompt_share": args.wrong_prompt_share, "wrong_prompt_on": args.wrong_prompt_on,
-                    "prompt_consistency": args.prompt_consistency},
+                    "prompt_consistency": args.prompt_consistency, "gate_weight": args.gate_weight},
         "gradient_target": args.gradient_target, "intensity_target": args.intensity_target, "bf16": args.bf16,
         "git_commit": git_commit(), "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "step": step, "steps": args.steps, "finished": final, "val_loss": val_loss,

@@ -121,21 +121,23 @@ def restore(state: dict, *, model, optimizer, scheduler, rank: int, world: int) 
 def warm_start(model: nn.Module, args: TrainArgs, config) -> dict:
     """Copy the weights of checkpoint `args.init` into `model`; returns what the new checkpoint records
     about where it started. The architecture must match the preset's except for the number of attention
-    heads: a head count change keeps every weight's shape but the relative-position bias tables, which
-    start from the mean of the old heads' tables (an approximate start, not an equivalent model)."""
+    heads and an added prompt gate (which starts open). A head count change keeps every weight's shape but
+    the relative-position bias tables, which start from the mean of the old heads' tables (an approximate
+    start, not an equivalent model)."""
     from swinfuse.model.checkpoint import load_checkpoint
 
     source, meta = load_checkpoint(args.init)
     theirs, ours = dataclasses.asdict(source.config), dataclasses.asdict(config)
     differ = [k for k in ours if k != "img_size" and theirs[k] != ours[k]]
-    if any(not k.endswith("_num_heads") for k in differ):
+    adds_gate = "prompt_gate" in differ and not theirs["prompt_gate"]  # a new gate starts open (gate.py)
+    if any(not (k.endswith("_num_heads") or (k == "prompt_gate" and adds_gate)) for k in differ):
         raise CheckpointError(f"--init {args.init} is a different model than preset {args.preset!r} "
                               f"({', '.join(f'{k}={theirs[k]} vs {ours[k]}' for k in differ[:3])})")
     state, target = source.state_dict(), model.state_dict()
     for key, value in state.items():
         if value.shape != target[key].shape:  # only the bias tables: (positions, heads)
             state[key] = value.mean(dim=1, keepdim=True).expand_as(target[key]).clone()
-    model.load_state_dict(state)
+    model.load_state_dict(state, strict=not adds_gate)  # with a new gate, only its keys are missing
     prov = meta["provenance"]
     return {"path": str(args.init), "sha256": meta["sha256"], "command": prov.get("command"),
             "step": prov.get("step"), "steps": prov.get("steps"), "loss_weights": prov.get("loss_weights"),

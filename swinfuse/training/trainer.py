@@ -72,6 +72,16 @@ def _consistency(model, out: torch.Tensor, ir_in: torch.Tensor, vis_in: torch.Te
     return (out[mask].float() - ref.float()).abs().mean()
 
 
+def _gate_loss(gate: torch.Tensor, applies: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of the prompt gate (B, 1) against whether each sample's prompt applies (B,): 1 or
+    0, NaN (a neutral prompt, which the gate cannot change) left out; 0 when every sample is NaN."""
+    known = ~applies.isnan()
+    if not bool(known.any()):
+        return gate.sum() * 0.0
+    g = gate[:, 0].float()[known.to(gate.device)].clamp(1e-6, 1 - 1e-6)
+    return torch.nn.functional.binary_cross_entropy(g, applies[known].to(g.device))
+
+
 def _check_run_folder(folder: Path) -> None:
     """--out must be a folder this process can create or write in; checked before anything is made."""
     from swinfuse.data.outputs import check_writable_folder
@@ -162,7 +172,7 @@ def _train(args: TrainArgs, weights: dict, files: RunFiles, rank: int, world: in
     report(step, args.steps, float("nan"), 0.0)
     try:
         while step < end:
-            ir_in, vis_in, ir, vis, prompts, wrong_on_clean = make_batch(data.images, args.crop, args.seed, step, args.batch_size,
+            ir_in, vis_in, ir, vis, prompts, wrong_on_clean, applies = make_batch(data.images, args.crop, args.seed, step, args.batch_size,
                                                          rank, world, args.prompt_augment, aug, args.clean_share,
                                                          args.wrong_prompt_share, args.wrong_prompt_on)
             ir_in, vis_in, ir, vis = (t.to(device, non_blocking=True) for t in (ir_in, vis_in, ir, vis))
@@ -172,6 +182,9 @@ def _train(args: TrainArgs, weights: dict, files: RunFiles, rank: int, world: in
             if teacher is not None:
                 l_teacher = args.teacher_weight * (out.float() - teacher.target(ir, vis, out.shape[-2:])).abs().mean()
                 loss, terms = loss + l_teacher, {**terms, "teacher": l_teacher.detach()}
+            if args.gate_weight > 0:
+                l_gate = args.gate_weight * _gate_loss(model.last_gate, applies)
+                loss, terms = loss + l_gate, {**terms, "gate": l_gate.detach()}
             if args.prompt_consistency > 0:
                 l_cons = args.prompt_consistency * _consistency(model, out, ir_in, vis_in, wrong_on_clean, args.bf16)
                 loss, terms = loss + l_cons, {**terms, "consistency": l_cons.detach()}
