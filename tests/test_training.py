@@ -605,3 +605,23 @@ def test_train_adds_a_prompt_gate_to_a_warm_start_without_one_and_supervises_it(
         train(_args(pair_dir, tmp_path / "back", init=str(tmp_path / "gated" / "model.safetensors")))
     with pytest.raises(ConfigError, match="--prompt-gate"):
         train(_args(pair_dir, tmp_path / "nogate", gate_weight=1.0))
+
+
+def test_the_prompt_gate_trains_in_its_own_faster_group_and_reads_the_network_without_gradient():
+    from swinfuse.model.config import FusionConfig
+    from swinfuse.model.gate import LR_SCALE
+    from swinfuse.model.network import build_model
+    from swinfuse.training.schedule import make_optimizer
+    from swinfuse.training.trainer import _gate_loss
+
+    model = build_model(FusionConfig.preset("smoke", img_size=16, prompt_gate=True)).train()
+    optimizer, _ = make_optimizer(model, _args("d", "o", lr=1e-3))
+    assert len(optimizer.param_groups) == 3
+    assert {id(p) for p in optimizer.param_groups[2]["params"]} == {id(p) for p in model.gate.parameters()}
+    assert optimizer.param_groups[2]["lr"] == pytest.approx(1e-3 * LR_SCALE)
+    plain, _ = make_optimizer(build_model(FusionConfig.preset("smoke", img_size=16)), _args("d", "o"))
+    assert len(plain.param_groups) == 2  # runs without a gate keep their optimizer layout
+    model(torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16), ["the visible image is noisy"] * 2)
+    _gate_loss(model.last_gate, torch.tensor([1.0, 0.0])).backward()
+    assert all(p.grad is None for n, p in model.named_parameters() if not n.startswith("gate."))
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.gate.parameters())

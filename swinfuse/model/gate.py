@@ -16,15 +16,16 @@ from torch import nn
 # (training/prompts.py's first phrasing of 'none'; a test keeps the two equal).
 REFERENCE_PROMPT = "fuse the infrared and visible images"
 _RAW_STATS = 4  # per source: mean, standard deviation, mean |d/dx|, mean |d/dy|
+LR_SCALE = 10.0  # the gate trains at this multiple of the run's learning rate (it starts from nothing)
 
 
 def raw_statistics(x: torch.Tensor) -> torch.Tensor:
-    """(B, 1, H, W) in [0, 1] -> (B, 4): level, contrast, and horizontal / vertical detail (noise and stripes
-    raise one or both, blur lowers both)."""
+    """(B, 1, H, W) in [0, 1] -> (B, 4): level, contrast, and the log of horizontal / vertical detail (noise
+    and stripes raise one or both, blur lowers both; the log spreads their small values, 0.005 to 0.2)."""
     dx = (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).mean(1)
     dy = (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).mean(1)
     flat = x.flatten(1)
-    return torch.stack([flat.mean(1), flat.std(1), dx, dy], dim=1)
+    return torch.stack([flat.mean(1), flat.std(1), (dx + 1e-3).log(), (dy + 1e-3).log()], dim=1)
 
 
 class PromptGate(nn.Module):
@@ -39,7 +40,10 @@ class PromptGate(nn.Module):
     def forward(self, ir: torch.Tensor, vis: torch.Tensor, ir_tokens: torch.Tensor, vis_tokens: torch.Tensor,
                 text: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         """ir, vis: (B, in, H, W); tokens: (B, h, w, C) (the encoders' outputs); text: (B, D); reference: (1, D)
-        -> g: (B, 1)."""
+        -> g: (B, 1). It reads its inputs without gradient: training the gate leaves the rest of the network
+        as its own losses make it."""
+        ir, vis, ir_tokens, vis_tokens = (t.detach() for t in (ir, vis, ir_tokens, vis_tokens))
+        text, reference = text.detach(), reference.detach()
         parts = []
         for image, tokens in ((ir, ir_tokens), (vis, vis_tokens)):
             flat = tokens.float().flatten(1, 2)  # (B, h*w, C)

@@ -19,11 +19,17 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
 
 def make_optimizer(model: nn.Module, args) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
     """AdamW over the trainable parameters (a frozen CLIP text encoder has none) and its schedule."""
-    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    from swinfuse.model.gate import LR_SCALE
+
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    params = [(n, p) for n, p in named if not n.startswith("gate.")]
     decays = [p.ndim >= 2 and "relative_position_bias_table" not in n for n, p in params]
-    optimizer = torch.optim.AdamW([{"params": [p for (_, p), d in zip(params, decays) if d], "weight_decay": args.weight_decay},
-                                   {"params": [p for (_, p), d in zip(params, decays) if not d], "weight_decay": 0.0}],
-                                  lr=args.lr)
+    groups = [{"params": [p for (_, p), d in zip(params, decays) if d], "weight_decay": args.weight_decay},
+              {"params": [p for (_, p), d in zip(params, decays) if not d], "weight_decay": 0.0}]
+    gate = [p for n, p in named if n.startswith("gate.")]
+    if gate:  # a prompt gate (model/gate.py) learns from nothing: its own, faster group, after the others
+        groups.append({"params": gate, "weight_decay": 0.0, "lr": args.lr * LR_SCALE})
+    optimizer = torch.optim.AdamW(groups, lr=args.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, args.warmup, args.steps, args.min_lr_ratio))
     return optimizer, scheduler
