@@ -625,3 +625,20 @@ def test_the_prompt_gate_trains_in_its_own_faster_group_and_reads_the_network_wi
     _gate_loss(model.last_gate, torch.tensor([1.0, 0.0])).backward()
     assert all(p.grad is None for n, p in model.named_parameters() if not n.startswith("gate."))
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.gate.parameters())
+
+
+def test_a_degraded_input_with_a_neutral_prompt_is_fused_as_given():
+    from swinfuse.training.batches import make_batch, make_sample
+
+    images = [(_scene(40, 40, 1), _scene(40, 40, 2))]
+    plain = [make_sample(images, 32, (0, 0, i), 0.0, clean_share=0.3) for i in range(30)]
+    off = [make_sample(images, 32, (0, 0, i), 0.0, clean_share=0.3, neutral_share=0.0) for i in range(30)]
+    assert [s[4] for s in plain] == [s[4] for s in off]  # share 0 draws as before
+    given = [make_sample(images, 32, (0, 0, i), 0.0, clean_share=0.3, neutral_share=1.0) for i in range(30)]
+    assert any(kind != "none" for *_, kind, _ in given)
+    for ir_in, vis_in, ir, vis, prompt, kind, said in given:
+        if kind != "none":
+            assert said == "none" and prompt in P.CORPUS["none"]
+            assert torch.equal(ir, ir_in) and torch.equal(vis, vis_in)  # the target is what the network sees
+    *_, applies = make_batch(images, 16, 0, 0, 8, 0, 1, 0.0, clean_share=0.0, neutral_share=1.0)
+    assert bool(applies.isnan().all())  # no gate target for a neutral prompt

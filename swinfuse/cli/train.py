@@ -56,6 +56,9 @@ def train(
     prompt_consistency: Annotated[float, typer.Option(min=0, help="Weight of an L1 term that keeps a clean sample's "
                                                       "fusion under a wrong prompt at the same network's fusion "
                                                       "under the neutral prompt (0: off).")] = 0.0,
+    neutral_on_degraded: Annotated[float, typer.Option(min=0, max=1, help="Share of degraded samples given a "
+                                                       "neutral prompt, their target the degraded sources as given "
+                                                       "(restoring is then the prompt's job).")] = 0.0,
     prompt_gate: Annotated[bool, typer.Option("--prompt-gate", help="Add a gate that reads both sources and "
                                               "scales how much of the prompt's effect the decoder gets.")] = False,
     gate_weight: Annotated[float, typer.Option(min=0, help="Weight of the gate's cross-entropy against whether "
@@ -103,6 +106,7 @@ def train(
                           progress=progress, rescale=rescale, gamma_jitter=gamma_jitter, gain_jitter=gain_jitter,
                           clean_share=clean_share, wrong_prompt_share=wrong_prompt_share, wrong_prompt_on=wrong_prompt_on,
                           prompt_consistency=prompt_consistency, prompt_gate=prompt_gate, gate_weight=gate_weight,
+                          neutral_on_degraded=neutral_on_degraded,
                           gradient_target=gradient_target, intensity_target=intensity_target, bf16=bf16,
                           overwrite=overwrite, text_encoder=text_encoder, teacher=teacher,
                           teacher_weight=teacher_weight)

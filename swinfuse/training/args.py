@@ -40,6 +40,8 @@ class TrainArgs:
     # weight of L1(output, the same network's output with the neutral prompt, no gradient) on the clean
     # samples whose prompt names a degradation: a wrong prompt should leave a clean fusion as it is; 0: off
     prompt_consistency: float = 0.0
+    # share of degraded samples given a neutral prompt, their target the degraded sources as given; 0: none
+    neutral_on_degraded: float = 0.0
     prompt_gate: bool = False  # the preset with FusionConfig.prompt_gate on (model/gate.py)
     gate_weight: float = 0.0  # weight of the gate's cross-entropy against 'the prompt names the degradation applied'
     gradient_target: str = "magnitude"  # L_grad's target: SwinFusion's 'magnitude' or 'signed' (losses.py)
@@ -69,7 +71,8 @@ class TrainArgs:
 # Settings a resumed run must share with the saved one; a key older states lack takes its default.
 RESUME_KEYS = ("preset", "crop", "batch_size", "seed", "steps", "lr", "warmup", "data", "val_count", "init",
                "loss_weights", "rescale", "gamma_jitter", "gain_jitter", "clean_share", "wrong_prompt_share",
-               "wrong_prompt_on", "prompt_consistency", "prompt_gate", "gate_weight", "gradient_target", "intensity_target",
+               "wrong_prompt_on", "prompt_consistency", "prompt_gate", "gate_weight",
+               "neutral_on_degraded", "gradient_target", "intensity_target",
                "text_encoder", "teacher", "teacher_weight")
 
 
@@ -138,6 +141,8 @@ def normalised(args: TrainArgs) -> TrainArgs:
     if args.prompt_consistency > 0 and not (args.wrong_prompt_share > 0 and args.clean_share > 0):
         raise ConfigError("--prompt-consistency needs clean samples with wrong prompts: set --clean-share and "
                           "--wrong-prompt-share above 0")
+    if not 0 <= args.neutral_on_degraded <= 1:
+        raise ConfigError(f"neutral-on-degraded share must be in [0, 1], got {args.neutral_on_degraded}")
     if not (math.isfinite(args.gate_weight) and args.gate_weight >= 0):
         raise ConfigError(f"gate weight must be a non-negative number, got {args.gate_weight}")
     if args.gate_weight > 0 and not args.prompt_gate:

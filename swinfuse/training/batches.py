@@ -52,34 +52,40 @@ def _wrong_kind(kind: str, rng: np.random.Generator) -> str:
 
 
 def make_sample(images, crop: int, seed: tuple[int, ...], augment: float, aug: Augment = Augment(),
-                clean_share: float = 0.0, wrong_share: float = 0.0, wrong_on: str = "any"):
+                clean_share: float = 0.0, wrong_share: float = 0.0, wrong_on: str = "any", neutral_share: float = 0.0):
     """One training sample from its own generator: (ir_in, vis_in, ir_clean, vis_clean, prompt, kind, said):
     `kind` is the degradation applied, `said` the one the prompt names.
     `images`: a WeightedPairs, or a list of (ir, vis) pairs (one folder). With probability `wrong_share` the
     prompt names another degradation than the one applied (or than none): the target stays the clean sources,
     so the network learns to check the prompt against the image instead of obeying it blindly. `wrong_on`
-    'clean': only undegraded inputs get a wrong prompt (a degraded one always gets its own)."""
+    'clean': only undegraded inputs get a wrong prompt (a degraded one always gets its own). With probability
+    `neutral_share` a degraded input gets a neutral prompt instead, and its target is the degraded sources as
+    given: without a prompt naming the degradation the network fuses what it sees, so the prompt is what
+    asks for the restoration."""
     rng = np.random.default_rng(list(seed))
     pool = images if isinstance(images, WeightedPairs) else WeightedPairs([list(images)], [1.0])
     ir, vis = random_crop(*pool.draw(rng), crop, rng, aug)
     kind = _draw_kind(rng, clean_share)
     ir_in, vis_in = degrade(kind, ir, vis, rng)
+    if neutral_share > 0 and kind != "none" and rng.random() < neutral_share:
+        return ir_in, vis_in, ir_in, vis_in, sample_prompt("none", rng, augment), kind, "none"
     may_lie = wrong_share > 0 and (wrong_on == "any" or kind == "none")
     said = _wrong_kind(kind, rng) if may_lie and rng.random() < wrong_share else kind
     return ir_in, vis_in, ir, vis, sample_prompt(said, rng, augment), kind, said
 
 
 def make_batch(images, crop: int, seed: int, step: int, batch_size: int, rank: int, world: int, augment: float,
-               aug: Augment = Augment(), clean_share: float = 0.0, wrong_share: float = 0.0, wrong_on: str = "any"):
+               aug: Augment = Augment(), clean_share: float = 0.0, wrong_share: float = 0.0, wrong_on: str = "any",
+               neutral_share: float = 0.0):
     """This rank's share of the global batch of `step` -> 4 x (b, 1, crop, crop) tensors, b prompts, a (b,)
     bool tensor: which samples are clean but prompted with a degradation (what --prompt-consistency uses), and
     a (b,) float tensor: whether the prompt applies (1: it names the degradation applied, 0: one that is not
-    there, NaN: a neutral prompt on a clean input), what --gate-weight supervises the prompt gate with."""
-    samples = [make_sample(images, crop, (seed, step, i), augment, aug, clean_share, wrong_share, wrong_on)
-               for i in range(rank, batch_size, world)]
+    there, NaN: a neutral prompt, which no gate changes), what --gate-weight supervises the prompt gate with."""
+    samples = [make_sample(images, crop, (seed, step, i), augment, aug, clean_share, wrong_share, wrong_on,
+                           neutral_share) for i in range(rank, batch_size, world)]
     ir_in, vis_in, ir, vis, prompts, kinds, said = zip(*samples)
     wrong_on_clean = torch.tensor([k == "none" and s != "none" for k, s in zip(kinds, said)])
-    applies = torch.tensor([float("nan") if k == s == "none" else float(k == s) for k, s in zip(kinds, said)])
+    applies = torch.tensor([float("nan") if s == "none" else float(k == s) for k, s in zip(kinds, said)])
     return (torch.stack(ir_in), torch.stack(vis_in), torch.stack(ir), torch.stack(vis), list(prompts),
             wrong_on_clean, applies)
 

@@ -174,7 +174,8 @@ def _train(args: TrainArgs, weights: dict, files: RunFiles, rank: int, world: in
         while step < end:
             ir_in, vis_in, ir, vis, prompts, wrong_on_clean, applies = make_batch(data.images, args.crop, args.seed, step, args.batch_size,
                                                          rank, world, args.prompt_augment, aug, args.clean_share,
-                                                         args.wrong_prompt_share, args.wrong_prompt_on)
+                                                         args.wrong_prompt_share, args.wrong_prompt_on,
+                                                         args.neutral_on_degraded)
             ir_in, vis_in, ir, vis = (t.to(device, non_blocking=True) for t in (ir_in, vis_in, ir, vis))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
                 out = net(ir_in, vis_in, prompts)
