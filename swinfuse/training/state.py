@@ -137,7 +137,13 @@ def warm_start(model: nn.Module, args: TrainArgs, config) -> dict:
     for key, value in state.items():
         if value.shape != target[key].shape:  # only the bias tables: (positions, heads)
             state[key] = value.mean(dim=1, keepdim=True).expand_as(target[key]).clone()
-    model.load_state_dict(state, strict=not adds_gate)  # with a new gate, only its keys are missing
+    if adds_gate:  # the new gate's keys are the only ones missing; anything else is still an error
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or any(not k.startswith("gate.") for k in missing):
+            raise CheckpointError(f"--init {args.init}: its weights do not fit preset {args.preset!r} "
+                                  f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    else:
+        model.load_state_dict(state)
     prov = meta["provenance"]
     return {"path": str(args.init), "sha256": meta["sha256"], "command": prov.get("command"),
             "step": prov.get("step"), "steps": prov.get("steps"), "loss_weights": prov.get("loss_weights"),

@@ -179,12 +179,13 @@ def _train(args: TrainArgs, weights: dict, files: RunFiles, rank: int, world: in
             ir_in, vis_in, ir, vis = (t.to(device, non_blocking=True) for t in (ir_in, vis_in, ir, vis))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
                 out = net(ir_in, vis_in, prompts)
+            gate = model.last_gate  # this forward's (the consistency term's own forward replaces it)
             loss, terms = output_loss(out, ir, vis, weights, args.gradient_target, args.intensity_target)
             if teacher is not None:
                 l_teacher = args.teacher_weight * (out.float() - teacher.target(ir, vis, out.shape[-2:])).abs().mean()
                 loss, terms = loss + l_teacher, {**terms, "teacher": l_teacher.detach()}
             if args.gate_weight > 0:
-                l_gate = args.gate_weight * _gate_loss(model.last_gate, applies)
+                l_gate = args.gate_weight * _gate_loss(gate, applies)
                 loss, terms = loss + l_gate, {**terms, "gate": l_gate.detach()}
             if args.prompt_consistency > 0:
                 l_cons = args.prompt_consistency * _consistency(model, out, ir_in, vis_in, wrong_on_clean, args.bf16)
