@@ -108,6 +108,20 @@ def _model_device_dtype(model) -> tuple[torch.device, torch.dtype]:
     return p.device, p.dtype
 
 
+def frame_gate(model, ir: torch.Tensor, vis: torch.Tensor, text, tile: int) -> torch.Tensor | None:
+    """The prompt gate for a whole frame that is fused in tiles (None for a model without one): read once from
+    the frame's centre crop of at most tile x tile pixels, at full resolution (the gate reads noise, stripes and
+    blur from pixel-level detail), and given to every tile, so no tile applies a prompt another one does not."""
+    if getattr(model, "gate", None) is None:
+        return None
+    device, dtype = _model_device_dtype(model)
+    H, W = ir.shape[-2:]
+    h, w = min(tile, H), min(tile, W)
+    top, left = (H - h) // 2, (W - w) // 2
+    crop = (..., slice(top, top + h), slice(left, left + w))
+    return model.prompt_gate(ir[crop].to(device=device, dtype=dtype), vis[crop].to(device=device, dtype=dtype), text)
+
+
 def fuse_tiled(model, ir: torch.Tensor, vis: torch.Tensor, text: torch.Tensor, tile: int, overlap: int,
                on_tile=None) -> torch.Tensor:
     """ir, vis: (B, 1, H, W) in [0, 1] on any device; text: (B|1, D) -> (B, 1, H*up, W*up) float32 on the CPU.
@@ -120,12 +134,14 @@ def fuse_tiled(model, ir: torch.Tensor, vis: torch.Tensor, text: torch.Tensor, t
     B, C, H, W = ir.shape
     boxes = plan_tiles(H, W, tile, overlap, ws)
     text = text.to(device=device, dtype=dtype) if isinstance(text, torch.Tensor) else text
+    gate = frame_gate(model, ir, vis, text, tile)
     acc = torch.zeros(B, C, H * up, W * up)  # (B, C, H*up, W*up), on the CPU
     wsum = torch.zeros(H * up, W * up)
     for k, box in enumerate(boxes):
         top, left, h, w = box
         crop = (..., slice(top, top + h), slice(left, left + w))
-        out = model(ir[crop].to(device=device, dtype=dtype), vis[crop].to(device=device, dtype=dtype), text)
+        tile_ir, tile_vis = ir[crop].to(device=device, dtype=dtype), vis[crop].to(device=device, dtype=dtype)
+        out = model(tile_ir, tile_vis, text) if gate is None else model(tile_ir, tile_vis, text, gate=gate)
         weight = tile_weights(box, H, W, overlap, up)  # (h*up, w*up)
         region = (..., slice(top * up, (top + h) * up), slice(left * up, (left + w) * up))
         acc[region] += out.float().cpu() * weight

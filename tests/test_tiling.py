@@ -186,3 +186,56 @@ def test_a_4k_frame_is_tiled_on_a_cpu_however_much_memory_is_free(monkeypatch):
     assert tiling.auto_tile(1080, 1920, 1, cfg, "cpu") == 0  # a 1080p frame stays whole
     monkeypatch.setattr(psutil, "virtual_memory", lambda: types.SimpleNamespace(available=1 << 30))
     assert tiling.memory_budget("cpu") == int(tiling.BUDGET_FRACTION * (1 << 30))  # little free memory rules
+
+
+def _gated_model():
+    """A gated model whose gate depends on the image (the new gate starts at a constant) and whose prompt path
+    does something."""
+    model = _model(prompt_gate=True)
+    torch.manual_seed(1)
+    for film in model.decoder.film:
+        torch.nn.init.normal_(film.to_film[-1].weight, std=0.5)
+    torch.nn.init.normal_(model.gate.net[-1].weight, std=2.0)
+    torch.nn.init.zeros_(model.gate.net[-1].bias)
+    return model
+
+
+def test_a_gated_model_fused_in_tiles_applies_one_gate_read_from_the_frame_centre():
+    model = _gated_model()
+    ir, vis = _pair(40, 72)
+    vis[..., 36:] = (vis[..., 36:] + 0.3 * torch.rand(1, 1, 40, 36, generator=torch.Generator().manual_seed(2))).clamp(0, 1)
+    text = model.encode_prompts(["the visible image is noisy"])
+    seen = []
+    forward = model.forward
+
+    def spy(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        seen.append(float(model.last_gate))
+        return out
+
+    with torch.inference_mode():
+        own = [float(model.prompt_gate(ir[..., :, :24], vis[..., :, :24], text)),
+               float(model.prompt_gate(ir[..., :, -24:], vis[..., :, -24:], text))]
+        centre = float(model.prompt_gate(ir[..., 8:32, 24:48], vis[..., 8:32, 24:48], text))
+        model.forward = spy
+        tiling.fuse_tiled(model, ir, vis, text, tile=24, overlap=8)
+    assert abs(own[0] - own[1]) > 1e-3  # tiles on their own would apply the prompt differently
+    assert len(seen) > 1 and max(seen) - min(seen) < 1e-6  # every tile got the same gate: the centre crop's
+    assert seen[0] == pytest.approx(centre, abs=1e-6)
+
+
+def test_a_given_gate_replaces_the_computed_one():
+    from swinfuse.errors import ConfigError
+    from swinfuse.model.gate import REFERENCE_PROMPT
+
+    model = _gated_model()
+    ir, vis = _pair(24, 32)
+    prompt = "the visible image is noisy"
+    with torch.inference_mode():
+        own = model(ir, vis, prompt)
+        g = model.prompt_gate(ir, vis, prompt)
+        assert torch.allclose(model(ir, vis, prompt, gate=g), own, atol=1e-6)
+        assert torch.allclose(model(ir, vis, prompt, gate=0.0), model(ir, vis, REFERENCE_PROMPT), atol=1e-6)
+        assert float((model(ir, vis, prompt, gate=1.0) - own).abs().max()) > 1e-4
+        with pytest.raises(ConfigError, match="no prompt gate"):
+            _model()(ir, vis, prompt, gate=0.5)

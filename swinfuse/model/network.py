@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from swinfuse.errors import ShapeError
+from swinfuse.errors import ConfigError, ShapeError
 from swinfuse.model.blocks import CRSTB, RSTB
 from swinfuse.model.config import FusionConfig
 from swinfuse.model.film import FiLM
@@ -210,14 +210,17 @@ class SwinFuse(nn.Module):
         return text.expand(B, D)  # (B, D); a view when broadcasting one prompt
 
     # -- forward ---------------------------------------------------------------------------------------
-    def forward(self, ir: torch.Tensor, vis: torch.Tensor, text) -> torch.Tensor:
-        """ir, vis: (B, in_chans, H, W) in [0, 1]; text: prompt(s) or (B|1, D) -> (B, in_chans, H*up, W*up)."""
-        cfg = self.config
-        if ir.dim() != 4 or ir.shape != vis.shape or ir.shape[1] != cfg.in_chans:
-            raise ShapeError(f"infrared and visible must both be (B, {cfg.in_chans}, H, W); "
+    def _check_sources(self, ir: torch.Tensor, vis: torch.Tensor) -> None:
+        c = self.config.in_chans
+        if ir.dim() != 4 or ir.shape != vis.shape or ir.shape[1] != c:
+            raise ShapeError(f"infrared and visible must both be (B, {c}, H, W); "
                              f"got {tuple(ir.shape)} and {tuple(vis.shape)}")
-        B, _, H, W = ir.shape
-        text = self._text(text, B).to(dtype=ir.dtype, device=ir.device)
+
+    def _encode(self, ir: torch.Tensor, vis: torch.Tensor):
+        """Both sources scaled and padded to the window, and their encodings: (ir_x, vis_x, (ir_t, ir_shallow),
+        (vis_t, vis_shallow))."""
+        cfg = self.config
+        _, _, H, W = ir.shape
         unit = cfg.pad_multiple
         pad_h, pad_w = (-H) % unit, (-W) % unit
         x = torch.cat([ir, vis], dim=0) * cfg.img_range  # (2B, in, H, W): one pad for both
@@ -226,10 +229,39 @@ class SwinFuse(nn.Module):
             mode = "reflect" if pad_h < H and pad_w < W else "replicate"
             x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)  # (2B, in, Hp, Wp)
         ir_x, vis_x = x.chunk(2, dim=0)
-        (ir_t, ir_shallow), (vis_t, vis_shallow) = self.encoder_ir(ir_x), self.encoder_vis(vis_x)
+        return ir_x, vis_x, self.encoder_ir(ir_x), self.encoder_vis(vis_x)
+
+    def _reference(self, like: torch.Tensor) -> torch.Tensor:
+        return self.encode_prompts([REFERENCE_PROMPT]).to(dtype=like.dtype, device=like.device)  # (1, D)
+
+    def prompt_gate(self, ir: torch.Tensor, vis: torch.Tensor, text) -> torch.Tensor:
+        """The gate alone (encoders and gate, no fusion or decoder): how much of the prompt's effect a forward of
+        these sources would apply -> (B, 1). A frame fused in tiles computes it once (on a crop of the frame)
+        and gives it to every tile's forward (`gate=`), so the tiles agree."""
+        if self.gate is None:
+            raise ConfigError("this model has no prompt gate (FusionConfig.prompt_gate is off)")
+        self._check_sources(ir, vis)
+        text = self._text(text, ir.shape[0]).to(dtype=ir.dtype, device=ir.device)
+        ir_x, vis_x, (ir_t, _), (vis_t, _) = self._encode(ir, vis)
+        return self.gate(ir_x, vis_x, ir_t, vis_t, text, self._reference(text))
+
+    def forward(self, ir: torch.Tensor, vis: torch.Tensor, text, gate: torch.Tensor | float | None = None) -> torch.Tensor:
+        """ir, vis: (B, in_chans, H, W) in [0, 1]; text: prompt(s) or (B|1, D) -> (B, in_chans, H*up, W*up).
+        gate: the prompt gate's value to use instead of computing it from these sources ((B|1, 1) or a number;
+        a model with a gate only)."""
+        cfg = self.config
+        self._check_sources(ir, vis)
+        B, _, H, W = ir.shape
+        text = self._text(text, B).to(dtype=ir.dtype, device=ir.device)
+        if gate is not None and self.gate is None:
+            raise ConfigError("gate= was given but this model has no prompt gate (FusionConfig.prompt_gate is off)")
+        ir_x, vis_x, (ir_t, ir_shallow), (vis_t, vis_shallow) = self._encode(ir, vis)
         if self.gate is not None:
-            reference = self.encode_prompts([REFERENCE_PROMPT]).to(dtype=text.dtype, device=text.device)  # (1, D)
-            self.last_gate = self.gate(ir_x, vis_x, ir_t, vis_t, text, reference)  # (B, 1)
+            reference = self._reference(text)
+            if gate is None:
+                self.last_gate = self.gate(ir_x, vis_x, ir_t, vis_t, text, reference)  # (B, 1)
+            else:
+                self.last_gate = torch.as_tensor(gate, dtype=text.dtype, device=text.device).reshape(-1, 1).expand(B, 1)
             text = reference + self.last_gate.to(text.dtype) * (text - reference)
         fused = self.fusion(ir_t, vis_t)  # (B, C, Hp/p, Wp/p)
         shallow = None if ir_shallow is None else (ir_shallow, vis_shallow)
