@@ -642,3 +642,42 @@ def test_a_degraded_input_with_a_neutral_prompt_is_fused_as_given():
             assert torch.equal(ir, ir_in) and torch.equal(vis, vis_in)  # the target is what the network sees
     *_, applies = make_batch(images, 16, 0, 0, 8, 0, 1, 0.0, clean_share=0.0, neutral_share=1.0)
     assert bool(applies.isnan().all())  # no gate target for a neutral prompt
+
+
+def test_gate_only_fits_the_gate_of_a_trained_network_and_nothing_else(pair_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    from swinfuse.errors import ConfigError
+    from swinfuse.model.checkpoint import read_metadata
+    from swinfuse.training.trainer import train
+
+    train(_args(pair_dir, tmp_path / "gated", prompt_gate=True, gate_weight=1.0, clean_share=0.5,
+                wrong_prompt_share=0.5))
+    start = str(tmp_path / "gated" / "model.safetensors")
+    result = train(_args(pair_dir, tmp_path / "fit", init=start, prompt_gate=True, gate_only=True, steps=4, lr=1e-2))
+    assert result.finished
+    before, after = load_file(start), load_file(tmp_path / "fit" / "model.safetensors")
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("gate.") for k in changed)  # the gate moved, nothing else did
+    records = [json.loads(line) for line in (tmp_path / "fit" / "log.jsonl").read_text().splitlines()]
+    assert all(r["loss"] == pytest.approx(r["gate"]) for r in records if r["type"] == "train")
+    assert read_metadata(tmp_path / "fit" / "model.safetensors")["provenance"]["gate_only"]["crops"]
+    for missing in ({"init": start}, {"prompt_gate": True}):
+        with pytest.raises(ConfigError, match="--gate-only"):
+            train(_args(pair_dir, tmp_path / "bad", gate_only=True, **missing))
+
+
+def test_gate_samples_come_in_several_sizes_and_whole_frames_with_both_targets():
+    from swinfuse.training import batches
+
+    images = [(_scene(300, 420, 1), _scene(300, 420, 2)), (_scene(80, 80, 3), _scene(80, 80, 4))]
+    samples = batches.make_gate_batch(images, 0, 0, 200, 0, 1, 0.0)
+    sizes = {tuple(ir.shape[-2:]) for ir, *_ in samples}
+    assert {(300, 420), (80, 80)} <= sizes  # whole frames, as a user's forward reads them
+    assert {(64, 64), (256, 256)} <= sizes  # crops of several sizes; none larger than its frame's short side
+    assert all(ir.shape == vis.shape and ir.dim() == 4 for ir, vis, *_ in samples)
+    applies = [a for *_, a in samples]
+    assert 0.3 < sum(applies) / len(applies) < 0.6  # GATE_SHARES: 45 % of prompts apply
+    assert all(p not in P.CORPUS["none"] for _, _, p, _ in samples)  # the gate has nothing to learn from a neutral one
+    again = batches.make_gate_batch(images, 0, 0, 200, 0, 1, 0.0)
+    assert all(torch.equal(a[0], b[0]) and a[2] == b[2] for a, b in zip(samples, again))  # seeded per sample

@@ -63,6 +63,9 @@ def train(
                                               "scales how much of the prompt's effect the decoder gets.")] = False,
     gate_weight: Annotated[float, typer.Option(min=0, help="Weight of the gate's cross-entropy against whether "
                                                "the prompt names the degradation applied (needs --prompt-gate).")] = 0.0,
+    gate_only: Annotated[bool, typer.Option("--gate-only", help="Fit only the prompt gate of the --init network "
+                                            "(the rest frozen) on crops of several sizes and whole frames, as it is "
+                                            "used; needs --prompt-gate.")] = False,
     gradient_target: Annotated[str, typer.Option(help="Gradient term's target: magnitude (SwinFusion) | signed.")] = "magnitude",
     intensity_target: Annotated[str, typer.Option(help="Intensity term's target: max (SwinFusion) | max-matched "
                                                        "(the max shifted to the brighter source's mean).")] = "max",
@@ -105,7 +108,7 @@ def train(
                           init=str(init) if init else "", loss_weights=loss_weights, device=device, threads=threads,
                           progress=progress, rescale=rescale, gamma_jitter=gamma_jitter, gain_jitter=gain_jitter,
                           clean_share=clean_share, wrong_prompt_share=wrong_prompt_share, wrong_prompt_on=wrong_prompt_on,
-                          prompt_consistency=prompt_consistency, prompt_gate=prompt_gate, gate_weight=gate_weight,
+                          prompt_consistency=prompt_consistency, prompt_gate=prompt_gate, gate_weight=gate_weight, gate_only=gate_only,
                           neutral_on_degraded=neutral_on_degraded,
                           gradient_target=gradient_target, intensity_target=intensity_target, bf16=bf16,
                           overwrite=overwrite, text_encoder=text_encoder, teacher=teacher,

@@ -44,6 +44,9 @@ class TrainArgs:
     neutral_on_degraded: float = 0.0
     prompt_gate: bool = False  # the preset with FusionConfig.prompt_gate on (model/gate.py)
     gate_weight: float = 0.0  # weight of the gate's cross-entropy against 'the prompt names the degradation applied'
+    # fit only the prompt gate of the --init network (everything else frozen, in eval mode) on crops of several
+    # sizes and whole frames (batches.make_gate_batch): the gate is used on whole frames, trained on crops
+    gate_only: bool = False
     gradient_target: str = "magnitude"  # L_grad's target: SwinFusion's 'magnitude' or 'signed' (losses.py)
     intensity_target: str = "max"  # L_int's target: SwinFusion's 'max' or 'max-matched' (losses.py)
     bf16: bool = False  # bf16 autocast for forward and loss (CPU AVX-512 bf16 / CUDA)
@@ -71,7 +74,7 @@ class TrainArgs:
 # Settings a resumed run must share with the saved one; a key older states lack takes its default.
 RESUME_KEYS = ("preset", "crop", "batch_size", "seed", "steps", "lr", "warmup", "data", "val_count", "init",
                "loss_weights", "rescale", "gamma_jitter", "gain_jitter", "clean_share", "wrong_prompt_share",
-               "wrong_prompt_on", "prompt_consistency", "prompt_gate", "gate_weight",
+               "wrong_prompt_on", "prompt_consistency", "prompt_gate", "gate_weight", "gate_only",
                "neutral_on_degraded", "gradient_target", "intensity_target",
                "text_encoder", "teacher", "teacher_weight")
 
@@ -147,6 +150,8 @@ def normalised(args: TrainArgs) -> TrainArgs:
         raise ConfigError(f"gate weight must be a non-negative number, got {args.gate_weight}")
     if args.gate_weight > 0 and not args.prompt_gate:
         raise ConfigError("--gate-weight trains the prompt gate: add --prompt-gate")
+    if args.gate_only and not (args.prompt_gate and args.init):
+        raise ConfigError("--gate-only fits the prompt gate of a trained network: add --prompt-gate and --init CKPT")
     if not 0 <= args.clean_share <= 1:
         raise ConfigError(f"clean share must be in [0, 1], got {args.clean_share}")
     if not (math.isfinite(args.teacher_weight) and args.teacher_weight >= 0):

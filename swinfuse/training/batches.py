@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from swinfuse.errors import InputError
 from swinfuse.training.degrade import KIND_NAMES, degrade, degrade_fixed
@@ -88,6 +89,48 @@ def make_batch(images, crop: int, seed: int, step: int, batch_size: int, rank: i
     applies = torch.tensor([float("nan") if s == "none" else float(k == s) for k, s in zip(kinds, said)])
     return (torch.stack(ir_in), torch.stack(vis_in), torch.stack(ir), torch.stack(vis), list(prompts),
             wrong_on_clean, applies)
+
+
+# --gate-only (fitting the prompt gate of a trained network): the gate is used on whole frames of any size,
+# so it is fitted on crops of several sizes and on whole frames (at most GATE_WHOLE_SIDE on the longer side),
+# each sample of a class: clean inputs with a degradation's prompt (the gate should close), degraded inputs
+# with their own prompt (open), degraded inputs with another degradation's prompt (closed).
+GATE_CROPS = (64, 96, 128, 192, 256, 384)
+GATE_WHOLE_SHARE = 0.3
+GATE_WHOLE_SIDE = 800
+GATE_SHARES = (0.45, 0.45, 0.1)  # clean + wrong prompt, degraded + own prompt, degraded + another's
+
+
+def make_gate_sample(images, seed: tuple[int, ...], augment: float, aug: Augment = Augment()):
+    """One sample for fitting the gate -> (ir, vis) (1, 1, h, w) of its own size, its prompt and whether the
+    prompt applies (1.0 / 0.0)."""
+    rng = np.random.default_rng(list(seed))
+    pool = images if isinstance(images, WeightedPairs) else WeightedPairs([list(images)], [1.0])
+    ir, vis = pool.draw(rng)
+    if rng.random() < GATE_WHOLE_SHARE:
+        scale = GATE_WHOLE_SIDE / max(ir.shape[-2:])
+        if scale < 1:
+            both = F.interpolate(torch.stack([ir, vis]), scale_factor=scale, mode="area")
+            ir, vis = both[0], both[1]
+        if rng.random() < 0.5:
+            ir, vis = ir.flip(-1), vis.flip(-1)
+    else:
+        crop = int(GATE_CROPS[int(rng.integers(len(GATE_CROPS)))])
+        # a crop larger than the frame would be padded: beyond the smallest crop, at most the frame's short side
+        crop = min(crop, max(GATE_CROPS[0], min(ir.shape[-2:])))
+        ir, vis = random_crop(ir, vis, crop, rng, aug)
+    degraded = [k for k in KIND_NAMES if k != "none"]
+    r = rng.random()
+    kind = "none" if r < GATE_SHARES[0] else degraded[int(rng.integers(len(degraded)))]
+    said = _wrong_kind(kind, rng) if kind == "none" or r >= GATE_SHARES[0] + GATE_SHARES[1] else kind
+    ir, vis = degrade(kind, ir, vis, rng)
+    return ir[None], vis[None], sample_prompt(said, rng, augment), float(kind == said)
+
+
+def make_gate_batch(images, seed: int, step: int, batch_size: int, rank: int, world: int, augment: float,
+                    aug: Augment = Augment()):
+    """This rank's share of step `step`'s gate samples (make_gate_sample), sample i seeded by (seed, step, i)."""
+    return [make_gate_sample(images, (seed, step, i), augment, aug) for i in range(rank, batch_size, world)]
 
 
 def make_val_set(images, size: int, kinds=KIND_NAMES) -> dict[str, tuple[torch.Tensor, ...]]:

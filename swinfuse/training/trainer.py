@@ -23,7 +23,7 @@ import torch
 from swinfuse.devices import set_threads
 from swinfuse.errors import InputError, OutputError, SwinfuseError
 from swinfuse.training.args import TrainArgs, TrainResult, check_loss_weights, model_config, normalised
-from swinfuse.training.batches import find_data, load_data, make_batch
+from swinfuse.training.batches import find_data, load_data, make_batch, make_gate_batch
 from swinfuse.training.distributed import any_rank, barrier, gather, setup_distributed, teardown, wrap
 from swinfuse.training.prompts import canonical_prompt
 from swinfuse.training.provenance import provenance
@@ -82,6 +82,45 @@ def _gate_loss(gate: torch.Tensor, applies: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.binary_cross_entropy(g, applies[known].to(g.device))
 
 
+def _fusion_step(net, model, images, args: TrainArgs, weights: dict, teacher, step: int, rank: int, world: int,
+                 aug: Augment, device: torch.device):
+    """One step's loss of the whole network on a batch of degraded crops -> (loss, terms)."""
+    ir_in, vis_in, ir, vis, prompts, wrong_on_clean, applies = make_batch(
+        images, args.crop, args.seed, step, args.batch_size, rank, world, args.prompt_augment, aug, args.clean_share,
+        args.wrong_prompt_share, args.wrong_prompt_on, args.neutral_on_degraded)
+    ir_in, vis_in, ir, vis = (t.to(device, non_blocking=True) for t in (ir_in, vis_in, ir, vis))
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+        out = net(ir_in, vis_in, prompts)
+    gate = model.last_gate  # this forward's (the consistency term's own forward replaces it)
+    loss, terms = output_loss(out, ir, vis, weights, args.gradient_target, args.intensity_target)
+    if teacher is not None:
+        l_teacher = args.teacher_weight * (out.float() - teacher.target(ir, vis, out.shape[-2:])).abs().mean()
+        loss, terms = loss + l_teacher, {**terms, "teacher": l_teacher.detach()}
+    if args.gate_weight > 0:
+        l_gate = args.gate_weight * _gate_loss(gate, applies)
+        loss, terms = loss + l_gate, {**terms, "gate": l_gate.detach()}
+    if args.prompt_consistency > 0:
+        l_cons = args.prompt_consistency * _consistency(model, out, ir_in, vis_in, wrong_on_clean, args.bf16)
+        loss, terms = loss + l_cons, {**terms, "consistency": l_cons.detach()}
+    return loss, terms
+
+
+def _gate_step(model, images, args: TrainArgs, step: int, rank: int, world: int, aug: Augment,
+               device: torch.device):
+    """--gate-only: the gate's cross-entropy on samples of several sizes (make_gate_batch), each read by the
+    frozen encoders in eval mode, as a user's forward reads it -> (loss, terms)."""
+    samples = make_gate_batch(images, args.seed, step, args.batch_size, rank, world, args.prompt_augment, aug)
+    model.eval()
+    gates = torch.cat([model.prompt_gate(ir.to(device), vis.to(device), [prompt]) for ir, vis, prompt, _ in samples])
+    applies = torch.tensor([a for *_, a in samples])
+    loss = _gate_loss(gates, applies)
+    closed = gates[applies.to(device) == 0].detach()
+    opened = gates[applies.to(device) == 1].detach()
+    terms = {"gate": loss.detach(), "gate_wrong": closed.mean() if len(closed) else torch.tensor(float("nan")),
+             "gate_own": opened.mean() if len(opened) else torch.tensor(float("nan"))}
+    return loss, terms
+
+
 def _check_run_folder(folder: Path) -> None:
     """--out must be a folder this process can create or write in; checked before anything is made."""
     from swinfuse.data.outputs import check_writable_folder
@@ -103,11 +142,16 @@ def _train(args: TrainArgs, weights: dict, files: RunFiles, rank: int, world: in
     main = rank == 0
     if args.batch_size % world:
         raise SwinfuseError(f"batch size {args.batch_size} is not divisible by the {world} processes")
+    if args.gate_only and world > 1:
+        raise SwinfuseError("--gate-only runs in one process (the gate is small; its gradients are not shared)")
     # Cheap checks first: the folders, the model (a CLIP encoder may be missing), the saved state.
     data = find_data(args)
     config = model_config(args)
     torch.manual_seed(args.seed)  # same initial weights on every rank
     model = SwinFuse(config).to(device)
+    if args.gate_only:  # only the gate trains: the rest has no gradient and no optimizer state
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith("gate."))
     optimizer, scheduler = make_optimizer(model, args)
     state = load_state(files.state, args) if args.resume and files.state.exists() else None
     teacher = Teacher.parse(args.teacher, device) if args.teacher else None
@@ -172,24 +216,11 @@ def _train(args: TrainArgs, weights: dict, files: RunFiles, rank: int, world: in
     report(step, args.steps, float("nan"), 0.0)
     try:
         while step < end:
-            ir_in, vis_in, ir, vis, prompts, wrong_on_clean, applies = make_batch(data.images, args.crop, args.seed, step, args.batch_size,
-                                                         rank, world, args.prompt_augment, aug, args.clean_share,
-                                                         args.wrong_prompt_share, args.wrong_prompt_on,
-                                                         args.neutral_on_degraded)
-            ir_in, vis_in, ir, vis = (t.to(device, non_blocking=True) for t in (ir_in, vis_in, ir, vis))
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-                out = net(ir_in, vis_in, prompts)
-            gate = model.last_gate  # this forward's (the consistency term's own forward replaces it)
-            loss, terms = output_loss(out, ir, vis, weights, args.gradient_target, args.intensity_target)
-            if teacher is not None:
-                l_teacher = args.teacher_weight * (out.float() - teacher.target(ir, vis, out.shape[-2:])).abs().mean()
-                loss, terms = loss + l_teacher, {**terms, "teacher": l_teacher.detach()}
-            if args.gate_weight > 0:
-                l_gate = args.gate_weight * _gate_loss(gate, applies)
-                loss, terms = loss + l_gate, {**terms, "gate": l_gate.detach()}
-            if args.prompt_consistency > 0:
-                l_cons = args.prompt_consistency * _consistency(model, out, ir_in, vis_in, wrong_on_clean, args.bf16)
-                loss, terms = loss + l_cons, {**terms, "consistency": l_cons.detach()}
+            if args.gate_only:
+                loss, terms = _gate_step(model, data.images, args, step, rank, world, aug, device)
+            else:
+                loss, terms = _fusion_step(net, model, data.images, args, weights, teacher, step, rank, world, aug,
+                                           device)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
