@@ -262,3 +262,22 @@ def test_loading_draws_no_random_weights_that_the_checkpoint_overwrites(tiny_mod
     with pytest.raises(RuntimeError), checkpoint._initialisers_skipped():
         raise RuntimeError("a failed build")
     assert {name: getattr(torch.nn.init, name) for name in initialisers} == initialisers
+
+
+def test_ship_records_every_earlier_stage_of_a_warm_started_checkpoint(tiny_model, tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ship", Path(__file__).resolve().parents[1] / "tools" / "ship.py")
+    ship = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship)
+    first = save_checkpoint(tiny_model, tmp_path / "first.safetensors", {"command": "swinfuse train --out a", "step": 10})
+    second = save_checkpoint(tiny_model, tmp_path / "second.safetensors",
+                             {"command": "swinfuse train --out b --init first", "step": 5,
+                              "init": {"path": str(first), "sha256": "aa"}, "validation_metrics": {"x": 1}})
+    last = {"command": "swinfuse train --out c --init second", "init": {"path": str(second), "sha256": "bb"}}
+    stages = ship.lineage(last)
+    assert [s["command"] for s in stages] == ["swinfuse train --out b --init first", "swinfuse train --out a"]
+    assert stages[0]["sha256"] == "bb" and "validation_metrics" not in stages[0]
+    first.unlink()
+    stages = ship.lineage(last)
+    assert len(stages) == 2 and "not found" in stages[1]["end"] and stages[1]["sha256"] == "aa"

@@ -16,6 +16,26 @@ import sys
 from pathlib import Path
 
 
+def lineage(provenance: dict, limit: int = 50) -> list[dict]:
+    """Every earlier stage a warm-started checkpoint came from, newest first: each stage's own provenance (its
+    command, data, augmentations, commit, step) without its validation, read from the --init file its `init`
+    record names while that file is still there; the last entry says where the chain ends and why. A
+    checkpoint's own `init` record holds only the stage before it."""
+    from swinfuse.model.checkpoint import read_metadata
+
+    stages, init = [], provenance.get("init")
+    while init and len(stages) < limit:
+        path = Path(init.get("path", ""))
+        if not path.is_file():
+            stages.append({"path": str(path), "sha256": init.get("sha256"), "command": init.get("command"),
+                           "end": "file not found: its own command is above, earlier stages are not recorded"})
+            return stages
+        stage = {k: v for k, v in read_metadata(path)["provenance"].items() if k not in ("validation_metrics", "lineage")}
+        stages.append({"path": str(path), "sha256": init.get("sha256"), **stage})
+        init = stage.get("init")
+    return stages
+
+
 def main(argv=None) -> int:
     from swinfuse.model.checkpoint import load_checkpoint, save_checkpoint
 
@@ -40,6 +60,7 @@ def main(argv=None) -> int:
         "sets": {name: {k: v for k, v in s.items() if k != "per_image"} for name, s in results["sets"].items()},
         "bars_met": results.get("bars_met"), "degraded": results.get("degraded"), "summary": results.get("summary"),
     }
+    provenance["lineage"] = lineage(meta["provenance"])
     save_checkpoint(model, args.out, provenance)
     print(f"shipped {args.out} (from {args.weights}, sha256 of the weights' source {meta['sha256'][:12]})")
     return 0
