@@ -232,9 +232,11 @@ def test_warm_start_from_an_older_layout_checkpoint():
     from swinfuse.training.args import TrainArgs
     from swinfuse.training.state import warm_start
 
-    config = FusionConfig.preset("default", img_size=32)
+    shipped = read_metadata(SHIPPED)["config"]
+    preset = "halfres" if shipped.patch_size == 2 else "default"
+    config = FusionConfig.preset(preset, img_size=32, prompt_gate=shipped.prompt_gate)
     model = SwinFuse(config)
-    record = warm_start(model, TrainArgs(init=str(SHIPPED), preset="default"), config)
+    record = warm_start(model, TrainArgs(init=str(SHIPPED), preset=preset, prompt_gate=shipped.prompt_gate), config)
     assert record["path"] == str(SHIPPED)
     source, _ = load_checkpoint(SHIPPED)
     for key, value in source.state_dict().items():
