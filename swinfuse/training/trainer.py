@@ -116,8 +116,11 @@ def _gate_step(model, images, args: TrainArgs, step: int, rank: int, world: int,
     loss = _gate_loss(gates, applies)
     closed = gates[applies.to(device) == 0].detach()
     opened = gates[applies.to(device) == 1].detach()
-    terms = {"gate": loss.detach(), "gate_wrong": closed.mean() if len(closed) else torch.tensor(float("nan")),
-             "gate_own": opened.mean() if len(opened) else torch.tensor(float("nan"))}
+    terms = {"gate": loss.detach()}  # and the mean gate of each target, when the batch has it (no NaN in the log)
+    if len(closed):
+        terms["gate_wrong"] = closed.mean()
+    if len(opened):
+        terms["gate_own"] = opened.mean()
     return loss, terms
 
 
