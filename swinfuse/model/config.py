@@ -189,7 +189,7 @@ class FusionConfig:
 
     @classmethod
     def default(cls, **overrides) -> "FusionConfig":
-        """The shipped model, sized for CPUs: a 480x640 pair in a few seconds on 2 cores, trainable in an hour.
+        """The previous default's layout (every Swin stage at full resolution), sized for CPUs: a 480x640 pair in a few seconds on 2 cores, trainable in an hour.
         Two Re stages so the prompt modulates the decoder twice (Text-IF modulates every decoder level).
         One head of 16 channels rather than two of 8: the same weights but the position-bias tables, and a
         1.5x faster forward on CPU (a K=8 attention reduction cannot feed the FMA units; benchmarks/RESULTS.md)."""
