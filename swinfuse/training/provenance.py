@@ -58,7 +58,7 @@ def provenance(args, data, *, step: int, final: bool, val_loss: float | None, wo
         "seed": args.seed, "world_size": world, "loss_weights": loss_weights, "degradations": list(KIND_NAMES),
         "prompt_augment": args.prompt_augment, "torch": torch.__version__,
     }
-    if getattr(args, "gate_only", False):
+    if args.gate_only:
         from swinfuse.training import batches
 
         record["gate_only"] = {"crops": list(batches.GATE_CROPS), "whole_share": batches.GATE_WHOLE_SHARE,

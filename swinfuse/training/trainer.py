@@ -110,7 +110,8 @@ def _gate_step(model, images, args: TrainArgs, step: int, rank: int, world: int,
     """--gate-only: the gate's cross-entropy on samples of several sizes (make_gate_batch), each read by the
     frozen encoders in eval mode, as a user's forward reads it -> (loss, terms)."""
     samples = make_gate_batch(images, args.seed, step, args.batch_size, rank, world, args.prompt_augment, aug)
-    model.eval()
+    if model.training:  # once, and again after a validation: eval() also empties the prompt cache
+        model.eval()
     gates = torch.cat([model.prompt_gate(ir.to(device), vis.to(device), [prompt]) for ir, vis, prompt, _ in samples])
     applies = torch.tensor([a for *_, a in samples])
     loss = _gate_loss(gates, applies)
