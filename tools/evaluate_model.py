@@ -23,8 +23,9 @@ against the classical baselines and (given its code and checkpoint) the learned 
    conventions, 9/9 against mean, worse than each compared model on at most 2, mean Y at most 5 levels above
    the brighter source, saturation at most 1 point above the sources', every wrong prompt within 3 % on each
    metric and 10 levels of mean Y; and MI among the wins against SeAFusion on at least two sets.
-2. Degraded RoadScene validation pairs (skipped with --clean-only / --degraded-pairs 0), one fixed degradation
-   per kind and pair (training's `degrade_fixed`): each model with the matching prompt, with a held-out
+2. Degraded RoadScene validation pairs (skipped with --clean-only / --degraded-pairs 0; with --degraded-ood
+   also every pair of each --ood set, pooled per kind: more pairs, cameras never trained on), one fixed
+   degradation per kind and pair (training's `degrade_fixed`; --degraded-kinds picks some kinds): each model with the matching prompt, with a held-out
    paraphrase never trained on (five of them per kind, taking turns over the pairs), and with a neutral prompt; metrics against the CLEAN sources. "Matching beats
    neutral" for a kind means it wins on more of the nine metrics than it loses; reported beside it, issue 19's
    measure: better on both Qabf and VIF (EN, SD, SF and AG ignore the clean sources and rise with the noise a
@@ -183,6 +184,10 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="use only the first N pairs of every set (0: all)")
     ap.add_argument("--degraded-pairs", type=int, default=21, help="validation pairs used per degradation kind")
     ap.add_argument("--clean-only", action="store_true", help="skip the degraded pairs (= --degraded-pairs 0)")
+    ap.add_argument("--degraded-ood", action="store_true",
+                    help="degrade every pair of each --ood set too, pooled with the RoadScene pairs per kind")
+    ap.add_argument("--degraded-kinds", default="", metavar="K1,K2",
+                    help="only these degradation kinds (default: all eight)")
     ap.add_argument("--held-out-wordings", type=int, default=5, choices=range(1, 6), metavar="1..5",
                     help="paraphrases never trained on, taking turns over the degraded pairs (pair i gets i mod N)")
     ap.add_argument("--no-prompt-harm", action="store_true",
@@ -200,6 +205,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.clean_only:
         args.degraded_pairs = 0
+    all_kinds = [k for k in KINDS if k != "none"]
+    degraded_kinds = [k.strip() for k in args.degraded_kinds.split(",") if k.strip()] or all_kinds
+    unknown = [k for k in degraded_kinds if k not in all_kinds]
+    if unknown:
+        ap.error(f"--degraded-kinds: unknown kind(s) {', '.join(unknown)}; known: {', '.join(all_kinds)}")
+    if args.ship and degraded_kinds != all_kinds:
+        ap.error("--ship records the degraded summary of all eight kinds: leave out --degraded-kinds")
 
     torch.set_num_threads(args.threads)
     tags = _model_tags(args.compare_weights)
@@ -260,7 +272,7 @@ def main(argv=None) -> int:
     tone: dict[tuple[str, str], list[dict]] = {}
 
     jobs, started, model_seconds = [], time.perf_counter(), {t: 0.0 for t in tags}
-    roadscene_sources, figure_pairs = [], []
+    roadscene_sources, ood_sources, figure_pairs = [], [], []
     # 1. clean pairs of every set
     for set_name, pairs in sets:
         for stem, ir_path, vis_path in pairs:
@@ -268,7 +280,9 @@ def main(argv=None) -> int:
             y = vis.y
             if set_name == ROADSCENE:
                 roadscene_sources.append((stem, ir, y))
-            elif args.figures and not figure_pairs:  # the README's picture: a camera never trained on
+            elif args.degraded_ood:
+                ood_sources.append((f"{set_name}/{stem}", ir, y))
+            if set_name != ROADSCENE and args.figures and not figure_pairs:  # the README's picture: a camera never trained on
                 figure_pairs.append((set_name, stem, ir, vis))
             ir255, y255 = ir * 255.0, y * 255.0
             src = (_u8(ir255), _u8(y255))
@@ -293,11 +307,14 @@ def main(argv=None) -> int:
                 jobs.append(((set_name, "SeAFusion-raw", stem), _u8(raw * 255.0), *src))
                 jobs.append(((set_name, "SeAFusion-stretched", stem), _u8(stretched * 255.0), *src))
                 tone.setdefault((set_name, "SeAFusion-raw"), []).append(_tone(_u8(raw * 255.0), *src))
-    # 2. degraded RoadScene validation, metrics against the clean sources
-    for kind in KINDS if args.degraded_pairs > 0 else ():
-        if kind == "none":
-            continue
-        for i, (stem, ir, y) in enumerate(roadscene_sources[:args.degraded_pairs]):
+    # 2. degraded RoadScene validation (and with --degraded-ood every out-of-distribution pair), metrics against
+    # the clean sources
+    degraded_sources = roadscene_sources[:args.degraded_pairs] + ood_sources if args.degraded_pairs > 0 else []
+    if degraded_sources:
+        print(f"degraded pairs per kind: {len(degraded_sources)} ({min(len(roadscene_sources), args.degraded_pairs)} "
+              f"RoadScene, {len(ood_sources)} out-of-distribution); kinds: {', '.join(degraded_kinds)}", flush=True)
+    for kind in degraded_kinds if degraded_sources else ():
+        for i, (stem, ir, y) in enumerate(degraded_sources):
             d_ir, d_y = degrade_fixed(kind, torch.from_numpy(ir)[None], torch.from_numpy(y)[None], seed=i)
             d_ir, d_y = d_ir[0].numpy(), d_y[0].numpy()
             clean = (_u8(ir * 255.0), _u8(y * 255.0))
@@ -430,12 +447,10 @@ def main(argv=None) -> int:
     print()
 
     kinds_ok = {}
-    for tag in tags if args.degraded_pairs > 0 else ():  # 0: the clean tables only (a quick look)
+    for tag in tags if degraded_sources else ():  # none: the clean tables only (a quick look)
         prefix = "" if tag == "swinfuse" else f"{tag} "
         kinds_prompt_ok, kinds_heldout_ok, kinds_qabf_ok, kinds_reference_ok = 0, 0, 0, 0
-        for kind in KINDS:
-            if kind == "none":
-                continue
+        for kind in degraded_kinds:
             rows = {prefix + m: means[(kind, prefix + m)] for m in ("matching", "held-out", "neutral")}
             rows.update({m: means[(kind, m)] for m in BASELINES})
             won, lost = _wins(rows[prefix + "matching"], rows[prefix + "neutral"])
@@ -463,12 +478,14 @@ def main(argv=None) -> int:
         kinds_ok[tag] = {"matching_beats_neutral_kinds": kinds_prompt_ok,
                          "heldout_beats_neutral_kinds": kinds_heldout_ok, "qabf_beats_baselines_kinds": kinds_qabf_ok,
                          "qabf_and_vif_beat_neutral_kinds": kinds_reference_ok}
-        print(f"{tag}: matching prompt beats neutral on {kinds_prompt_ok}/8 kinds (held-out paraphrase: "
-              f"{kinds_heldout_ok}/8), on Qabf and VIF both on {kinds_reference_ok}/8; matching-prompt Qabf beats "
-              f"all baselines on {kinds_qabf_ok}/8 kinds")
+        n = len(degraded_kinds)
+        print(f"{tag}: matching prompt beats neutral on {kinds_prompt_ok}/{n} kinds (held-out paraphrase: "
+              f"{kinds_heldout_ok}/{n}), on Qabf and VIF both on {kinds_reference_ok}/{n}; matching-prompt Qabf "
+              f"beats all baselines on {kinds_qabf_ok}/{n} kinds")
     summary = kinds_ok.get("swinfuse", {"matching_beats_neutral_kinds": 0, "heldout_beats_neutral_kinds": 0,
                                         "qabf_beats_baselines_kinds": 0, "qabf_and_vif_beat_neutral_kinds": 0})
     report["summary"] = summary
+    report["degraded_pairs"] = {"pairs": [s for s, _, _ in degraded_sources], "kinds": degraded_kinds}
     if len(kinds_ok) > 1:
         report["summary_compared"] = {t: v for t, v in kinds_ok.items() if t != "swinfuse"}
     if args.json_out:
@@ -476,7 +493,7 @@ def main(argv=None) -> int:
         Path(args.json_out).write_text(json.dumps(report, indent=1))
     if args.figures and roadscene_sources:
         _figures(Path(args.figures), roadscene_sources, figure_pairs, fuse, neutral, args.figure_kind)
-    if args.ship and args.degraded_pairs > 0 and ROADSCENE in report["sets"]:
+    if args.ship and degraded_sources and degraded_kinds == all_kinds and ROADSCENE in report["sets"]:
         from swinfuse.model.checkpoint import save_checkpoint
 
         provenance = dict(meta["provenance"])
