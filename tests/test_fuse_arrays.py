@@ -75,14 +75,17 @@ def test_shipped_checkpoint_applies_a_prompt_where_it_applies_and_not_elsewhere(
     y, x = np.mgrid[0:48, 0:64]
     vis = (0.5 + 0.3 * np.sin(x / 5.0)).astype(np.float32)
     ir = np.clip(0.3 + 0.4 * (np.hypot(y - 24, x - 32) < 10) + 0.05 * rng.standard_normal((48, 64)), 0, 1).astype(np.float32)
-    cpu = swinfuse.FuseOptions(device="cpu")
+    # tone off: the cap would bring both fusions down to the brighter source's mean, hiding the brightening
+    cpu = swinfuse.FuseOptions(device="cpu", tone="off")
     low_light = "the visible image is in extremely low light"
-    response = {}
+    response, brightening = {}, {}
     for name, v in (("normal", vis), ("dark", (0.08 * vis).astype(np.float32))):
         neutral = swinfuse.fuse(ir, v, "", weights=weights, options=cpu)
         assert neutral.shape == (48, 64) and neutral.dtype == np.float32
-        response[name] = float(np.abs(neutral - swinfuse.fuse(ir, v, low_light, weights=weights, options=cpu)).mean())
-    assert response["dark"] > 1e-2  # the prompt brightens a visible image that is in low light
+        prompted = swinfuse.fuse(ir, v, low_light, weights=weights, options=cpu)
+        response[name] = float(np.abs(neutral - prompted).mean())
+        brightening[name] = float(prompted.mean() - neutral.mean())
+    assert brightening["dark"] > 1e-2  # the prompt brightens a visible image that is in low light
     assert response["normal"] < response["dark"] / 5  # and leaves one that is not (the prompt gate)
 
 
