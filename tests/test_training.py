@@ -470,6 +470,31 @@ def test_max_matched_intensity_target_has_the_brighter_source_mean():
         fusion_loss(ir, vis, brighter, only, intensity_target="min")
 
 
+def test_mixed_intensity_target_adds_both_sources_deviations():
+    from swinfuse.errors import ConfigError
+    from swinfuse.training.args import TrainArgs, normalised
+    from swinfuse.training.losses import intensity_share
+
+    ir, vis = _scene(seed=1)[None].flip(-1) * 0.9, _scene(seed=2)[None]
+    only = {"ssim": 0, "intensity": 1, "gradient": 0}
+    top = max(float(ir.mean()), float(vis.mean()))
+    matched = torch.maximum(ir, vis)
+    matched = (matched - (matched.mean() - top)).clamp(0, 1)
+    both = (top + 0.7 * ((ir - ir.mean()) + (vis - vis.mean()))).clamp(0, 1)
+    for target, share in (("mixed", 0.3), ("mixed:0.5", 0.5), ("mixed:0", 0.0)):
+        expected = (1 - share) * matched + share * both
+        _, at = fusion_loss(ir, vis, expected, only, intensity_target=target)
+        assert float(at["intensity"]) < 1e-6, target
+    _, matched_under_mixed = fusion_loss(ir, vis, matched, only, intensity_target="mixed")
+    assert float(matched_under_mixed["intensity"]) > 1e-3  # the share moves the target off the matched max
+    assert intensity_share("max-matched") == 0 and intensity_share("mixed:1") == 1
+    for bad in ("mixed:1.5", "mixed:x", "max:0.3", "min"):
+        with pytest.raises(ValueError, match="intensity_target"):
+            intensity_share(bad)
+    with pytest.raises(ConfigError, match="intensity target"):
+        normalised(TrainArgs(data=("x",), out="o", intensity_target="mixed:2"))
+
+
 def test_wrong_prompt_share_names_another_degradation_and_keeps_the_draws_without_it():
     from swinfuse.training.batches import make_sample
 

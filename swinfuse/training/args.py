@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from swinfuse.errors import ConfigError
 from swinfuse.training.batches import WRONG_PROMPT_INPUTS
-from swinfuse.training.losses import GRADIENT_TARGETS, INTENSITY_TARGETS, OPTIONAL_WEIGHTS, WEIGHTS
+from swinfuse.training.losses import GRADIENT_TARGETS, INTENSITY_TARGETS, OPTIONAL_WEIGHTS, WEIGHTS, intensity_share
 from swinfuse.training.sampling import Augment, as_specs
 
 
@@ -131,9 +131,11 @@ def normalised(args: TrainArgs) -> TrainArgs:
     specs = as_specs(args.data)
     if args.gradient_target not in GRADIENT_TARGETS:
         raise ConfigError(f"gradient target must be one of {', '.join(GRADIENT_TARGETS)}, got {args.gradient_target!r}")
-    if args.intensity_target not in INTENSITY_TARGETS:
-        raise ConfigError(f"intensity target must be one of {', '.join(INTENSITY_TARGETS)}, "
-                          f"got {args.intensity_target!r}")
+    try:
+        intensity_share(args.intensity_target)
+    except ValueError:
+        raise ConfigError(f"intensity target must be one of {', '.join(INTENSITY_TARGETS)} (mixed:S, S in [0, 1]), "
+                          f"got {args.intensity_target!r}") from None
     if not 0 <= args.wrong_prompt_share <= 1:
         raise ConfigError(f"wrong prompt share must be in [0, 1], got {args.wrong_prompt_share}")
     if args.wrong_prompt_on not in WRONG_PROMPT_INPUTS:

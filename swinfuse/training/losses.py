@@ -28,6 +28,14 @@ mean is the brighter source's mean: the pixel-wise max of two images is brighter
 network trained towards it renders scenes brighter than both sources. The shift keeps the max's structure
 (which source wins where) and clips at 0 and 1.
 
+`intensity_target="mixed"` (ours, optional; "mixed:S" sets the share S, 0.3 by default) moves L_int's target
+from the matched max towards the sources' deviations added: (1 - S) x max-matched + S x D, where
+D = clip(m + 0.7 x ((ir - mean ir) + (vis - mean vis))), m the brighter source's mean, per image. Where one
+source is brighter over a whole region the max copies it there and drops the other's variation (SCD falls to the
+max's, below the average's on some cameras); D keeps both sources' variation everywhere, the gain 0.7 keeping
+its clipping near the sources' own. Scored as fusions on the validation sets, S = 0.3 keeps MI above 2.1 (the
+max's 4.2-4.9, the average's 1.5-2.3) and SCD above the average's on all three (docs/MODEL_CARD.md).
+
 A fifth weight `scd` (ours, optional, 0 by default) adds scd x (2 - SCD(F)), SCD the sum of the correlations of
 differences (Aslantas and Bendes 2015; the metric of swinfuse.metrics), per image: corr(F - vis, ir) +
 corr(F - ir, vis). It rewards a fusion whose departure from each source is explained by the other, i.e. one
@@ -43,8 +51,27 @@ import torch.nn.functional as F
 WEIGHTS = {"ssim": 10.0, "intensity": 20.0, "gradient": 20.0}
 OPTIONAL_WEIGHTS = {"pyramid": 0.0, "scd": 0.0}  # ours, off unless a fourth (fifth) loss weight is given
 GRADIENT_TARGETS = ("magnitude", "signed")
-INTENSITY_TARGETS = ("max", "max-matched")
+INTENSITY_TARGETS = ("max", "max-matched", "mixed")
+MIXED_SHARE, DEVIATION_GAIN = 0.3, 0.7  # "mixed": D's share of the target, and the gain of the deviations in D
 PYRAMID_LEVELS = 3
+
+
+def intensity_share(intensity_target: str) -> float:
+    """The share S of an intensity target "mixed[:S]" (0 for the other targets); ValueError for an unknown
+    target or a share outside [0, 1]."""
+    name, _, share = intensity_target.partition(":")
+    if name not in INTENSITY_TARGETS or (share and name != "mixed"):
+        raise ValueError(f"intensity_target must be one of {INTENSITY_TARGETS} (mixed:S with S in [0, 1]), "
+                         f"got {intensity_target!r}")
+    if name != "mixed":
+        return 0.0
+    try:
+        value = float(share) if share else MIXED_SHARE
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise ValueError(f"intensity_target mixed:S needs S in [0, 1], got {intensity_target!r}")
+    return value
 
 
 def _blur5(img: torch.Tensor) -> torch.Tensor:
@@ -140,13 +167,15 @@ def fusion_loss(ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor,
     share_ir = mean_ir / (mean_ir + mean_vis).clamp_min(1e-8)  # (B,)
     ssim_w = (share_ir * ssim(ir, fused) + (1 - share_ir) * ssim(vis, fused)).mean()
     l_ssim = w["ssim"] * (1 - ssim_w)
-    if intensity_target not in INTENSITY_TARGETS:
-        raise ValueError(f"intensity_target must be one of {INTENSITY_TARGETS}, got {intensity_target!r}")
+    share = intensity_share(intensity_target)
     brighter = torch.maximum(ir, vis)
-    if intensity_target == "max-matched":
-        excess = brighter.mean((1, 2, 3), keepdim=True) - torch.maximum(ir.mean((1, 2, 3), keepdim=True),
-                                                                         vis.mean((1, 2, 3), keepdim=True))
-        brighter = (brighter - excess).clamp(0, 1)
+    if intensity_target != "max":  # max-matched, and the max part of mixed
+        mean_ir, mean_vis = ir.mean((1, 2, 3), keepdim=True), vis.mean((1, 2, 3), keepdim=True)
+        top = torch.maximum(mean_ir, mean_vis)
+        brighter = (brighter - (brighter.mean((1, 2, 3), keepdim=True) - top)).clamp(0, 1)
+        if share:
+            both = (top + DEVIATION_GAIN * ((ir - mean_ir) + (vis - mean_vis))).clamp(0, 1)
+            brighter = (1 - share) * brighter + share * both
     l_int = w["intensity"] * F.l1_loss(fused, brighter)
     if gradient_target == "signed":
         target = torch.where(g_ir.abs() >= g_vis.abs(), g_ir, g_vis)  # per axis, the stronger source's response
