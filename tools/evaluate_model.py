@@ -273,6 +273,12 @@ def main(argv=None) -> int:
         while name in (n for n, _ in sets):
             name += "'"
         sets.append((name, [(p.rel, p.ir, p.vis) for p in found.pairs]))
+    known = {(name, stem) for name, pairs in sets for stem, _, _ in pairs}
+    for set_name, kind in present:  # a misspelt pair would silently stay in the measure
+        for stem in sorted(present[(set_name, kind)]):
+            if (set_name, stem) not in known:
+                ap.error(f"--present {set_name}/{stem}:{kind}: no such pair in the sets evaluated "
+                         f"({', '.join(name for name, _ in sets)})")
     sets = [(name, pairs[:args.limit] if args.limit else pairs) for name, pairs in sets]
     for name, pairs in sets:
         print(f"set {name}: {len(pairs)} pairs", flush=True)
@@ -420,19 +426,19 @@ def main(argv=None) -> int:
             for kind in wrong_kinds:
                 scenario = f"{set_name} wrong:{kind}"
                 applies = present.get((set_name, kind), set()) & set(stems)
+
+                def over(idx: list[int]) -> dict:
+                    return _harm([per_image[set_name][tag][stems[i]] for i in idx],
+                                 [per_image[scenario][tag][stems[i]] for i in idx],
+                                 [tone[(set_name, tag)][i] for i in idx], [tone[(scenario, tag)][i] for i in idx])
+
                 keep = [i for i, s in enumerate(stems) if s not in applies]  # the pairs where the prompt is wrong
-                h = _harm([per_image[set_name][tag][stems[i]] for i in keep],
-                          [per_image[scenario][tag][stems[i]] for i in keep],
-                          [tone[(set_name, tag)][i] for i in keep], [tone[(scenario, tag)][i] for i in keep])
-                harm[kind] = {**h, "prompt": canonical_prompt(kind), "pairs": len(keep)}
+                if not keep:  # every pair carries the degradation: nothing to measure the wrong prompt on
+                    continue
+                harm[kind] = {**over(keep), "prompt": canonical_prompt(kind), "pairs": len(keep)}
                 if applies:  # reported apart: there the prompt names what is wrong
-                    idx = [i for i, s in enumerate(stems) if s in applies]
-                    harm[kind]["present"] = {
-                        "stems": sorted(applies),
-                        **{k: v for k, v in _harm([per_image[set_name][tag][stems[i]] for i in idx],
-                                                  [per_image[scenario][tag][stems[i]] for i in idx],
-                                                  [tone[(set_name, tag)][i] for i in idx],
-                                                  [tone[(scenario, tag)][i] for i in idx]).items() if k != "ok"}}
+                    apart = over([i for i, s in enumerate(stems) if s in applies])
+                    harm[kind]["present"] = {"stems": sorted(applies), **{k: v for k, v in apart.items() if k != "ok"}}
             if harm:
                 entry["prompt_harm"][tag] = harm
                 bars[f"wrong prompts within {HARM_METRIC:.0%} / {HARM_LEVELS:g} levels"] = all(
