@@ -39,6 +39,19 @@ def test_train_command_runs(pair_dir, tmp_path):
     assert (out / "model.safetensors").exists() and "finished at step 2/2" in result.stderr
 
 
+def test_train_command_with_the_frame_matched_target_records_it(pair_dir, tmp_path):
+    from swinfuse.model.checkpoint import load_checkpoint
+
+    out = tmp_path / "frame"
+    result = runner.invoke(app, ["train", "--data", str(pair_dir), "--out", str(out), "--preset", "smoke",
+                                 "--steps", "2", "--batch-size", "2", "--crop", "16", "--val-count", "2",
+                                 "--val-crop", "16", "--warmup", "1", "--threads", "1", "--no-progress",
+                                 "--intensity-target", "max-frame", "--gamma-jitter", "0.3"])
+    assert result.exit_code == 0, result.output
+    _, meta = load_checkpoint(out / "model.safetensors")
+    assert meta["provenance"]["intensity_target"] == "max-frame"
+
+
 def test_train_command_rejects_bad_loss_weights(tmp_path, monkeypatch, capsys):
     for bad in ("10,20", "10,x,20", "10,-1,20", "10,nan,20"):
         code, out, err = _main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "x"), "--loss-weights", bad],

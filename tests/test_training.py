@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from swinfuse.training import degrade as D
 from swinfuse.training import prompts as P
@@ -493,6 +494,65 @@ def test_mixed_intensity_target_adds_both_sources_deviations():
             intensity_share(bad)
     with pytest.raises(ConfigError, match="intensity target"):
         normalised(TrainArgs(data=("x",), out="o", intensity_target="mixed:2"))
+
+
+def _halves(h: int = 40, w: int = 80) -> tuple[torch.Tensor, torch.Tensor]:
+    """A frame whose infrared is bright on the left and whose visible is bright on the right."""
+    ir, vis = _scene(h, w, seed=1) * 0.5, _scene(h, w, seed=2) * 0.5
+    ir[..., : w // 2] += 0.45
+    vis[..., w // 2:] += 0.45
+    return ir.clamp(0, 1), vis.clamp(0, 1)
+
+
+def test_frame_shift_is_read_from_the_whole_jittered_frame_with_the_same_draws():
+    from swinfuse.training.sampling import Augment, frame_shift, random_crop
+
+    ir, vis = _halves()
+    whole = float(torch.maximum(ir.mean(), vis.mean()) - torch.maximum(ir, vis).mean())
+    assert abs(frame_shift(ir, vis) - whole) < 1e-6 and whole < -0.1
+    crop_ir, crop_vis, shift = random_crop(ir, vis, 16, np.random.default_rng(3), Augment(), frame_stats=True)
+    own = float(torch.maximum(crop_ir.mean(), crop_vis.mean()) - torch.maximum(crop_ir, crop_vis).mean())
+    assert shift == frame_shift(ir, vis) and abs(own - shift) > 0.05  # a 16-pixel crop sits in one half
+    aug = Augment(rescale=1.5, gamma=0.5, gain=0.3)
+    for seed in range(5):  # the crops are those drawn without frame statistics
+        a = random_crop(ir, vis, 16, np.random.default_rng(seed), aug)
+        b = random_crop(ir, vis, 16, np.random.default_rng(seed), aug, frame_stats=True)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    # a crop that is the whole frame: its shift under the jitter is the jittered crop's own
+    sq_ir, sq_vis = ir[:, :, :40], vis[:, :, 20:60]
+    for seed in range(5):
+        c_ir, c_vis, shift = random_crop(sq_ir, sq_vis, 40, np.random.default_rng(seed), Augment(gamma=0.5, gain=0.3),
+                                         frame_stats=True)
+        own = float(torch.maximum(c_ir.mean(), c_vis.mean()) - torch.maximum(c_ir, c_vis).mean())
+        assert abs(own - shift) < 1e-5
+    big_ir, big_vis = (F.interpolate(t[None], scale_factor=8, mode="nearest")[0] for t in (ir, vis))
+    assert abs(frame_shift(big_ir, big_vis) - whole) < 1e-4  # a large frame is read downsampled, means kept
+
+
+def test_max_frame_intensity_target_uses_the_frame_shift_per_image():
+    from swinfuse.training.batches import make_batch, make_sample
+
+    ir, vis = _scene(seed=1)[None].flip(-1) * 0.9, _scene(seed=2)[None]
+    ir, vis = torch.cat([ir, ir]), torch.cat([vis, vis])
+    only = {"ssim": 0, "intensity": 1, "gradient": 0}
+    brighter = torch.maximum(ir, vis)
+    own = (torch.maximum(ir.mean((1, 2, 3)), vis.mean((1, 2, 3))) - brighter.mean((1, 2, 3))).view(-1, 1, 1, 1)
+    shift = torch.tensor([-0.2, float("nan")])  # the first image's frame is darker; the second has no frame
+    expected = torch.cat([(brighter[:1] - 0.2).clamp(0, 1), (brighter[1:] + own[1:]).clamp(0, 1)])
+    _, at = fusion_loss(ir, vis, expected, only, intensity_target="max-frame", shift=shift)
+    _, matched = fusion_loss(ir, vis, expected, only, intensity_target="max-matched", shift=shift)
+    assert float(at["intensity"]) < 1e-6 and float(matched["intensity"]) > 1e-3
+    _, no_shift = fusion_loss(ir, vis, (brighter + own).clamp(0, 1), only, intensity_target="max-frame")
+    assert float(no_shift["intensity"]) < 1e-6  # without frame shifts it is max-matched
+    images = [_halves()]
+    assert len(make_batch(images, 16, 0, 0, 8, 0, 1, 0.0)) == 7
+    *_, shifts = make_batch(images, 16, 0, 0, 8, 0, 1, 0.0, clean_share=1.0, frame_match=True)
+    assert shifts.shape == (8,) and not shifts.isnan().any()
+    given = [make_sample(images, 16, (0, 0, i), 0.0, clean_share=0.3, neutral_share=1.0, frame_match=True)
+             for i in range(30)]
+    assert {kind == "none" for *_, kind, _, _ in given} == {True, False}
+    for *_, kind, _, shift in given:  # the degraded sources as the target: no frame shift for them
+        assert math.isnan(shift) == (kind != "none")
 
 
 def test_wrong_prompt_share_names_another_degradation_and_keeps_the_draws_without_it():

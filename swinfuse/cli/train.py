@@ -68,7 +68,8 @@ def train(
                                             "used; needs --prompt-gate.")] = False,
     gradient_target: Annotated[str, typer.Option(help="Gradient term's target: magnitude (SwinFusion) | signed.")] = "magnitude",
     intensity_target: Annotated[str, typer.Option(help="Intensity term's target: max (SwinFusion) | max-matched "
-                                                       "(the max shifted to the brighter source's mean) | mixed[:S] (S of both sources' "
+                                                       "(the max shifted to the brighter source's mean) | max-frame (the same shift, read "
+                                                       "from the crop's whole frame) | mixed[:S] (S of both sources' "
                                                        "deviations added, 0.3 by default).")] = "max",
     bf16: Annotated[bool, typer.Option("--bf16", help="bf16 autocast in the forward pass.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over in an --out folder that holds a run.")] = False,

@@ -28,6 +28,11 @@ mean is the brighter source's mean: the pixel-wise max of two images is brighter
 network trained towards it renders scenes brighter than both sources. The shift keeps the max's structure
 (which source wins where) and clips at 0 and 1.
 
+`intensity_target="max-frame"` (ours, optional) is `max-matched` with the shift read from the whole frame the
+crop was cut from (its `frame_shift`, passed in as `shift`, one per image; NaN, or no `shift`, falls back to the
+crop's own): a 64-pixel crop's own means make the target a local normalisation (each crop's max pulled to that
+crop's brighter source), while a frame is fused whole, so every crop of one frame gets one shift.
+
 `intensity_target="mixed"` (ours, optional; "mixed:S" sets the share S, 0.3 by default) moves L_int's target
 from the matched max towards the sources' deviations added: (1 - S) x max-matched + S x D, where
 D = clip(m + 0.7 x ((ir - mean ir) + (vis - mean vis))), m the brighter source's mean, per image. Where one
@@ -51,7 +56,7 @@ import torch.nn.functional as F
 WEIGHTS = {"ssim": 10.0, "intensity": 20.0, "gradient": 20.0}
 OPTIONAL_WEIGHTS = {"pyramid": 0.0, "scd": 0.0}  # ours, off unless a fourth (fifth) loss weight is given
 GRADIENT_TARGETS = ("magnitude", "signed")
-INTENSITY_TARGETS = ("max", "max-matched", "mixed")
+INTENSITY_TARGETS = ("max", "max-matched", "max-frame", "mixed")
 MIXED_SHARE, DEVIATION_GAIN = 0.3, 0.7  # "mixed": D's share of the target, and the gain of the deviations in D
 PYRAMID_LEVELS = 3
 
@@ -152,8 +157,9 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window_size: int = 11) -> torch.Tenso
 def fusion_loss(ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor,
                 weights: dict[str, float] | None = None,
                 gradient_target: str = "magnitude",
-                intensity_target: str = "max") -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """SwinFusion's loss of `fused` against the clean sources.
+                intensity_target: str = "max", shift: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """SwinFusion's loss of `fused` against the clean sources (`shift`: (B,) frame shifts for 'max-frame').
 
     Returns (total, terms): `terms` holds each weighted term ('ssim', 'intensity', 'gradient'; they sum
     to the total) and the raw 'ssim_value' (weighted SSIM, higher is better), all detached scalars."""
@@ -172,7 +178,11 @@ def fusion_loss(ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor,
     if intensity_target != "max":  # max-matched, and the max part of mixed
         mean_ir, mean_vis = ir.mean((1, 2, 3), keepdim=True), vis.mean((1, 2, 3), keepdim=True)
         top = torch.maximum(mean_ir, mean_vis)
-        brighter = (brighter - (brighter.mean((1, 2, 3), keepdim=True) - top)).clamp(0, 1)
+        offset = top - brighter.mean((1, 2, 3), keepdim=True)  # (B, 1, 1, 1): this crop's own shift
+        if intensity_target == "max-frame" and shift is not None:
+            frame = shift.to(offset).view(-1, 1, 1, 1)
+            offset = torch.where(frame.isnan(), offset, frame)
+        brighter = (brighter + offset).clamp(0, 1)
         if share:
             both = (top + DEVIATION_GAIN * ((ir - mean_ir) + (vis - mean_vis))).clamp(0, 1)
             brighter = (1 - share) * brighter + share * both

@@ -111,8 +111,27 @@ def _pad_to(img: torch.Tensor, size: int) -> torch.Tensor:
     return F.pad(img[None], (0, max(0, size - W), 0, max(0, size - H)), mode="replicate")[0]
 
 
-def random_crop(ir: torch.Tensor, vis: torch.Tensor, crop: int, rng: np.random.Generator, aug: Augment):
-    """Aligned (1, crop, crop) crops of a (1, H, W) pair, rescaled, flipped and intensity-jittered."""
+FRAME_STATS_SIDE = 128  # frame statistics are read from the frame area-downsampled to at most this side
+
+
+def frame_shift(ir: torch.Tensor, vis: torch.Tensor, jitter=((1.0, 1.0), (1.0, 1.0))) -> float:
+    """The shift that moves max(ir, vis) of the whole (1, H, W) frame, intensity-jittered by ((gain, gamma) per
+    modality), to the brighter source's mean: max(mean ir, mean vis) - mean(max(ir, vis)). Read from the frame
+    area-downsampled to at most FRAME_STATS_SIDE a side (means survive area downsampling)."""
+    both = torch.stack([ir, vis]).float()  # (2, 1, H, W)
+    scale = FRAME_STATS_SIDE / max(both.shape[-2:])
+    if scale < 1:
+        size = [max(1, round(n * scale)) for n in both.shape[-2:]]
+        both = F.adaptive_avg_pool2d(both, size)
+    a, b = ((gain * img.clamp(0, 1) ** gamma) for img, (gain, gamma) in zip(both, jitter))
+    return float(torch.maximum(a.mean(), b.mean()) - torch.maximum(a, b).mean())
+
+
+def random_crop(ir: torch.Tensor, vis: torch.Tensor, crop: int, rng: np.random.Generator, aug: Augment,
+                frame_stats: bool = False):
+    """Aligned (1, crop, crop) crops of a (1, H, W) pair, rescaled, flipped and intensity-jittered. With
+    `frame_stats`, also the whole frame's `frame_shift` under the same jitter (the draws are the same either way)."""
+    frame = (ir, vis)
     side = crop
     if aug.rescale > 1:
         s = math.exp(rng.uniform(-math.log(aug.rescale), math.log(aug.rescale)))
@@ -131,13 +150,17 @@ def random_crop(ir: torch.Tensor, vis: torch.Tensor, crop: int, rng: np.random.G
     flips = [d for d, p in zip((-1, -2), rng.random(2)) if p < 0.5]
     if flips:
         ir, vis = ir.flip(flips), vis.flip(flips)
+    jitter = [(1.0, 1.0), (1.0, 1.0)]
     if aug.gamma > 0 or aug.gain > 0:
         jittered = []
-        for img in (ir, vis):
+        for k, img in enumerate((ir, vis)):
             gamma = math.exp(rng.uniform(-aug.gamma, aug.gamma)) if aug.gamma > 0 else 1.0
             gain = rng.uniform(1 - aug.gain, 1.0) if aug.gain > 0 else 1.0
+            jitter[k] = (gain, gamma)
             jittered.append((gain * img.clamp(0, 1) ** gamma).contiguous())
         ir, vis = jittered
+    if frame_stats:
+        return ir, vis, frame_shift(*frame, jitter)
     return ir, vis
 
 
