@@ -283,3 +283,11 @@ def test_ship_records_every_earlier_stage_of_a_warm_started_checkpoint(tiny_mode
     first.unlink()
     stages = ship.lineage(last)
     assert len(stages) == 2 and "not found" in stages[1]["end"] and stages[1]["sha256"] == "aa"
+    # a shipped checkpoint as the warm start: its own recorded lineage carries the stages whose files are gone
+    shipped = save_checkpoint(tiny_model, tmp_path / "shipped.safetensors",
+                              {"command": "swinfuse train --out s --init gone", "init": {"path": str(first)},
+                               "lineage": [{"command": "swinfuse train --out gone"}, {"command": "swinfuse train --out older"}]})
+    stages = ship.lineage({"command": "swinfuse train --out d", "init": {"path": str(shipped), "sha256": "cc"}})
+    assert [s["command"] for s in stages] == ["swinfuse train --out s --init gone", "swinfuse train --out gone",
+                                              "swinfuse train --out older"]
+    assert "lineage" not in stages[0]

@@ -20,7 +20,8 @@ def lineage(provenance: dict, limit: int = 50) -> list[dict]:
     """Every earlier stage a warm-started checkpoint came from, newest first: each stage's own provenance (its
     command, data, augmentations, commit, step) without its validation, read from the --init file its `init`
     record names while that file is still there; the last entry says where the chain ends and why. A
-    checkpoint's own `init` record holds only the stage before it."""
+    checkpoint's own `init` record holds only the stage before it. A stage that was itself shipped carries its
+    own `lineage`: that record ends the walk (its earlier files are usually gone by then)."""
     from swinfuse.model.checkpoint import read_metadata
 
     stages, init = [], provenance.get("init")
@@ -30,8 +31,11 @@ def lineage(provenance: dict, limit: int = 50) -> list[dict]:
             stages.append({"path": str(path), "sha256": init.get("sha256"), "command": init.get("command"),
                            "end": "file not found: its own command is above, earlier stages are not recorded"})
             return stages
-        stage = {k: v for k, v in read_metadata(path)["provenance"].items() if k not in ("validation_metrics", "lineage")}
+        found = read_metadata(path)["provenance"]
+        stage = {k: v for k, v in found.items() if k not in ("validation_metrics", "lineage")}
         stages.append({"path": str(path), "sha256": init.get("sha256"), **stage})
+        if found.get("lineage"):
+            return stages + list(found["lineage"])[:max(0, limit - len(stages))]
         init = stage.get("init")
     return stages
 
