@@ -291,3 +291,39 @@ def test_ship_records_every_earlier_stage_of_a_warm_started_checkpoint(tiny_mode
     assert [s["command"] for s in stages] == ["swinfuse train --out s --init gone", "swinfuse train --out gone",
                                               "swinfuse train --out older"]
     assert "lineage" not in stages[0]
+
+
+def test_interpolate_moves_every_weight_towards_the_start_and_records_it(tiny_model, tiny_config, tmp_path):
+    import dataclasses
+    import importlib.util
+
+    from swinfuse.errors import CheckpointError
+    from swinfuse.model.network import SwinFuse
+
+    spec = importlib.util.spec_from_file_location("interp", Path(__file__).resolve().parents[1] / "tools" / "interpolate.py")
+    interp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(interp)
+    torch.manual_seed(1)
+    start = save_checkpoint(SwinFuse(tiny_config).eval(), tmp_path / "start.safetensors", {"command": "start"})
+    tuned = save_checkpoint(tiny_model, tmp_path / "tuned.safetensors",
+                            {"command": "tuned", "init": {"path": str(start)}, "validation_metrics": {"x": 1}})
+    out = interp.interpolate(str(tuned), str(start), 0.25, str(tmp_path / "mix.safetensors"), "the command")
+    mixed, meta = load_checkpoint(out)
+    a, b = load_checkpoint(tuned)[0].state_dict(), load_checkpoint(start)[0].state_dict()
+    moved = 0
+    for key, value in mixed.state_dict().items():
+        if value.is_floating_point():
+            assert torch.allclose(value, 0.75 * a[key] + 0.25 * b[key], atol=1e-6), key
+            moved += not torch.equal(a[key], b[key])
+    assert moved > 10
+    prov = meta["provenance"]
+    assert prov["command"] == "tuned" and prov["init"] == {"path": str(start)} and "validation_metrics" not in prov
+    assert prov["interpolated"]["alpha"] == 0.25 and prov["interpolated"]["command"] == "the command"
+    same = load_checkpoint(interp.interpolate(str(tuned), str(start), 0.0, str(tmp_path / "same.safetensors")))[0]
+    assert all(torch.equal(v, a[k]) for k, v in same.state_dict().items())
+    other = save_checkpoint(SwinFuse(dataclasses.replace(tiny_config, embed_dim=tiny_config.embed_dim * 2)).eval(),
+                            tmp_path / "other.safetensors")
+    with pytest.raises(CheckpointError, match="another architecture"):
+        interp.interpolate(str(tuned), str(other), 0.5, str(tmp_path / "x.safetensors"))
+    with pytest.raises(ValueError, match="alpha"):
+        interp.interpolate(str(tuned), str(start), 1.5, str(tmp_path / "y.safetensors"))
