@@ -526,7 +526,7 @@ def test_frame_shift_is_read_from_the_whole_jittered_frame_with_the_same_draws()
         own = float(torch.maximum(c_ir.mean(), c_vis.mean()) - torch.maximum(c_ir, c_vis).mean())
         assert abs(own - shift) < 1e-5
     big_ir, big_vis = (F.interpolate(t[None], scale_factor=8, mode="nearest")[0] for t in (ir, vis))
-    assert abs(frame_shift(big_ir, big_vis) - whole) < 1e-4  # a large frame is read downsampled, means kept
+    assert abs(frame_shift(big_ir, big_vis) - whole) < 1e-4  # a large frame is read downsampled (exact for constant 8x8 blocks)
 
 
 def test_max_frame_intensity_target_uses_the_frame_shift_per_image():
