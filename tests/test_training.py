@@ -510,9 +510,11 @@ def test_frame_shift_is_read_from_the_whole_jittered_frame_with_the_same_draws()
     ir, vis = _halves()
     whole = float(torch.maximum(ir.mean(), vis.mean()) - torch.maximum(ir, vis).mean())
     assert abs(frame_shift(ir, vis) - whole) < 1e-6 and whole < -0.1
-    crop_ir, crop_vis, shift = random_crop(ir, vis, 16, np.random.default_rng(3), Augment(), frame_stats=True)
+    crop_ir, crop_vis, (shift, mean_ir, mean_vis) = random_crop(ir, vis, 16, np.random.default_rng(3), Augment(),
+                                                                frame_stats=True)
     own = float(torch.maximum(crop_ir.mean(), crop_vis.mean()) - torch.maximum(crop_ir, crop_vis).mean())
     assert shift == frame_shift(ir, vis) and abs(own - shift) > 0.05  # a 16-pixel crop sits in one half
+    assert abs(mean_ir - float(ir.mean())) < 1e-6 and abs(mean_vis - float(vis.mean())) < 1e-6
     aug = Augment(rescale=1.5, gamma=0.5, gain=0.3)
     for seed in range(5):  # the crops are those drawn without frame statistics
         a = random_crop(ir, vis, 16, np.random.default_rng(seed), aug)
@@ -521,10 +523,11 @@ def test_frame_shift_is_read_from_the_whole_jittered_frame_with_the_same_draws()
     # a crop that is the whole frame: its shift under the jitter is the jittered crop's own
     sq_ir, sq_vis = ir[:, :, :40], vis[:, :, 20:60]
     for seed in range(5):
-        c_ir, c_vis, shift = random_crop(sq_ir, sq_vis, 40, np.random.default_rng(seed), Augment(gamma=0.5, gain=0.3),
-                                         frame_stats=True)
+        c_ir, c_vis, (shift, mean_ir, mean_vis) = random_crop(sq_ir, sq_vis, 40, np.random.default_rng(seed),
+                                                              Augment(gamma=0.5, gain=0.3), frame_stats=True)
         own = float(torch.maximum(c_ir.mean(), c_vis.mean()) - torch.maximum(c_ir, c_vis).mean())
         assert abs(own - shift) < 1e-5
+        assert abs(mean_ir - float(c_ir.mean())) < 1e-5 and abs(mean_vis - float(c_vis.mean())) < 1e-5
     big_ir, big_vis = (F.interpolate(t[None], scale_factor=8, mode="nearest")[0] for t in (ir, vis))
     assert abs(frame_shift(big_ir, big_vis) - whole) < 1e-4  # a large frame is read downsampled (exact for constant 8x8 blocks)
 
@@ -537,22 +540,45 @@ def test_max_frame_intensity_target_uses_the_frame_shift_per_image():
     only = {"ssim": 0, "intensity": 1, "gradient": 0}
     brighter = torch.maximum(ir, vis)
     own = (torch.maximum(ir.mean((1, 2, 3)), vis.mean((1, 2, 3))) - brighter.mean((1, 2, 3))).view(-1, 1, 1, 1)
-    shift = torch.tensor([-0.2, float("nan")])  # the first image's frame is darker; the second has no frame
+    nan = float("nan")
+    frame = torch.tensor([[-0.2, 0.3, 0.4], [nan] * 3])  # the first image's frame is darker; the second has none
     expected = torch.cat([(brighter[:1] - 0.2).clamp(0, 1), (brighter[1:] + own[1:]).clamp(0, 1)])
-    _, at = fusion_loss(ir, vis, expected, only, intensity_target="max-frame", shift=shift)
-    _, matched = fusion_loss(ir, vis, expected, only, intensity_target="max-matched", shift=shift)
+    _, at = fusion_loss(ir, vis, expected, only, intensity_target="max-frame", frame=frame)
+    _, matched = fusion_loss(ir, vis, expected, only, intensity_target="max-matched", frame=frame)
     assert float(at["intensity"]) < 1e-6 and float(matched["intensity"]) > 1e-3
     _, no_shift = fusion_loss(ir, vis, (brighter + own).clamp(0, 1), only, intensity_target="max-frame")
     assert float(no_shift["intensity"]) < 1e-6  # without frame shifts it is max-matched
     images = [_halves()]
     assert len(make_batch(images, 16, 0, 0, 8, 0, 1, 0.0)) == 7
-    *_, shifts = make_batch(images, 16, 0, 0, 8, 0, 1, 0.0, clean_share=1.0, frame_match=True)
-    assert shifts.shape == (8,) and not shifts.isnan().any()
+    *_, stats = make_batch(images, 16, 0, 0, 8, 0, 1, 0.0, clean_share=1.0, frame_match=True)
+    assert stats.shape == (8, 3) and not stats.isnan().any()
     given = [make_sample(images, 16, (0, 0, i), 0.0, clean_share=0.3, neutral_share=1.0, frame_match=True)
              for i in range(30)]
     assert {kind == "none" for *_, kind, _, _ in given} == {True, False}
-    for *_, kind, _, shift in given:  # the degraded sources as the target: no frame shift for them
-        assert math.isnan(shift) == (kind != "none")
+    for *_, kind, _, stats in given:  # the degraded sources as the target: no frame statistics for them
+        assert len(stats) == 3 and all(math.isnan(v) == (kind != "none") for v in stats)
+
+
+def test_mixed_frame_intensity_target_takes_every_mean_from_the_frame():
+    from swinfuse.training.losses import DEVIATION_GAIN, intensity_share, uses_frame_stats
+
+    ir, vis = _scene(seed=1)[None].flip(-1) * 0.9, _scene(seed=2)[None]
+    only = {"ssim": 0, "intensity": 1, "gradient": 0}
+    shift, m_ir, m_vis = -0.1, 0.2, 0.6  # a frame whose visible is brighter than this crop's
+    matched = (torch.maximum(ir, vis) + shift).clamp(0, 1)
+    both = (m_vis + DEVIATION_GAIN * ((ir - m_ir) + (vis - m_vis))).clamp(0, 1)
+    expected = 0.5 * matched + 0.5 * both
+    frame = torch.tensor([[shift, m_ir, m_vis]])
+    _, at = fusion_loss(ir, vis, expected, only, intensity_target="mixed-frame:0.5", frame=frame)
+    _, crop_means = fusion_loss(ir, vis, expected, only, intensity_target="mixed:0.5", frame=frame)
+    assert float(at["intensity"]) < 1e-6 and float(crop_means["intensity"]) > 1e-3
+    own = [fusion_loss(ir, vis, expected, only, intensity_target=t, frame=f)[1]["intensity"]
+           for t, f in (("mixed-frame:0.5", torch.full((1, 3), float("nan"))), ("mixed:0.5", None))]
+    assert float(own[0]) == float(own[1])  # a frame without statistics falls back to the crop's own means
+    assert uses_frame_stats("mixed-frame:0.2") and uses_frame_stats("max-frame") and not uses_frame_stats("mixed")
+    assert intensity_share("mixed-frame") == 0.3 and intensity_share("mixed-frame:0.5") == 0.5
+    with pytest.raises(ValueError):
+        intensity_share("max-frame:0.5")
 
 
 def test_wrong_prompt_share_names_another_degradation_and_keeps_the_draws_without_it():

@@ -70,7 +70,8 @@ def train(
     intensity_target: Annotated[str, typer.Option(help="Intensity term's target: max (SwinFusion) | max-matched "
                                                        "(the max shifted to the brighter source's mean) | max-frame (the same shift, read "
                                                        "from the crop's whole frame) | mixed[:S] (S of both sources' "
-                                                       "deviations added, 0.3 by default).")] = "max",
+                                                       "deviations added, 0.3 by default) | mixed-frame[:S] (mixed with "
+                                                       "every mean read from the crop's whole frame).")] = "max",
     bf16: Annotated[bool, typer.Option("--bf16", help="bf16 autocast in the forward pass.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Start over in an --out folder that holds a run.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the weights and of every sample: runs repeat exactly.")] = 0,

@@ -29,9 +29,10 @@ network trained towards it renders scenes brighter than both sources. The shift 
 (which source wins where) and clips at 0 and 1.
 
 `intensity_target="max-frame"` (ours, optional) is `max-matched` with the shift read from the whole frame the
-crop was cut from (its `frame_shift`, passed in as `shift`, one per image; NaN, or no `shift`, falls back to the
-crop's own): a 64-pixel crop's own means make the target a local normalisation (each crop's max pulled to that
-crop's brighter source), while a frame is fused whole, so every crop of one frame gets one shift.
+crop was cut from (its `whole_frame_stats`, passed in as `frame`, (shift, mean ir, mean vis) per image; NaN, or no
+`frame`, falls back to the crop's own): a 64-pixel crop's own means make the target a local normalisation (each
+crop's max pulled to that crop's brighter source), while a frame is fused whole, so every crop of one frame gets
+one shift.
 
 `intensity_target="mixed"` (ours, optional; "mixed:S" sets the share S, 0.3 by default) moves L_int's target
 from the matched max towards the sources' deviations added: (1 - S) x max-matched + S x D, where
@@ -40,6 +41,9 @@ source is brighter over a whole region the max copies it there and drops the oth
 max's, below the average's on some cameras); D keeps both sources' variation everywhere, the gain 0.7 keeping
 its clipping near the sources' own. Scored as fusions on the validation sets, S = 0.3 keeps MI above 2.1 (the
 max's 4.2-4.9, the average's 1.5-2.3) and SCD above the average's on all three (docs/MODEL_CARD.md).
+`intensity_target="mixed-frame"` ("mixed-frame:S") is `mixed` with every mean read from the crop's whole frame
+(`frame`, as `max-frame`): the max's shift, m, and the means D's deviations are taken from. With a crop's own
+means D's deviations are local (a 64-pixel crop's), while SCD is decided by the scene's large-scale structure.
 
 A fifth weight `scd` (ours, optional, 0 by default) adds scd x (2 - SCD(F)), SCD the sum of the correlations of
 differences (Aslantas and Bendes 2015; the metric of swinfuse.metrics), per image: corr(F - vis, ir) +
@@ -56,27 +60,33 @@ import torch.nn.functional as F
 WEIGHTS = {"ssim": 10.0, "intensity": 20.0, "gradient": 20.0}
 OPTIONAL_WEIGHTS = {"pyramid": 0.0, "scd": 0.0}  # ours, off unless a fourth (fifth) loss weight is given
 GRADIENT_TARGETS = ("magnitude", "signed")
-INTENSITY_TARGETS = ("max", "max-matched", "max-frame", "mixed")
+INTENSITY_TARGETS = ("max", "max-matched", "max-frame", "mixed", "mixed-frame")
 MIXED_SHARE, DEVIATION_GAIN = 0.3, 0.7  # "mixed": D's share of the target, and the gain of the deviations in D
 PYRAMID_LEVELS = 3
 
 
 def intensity_share(intensity_target: str) -> float:
-    """The share S of an intensity target "mixed[:S]" (0 for the other targets); ValueError for an unknown
-    target or a share outside [0, 1]."""
+    """The share S of an intensity target "mixed[:S]" or "mixed-frame[:S]" (0 for the other targets); ValueError
+    for an unknown target or a share outside [0, 1]."""
     name, _, share = intensity_target.partition(":")
-    if name not in INTENSITY_TARGETS or (share and name != "mixed"):
-        raise ValueError(f"intensity_target must be one of {INTENSITY_TARGETS} (mixed:S with S in [0, 1]), "
-                         f"got {intensity_target!r}")
-    if name != "mixed":
+    mixed = name in ("mixed", "mixed-frame")
+    if name not in INTENSITY_TARGETS or (share and not mixed):
+        raise ValueError(f"intensity_target must be one of {INTENSITY_TARGETS} (mixed:S or mixed-frame:S with S "
+                         f"in [0, 1]), got {intensity_target!r}")
+    if not mixed:
         return 0.0
     try:
         value = float(share) if share else MIXED_SHARE
     except ValueError:
         value = -1.0
     if not 0 <= value <= 1:
-        raise ValueError(f"intensity_target mixed:S needs S in [0, 1], got {intensity_target!r}")
+        raise ValueError(f"intensity_target {name}:S needs S in [0, 1], got {intensity_target!r}")
     return value
+
+
+def uses_frame_stats(intensity_target: str) -> bool:
+    """Whether the target reads its means from the crop's whole frame (the `frame` of fusion_loss)."""
+    return intensity_target.partition(":")[0] in ("max-frame", "mixed-frame")
 
 
 def _blur5(img: torch.Tensor) -> torch.Tensor:
@@ -157,9 +167,10 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window_size: int = 11) -> torch.Tenso
 def fusion_loss(ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor,
                 weights: dict[str, float] | None = None,
                 gradient_target: str = "magnitude",
-                intensity_target: str = "max", shift: torch.Tensor | None = None
+                intensity_target: str = "max", frame: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """SwinFusion's loss of `fused` against the clean sources (`shift`: (B,) frame shifts for 'max-frame').
+    """SwinFusion's loss of `fused` against the clean sources (`frame`: (B, 3) frame statistics, shift, mean ir,
+    mean vis, for the -frame targets; a NaN row falls back to the crop's own).
 
     Returns (total, terms): `terms` holds each weighted term ('ssim', 'intensity', 'gradient'; they sum
     to the total) and the raw 'ssim_value' (weighted SSIM, higher is better), all detached scalars."""
@@ -175,13 +186,15 @@ def fusion_loss(ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor,
     l_ssim = w["ssim"] * (1 - ssim_w)
     share = intensity_share(intensity_target)
     brighter = torch.maximum(ir, vis)
-    if intensity_target != "max":  # max-matched, and the max part of mixed
+    if intensity_target != "max":  # the matched max: alone, or the max part of mixed
         mean_ir, mean_vis = ir.mean((1, 2, 3), keepdim=True), vis.mean((1, 2, 3), keepdim=True)
+        offset = torch.maximum(mean_ir, mean_vis) - brighter.mean((1, 2, 3), keepdim=True)  # (B, 1, 1, 1): the crop's
+        if uses_frame_stats(intensity_target) and frame is not None:
+            stats = frame.to(offset).view(-1, 3, 1, 1, 1)
+            own = stats[:, 0].isnan()
+            offset, mean_ir, mean_vis = (torch.where(own, mine, theirs) for mine, theirs in
+                                         zip((offset, mean_ir, mean_vis), stats.unbind(1)))
         top = torch.maximum(mean_ir, mean_vis)
-        offset = top - brighter.mean((1, 2, 3), keepdim=True)  # (B, 1, 1, 1): this crop's own shift
-        if intensity_target == "max-frame" and shift is not None:
-            frame = shift.to(offset).view(-1, 1, 1, 1)
-            offset = torch.where(frame.isnan(), offset, frame)
         brighter = (brighter + offset).clamp(0, 1)
         if share:
             both = (top + DEVIATION_GAIN * ((ir - mean_ir) + (vis - mean_vis))).clamp(0, 1)

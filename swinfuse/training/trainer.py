@@ -25,6 +25,7 @@ from swinfuse.errors import InputError, OutputError, SwinfuseError
 from swinfuse.training.args import TrainArgs, TrainResult, check_loss_weights, model_config, normalised
 from swinfuse.training.batches import find_data, load_data, make_batch, make_gate_batch
 from swinfuse.training.distributed import any_rank, barrier, gather, setup_distributed, teardown, wrap
+from swinfuse.training.losses import uses_frame_stats
 from swinfuse.training.prompts import canonical_prompt
 from swinfuse.training.provenance import provenance
 from swinfuse.training.sampling import Augment
@@ -85,8 +86,8 @@ def _gate_loss(gate: torch.Tensor, applies: torch.Tensor) -> torch.Tensor:
 def _fusion_step(net, model, images, args: TrainArgs, weights: dict, teacher, step: int, rank: int, world: int,
                  aug: Augment, device: torch.device):
     """One step's loss of the whole network on a batch of degraded crops -> (loss, terms)."""
-    frame_match = args.intensity_target == "max-frame"
-    ir_in, vis_in, ir, vis, prompts, wrong_on_clean, applies, *shift = make_batch(
+    frame_match = uses_frame_stats(args.intensity_target)
+    ir_in, vis_in, ir, vis, prompts, wrong_on_clean, applies, *frame = make_batch(
         images, args.crop, args.seed, step, args.batch_size, rank, world, args.prompt_augment, aug, args.clean_share,
         args.wrong_prompt_share, args.wrong_prompt_on, args.neutral_on_degraded, frame_match)
     ir_in, vis_in, ir, vis = (t.to(device, non_blocking=True) for t in (ir_in, vis_in, ir, vis))
@@ -94,7 +95,7 @@ def _fusion_step(net, model, images, args: TrainArgs, weights: dict, teacher, st
         out = net(ir_in, vis_in, prompts)
     gate = model.last_gate  # this forward's (the consistency term's own forward replaces it)
     loss, terms = output_loss(out, ir, vis, weights, args.gradient_target, args.intensity_target,
-                              shift[0] if shift else None)
+                              frame[0] if frame else None)
     if teacher is not None:
         l_teacher = args.teacher_weight * (out.float() - teacher.target(ir, vis, out.shape[-2:])).abs().mean()
         loss, terms = loss + l_teacher, {**terms, "teacher": l_teacher.detach()}

@@ -16,13 +16,13 @@ from swinfuse.training.prompts import HELD_OUT, canonical_prompt
 
 
 def output_loss(out: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor, weights: dict[str, float] | None = None,
-                gradient_target: str = "magnitude", intensity_target: str = "max", shift: torch.Tensor | None = None):
+                gradient_target: str = "magnitude", intensity_target: str = "max", frame: torch.Tensor | None = None):
     """SwinFusion's loss of the fused (B, 1, H', W') against the clean (B, 1, H, W) sources -> (total, terms);
-    `shift`: the frame shifts of --intensity-target max-frame."""
+    `frame`: the (B, 3) frame statistics of the -frame intensity targets."""
     if out.shape[-2:] != ir.shape[-2:]:  # upscale > 1: compare at the output's size
         ir = F.interpolate(ir, size=out.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
         vis = F.interpolate(vis, size=out.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
-    return fusion_loss(ir, vis, out.float(), weights, gradient_target, intensity_target, shift)
+    return fusion_loss(ir, vis, out.float(), weights, gradient_target, intensity_target, frame)
 
 
 @torch.no_grad()
