@@ -505,7 +505,10 @@ def _halves(h: int = 40, w: int = 80) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_frame_shift_is_read_from_the_whole_jittered_frame_with_the_same_draws():
-    from swinfuse.training.sampling import Augment, frame_shift, random_crop
+    from swinfuse.training.sampling import Augment, random_crop, whole_frame_stats
+
+    def frame_shift(ir, vis):
+        return whole_frame_stats(ir, vis)[0]
 
     ir, vis = _halves()
     whole = float(torch.maximum(ir.mean(), vis.mean()) - torch.maximum(ir, vis).mean())

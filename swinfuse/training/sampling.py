@@ -131,11 +131,6 @@ def whole_frame_stats(ir: torch.Tensor, vis: torch.Tensor,
     return float(torch.maximum(a.mean(), b.mean()) - torch.maximum(a, b).mean()), float(a.mean()), float(b.mean())
 
 
-def frame_shift(ir: torch.Tensor, vis: torch.Tensor, jitter=((1.0, 1.0), (1.0, 1.0))) -> float:
-    """`whole_frame_stats`' shift alone."""
-    return whole_frame_stats(ir, vis, jitter)[0]
-
-
 def random_crop(ir: torch.Tensor, vis: torch.Tensor, crop: int, rng: np.random.Generator, aug: Augment,
                 frame_stats: bool = False):
     """Aligned (1, crop, crop) crops of a (1, H, W) pair, rescaled, flipped and intensity-jittered. With
