@@ -69,6 +69,9 @@ class TrainArgs:
     # mean) is one more L1 target, at teacher_weight (training/teacher.py); "": none
     teacher: str = ""
     teacher_weight: float = 0.0
+    # deeper Swin stages than the preset's, "ex=3,fusion=3,re=3/3" (a group left out keeps the preset's
+    # depths); with --init, the blocks the checkpoint lacks start as the identity (state.warm_start)
+    depths: str = ""
 
 
 # Settings a resumed run must share with the saved one; a key older states lack takes its default.
@@ -76,7 +79,7 @@ RESUME_KEYS = ("preset", "crop", "batch_size", "seed", "steps", "lr", "warmup", 
                "loss_weights", "rescale", "gamma_jitter", "gain_jitter", "clean_share", "wrong_prompt_share",
                "wrong_prompt_on", "prompt_consistency", "prompt_gate", "gate_weight", "gate_only",
                "neutral_on_degraded", "gradient_target", "intensity_target",
-               "text_encoder", "teacher", "teacher_weight")
+               "text_encoder", "teacher", "teacher_weight", "depths")
 
 
 @dataclass
@@ -162,9 +165,35 @@ def normalised(args: TrainArgs) -> TrainArgs:
         raise ConfigError("--teacher and --teacher-weight go together: a teacher needs a weight above 0, "
                           "and a weight needs a teacher")
     Augment(rescale=args.rescale, gamma=args.gamma_jitter, gain=args.gain_jitter)
+    parse_depths(args.depths)
     text = text_encoder_spec(args.text_encoder)
     return dataclasses.replace(args, data=tuple(str(s) for s in specs), val_data=tuple(str(d) for d in args.val_data),
                                text_encoder=f"{text.model_name}:{text.pretrained}" if text else "")
+
+
+DEPTH_GROUPS = ("ex", "fusion", "re")
+
+
+def parse_depths(text: str) -> dict[str, tuple[int, ...]]:
+    """--depths "ex=3,fusion=3,re=3/3" -> {"ex_depths": (3,), "fusion_depths": (3,), "re_depths": (3, 3)}: one
+    depth per stage of the group, '/' between stages. The stage counts are checked against the preset's."""
+    out: dict[str, tuple[int, ...]] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        group, sep, value = part.partition("=")
+        if not sep or group.strip() not in DEPTH_GROUPS:
+            raise ConfigError(f"depths entries are GROUP=D[/D...] with GROUP one of {', '.join(DEPTH_GROUPS)}, "
+                              f"got {part!r}")
+        try:
+            depths = tuple(int(d) for d in value.split("/"))
+        except ValueError:
+            raise ConfigError(f"depths entry {part!r}: depths must be whole numbers") from None
+        if any(d < 1 for d in depths):
+            raise ConfigError(f"depths entry {part!r}: every depth must be >= 1")
+        key = f"{group.strip()}_depths"
+        if key in out:
+            raise ConfigError(f"depths names {group.strip()!r} twice")
+        out[key] = depths
+    return out
 
 
 def model_config(args: TrainArgs):
@@ -173,6 +202,12 @@ def model_config(args: TrainArgs):
     from swinfuse.model.config import FusionConfig
 
     config = FusionConfig.preset(args.preset, img_size=args.crop, **({"prompt_gate": True} if args.prompt_gate else {}))
+    depths = parse_depths(args.depths)
+    for key, value in depths.items():
+        if len(value) != len(getattr(config, key)):
+            raise ConfigError(f"--depths gives {len(value)} stage(s) for {key.split('_')[0]}, preset "
+                              f"{args.preset!r} has {len(getattr(config, key))}")
+    config = dataclasses.replace(config, **depths)
     text = text_encoder_spec(args.text_encoder)
     if text is None:
         return config

@@ -121,27 +121,32 @@ def restore(state: dict, *, model, optimizer, scheduler, rank: int, world: int) 
 def warm_start(model: nn.Module, args: TrainArgs, config) -> dict:
     """Copy the weights of checkpoint `args.init` into `model`; returns what the new checkpoint records
     about where it started. The architecture must match the preset's except for the number of attention
-    heads and an added prompt gate (which starts open). A head count change keeps every weight's shape but
-    the relative-position bias tables, which start from the mean of the old heads' tables (an approximate
-    start, not an equivalent model)."""
+    heads, an added prompt gate (which starts open) and deeper stages (--depths). A head count change keeps
+    every weight's shape but the relative-position bias tables, which start from the mean of the old heads'
+    tables (an approximate start, not an equivalent model). A stage's added blocks come after its old ones
+    and start as the identity, so the deeper network starts as the checkpoint's, output for output."""
     from swinfuse.model.checkpoint import load_checkpoint
 
     source, meta = load_checkpoint(args.init)
     theirs, ours = dataclasses.asdict(source.config), dataclasses.asdict(config)
     differ = [k for k in ours if k != "img_size" and theirs[k] != ours[k]]
     adds_gate = "prompt_gate" in differ and not theirs["prompt_gate"]  # a new gate starts open (gate.py)
-    if any(not (k.endswith("_num_heads") or (k == "prompt_gate" and adds_gate)) for k in differ):
+    grows = [k for k in differ if k.endswith("_depths") and len(theirs[k]) == len(ours[k])
+             and all(o >= t for o, t in zip(ours[k], theirs[k]))]
+    if any(not (k.endswith("_num_heads") or (k == "prompt_gate" and adds_gate) or k in grows) for k in differ):
         raise CheckpointError(f"--init {args.init} is a different model than preset {args.preset!r} "
                               f"({', '.join(f'{k}={theirs[k]} vs {ours[k]}' for k in differ[:3])})")
     state, target = source.state_dict(), model.state_dict()
     for key, value in state.items():
         if value.shape != target[key].shape:  # only the bias tables: (positions, heads)
             state[key] = value.mean(dim=1, keepdim=True).expand_as(target[key]).clone()
-    if adds_gate:  # the new gate's keys are the only ones missing; anything else is still an error
+    if adds_gate or grows:  # the new gate's and blocks' keys are the only ones missing; anything else is an error
+        added = added_blocks(theirs, ours)
         missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected or any(not k.startswith("gate.") for k in missing):
+        if unexpected or any(not (k.startswith("gate.") and adds_gate) and block_of(k) not in added for k in missing):
             raise CheckpointError(f"--init {args.init}: its weights do not fit preset {args.preset!r} "
                                   f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        start_as_identity(model, added)
     else:
         model.load_state_dict(state)
     prov = meta["provenance"]
@@ -149,6 +154,37 @@ def warm_start(model: nn.Module, args: TrainArgs, config) -> dict:
             "step": prov.get("step"), "steps": prov.get("steps"), "loss_weights": prov.get("loss_weights"),
             "git_commit": prov.get("git_commit"), "date": prov.get("date"),
             "converted": {k: [theirs[k], ours[k]] for k in differ}}
+
+
+# Where each group's stages live in the network (model/network.py)
+_STAGE_MODULES = {"ex_depths": ("encoder_ir", "encoder_vis"), "fusion_depths": ("fusion",), "re_depths": ("decoder",)}
+
+
+def added_blocks(theirs: dict, ours: dict) -> set[str]:
+    """The module paths of the blocks config `ours` has and `theirs` lacks (the ones after a stage's old
+    depth), e.g. 'fusion.layers.0.blocks.2'."""
+    out = set()
+    for key, modules in _STAGE_MODULES.items():
+        for stage, (old, new) in enumerate(zip(theirs[key], ours[key])):
+            out.update(f"{m}.layers.{stage}.blocks.{i}" for m in modules for i in range(old, new))
+    return out
+
+
+def block_of(key: str) -> str:
+    """'fusion.layers.0.blocks.2.ir_from_vis.attn.qkv.weight' -> 'fusion.layers.0.blocks.2'."""
+    parts = key.split(".")
+    return ".".join(parts[:parts.index("blocks") + 2]) if "blocks" in parts else key
+
+
+@torch.no_grad()
+def start_as_identity(model: nn.Module, blocks: set[str]) -> None:
+    """Zero the attention output projection and the MLP's second layer of every Swin block under `blocks`:
+    both residual branches then add nothing, and each such block passes its input through unchanged."""
+    for name, module in model.named_modules():
+        if block_of(name + ".x") in blocks and hasattr(module, "attn") and hasattr(module, "mlp"):
+            for layer in (module.attn.proj, module.mlp.fc2):
+                layer.weight.zero_()
+                layer.bias.zero_()
 
 
 def init_record(state: dict | None, model: nn.Module, args: TrainArgs, config) -> dict | None:
