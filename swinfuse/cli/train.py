@@ -95,6 +95,9 @@ def train(
         "Linfeng-Tang/VIF-Benchmark at ROOT (its code and checkpoint are read from there). Its fusion of the "
         "clean sources, shifted to the brighter source's mean, is one more L1 target at --teacher-weight."))] = "",
     teacher_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the teacher's L1 term.")] = 0.0,
+    teacher_shift: Annotated[str, typer.Option(help=(
+        "Where the teacher target's shift to the brighter source's mean is measured: crop (each training crop's "
+        "own means) or frame (one offset per frame, so the teacher's large-scale shading survives)."))] = "crop",
     depths: Annotated[str, typer.Option(help=(
         "Deeper Swin stages than the preset's, as GROUP=D[/D...] for ex, fusion and re (one depth per stage), "
         "e.g. ex=3,fusion=3. With --init the added blocks start as the identity: the network starts as the "
@@ -119,7 +122,8 @@ def train(
                           neutral_on_degraded=neutral_on_degraded,
                           gradient_target=gradient_target, intensity_target=intensity_target, bf16=bf16,
                           overwrite=overwrite, text_encoder=text_encoder, teacher=teacher,
-                          teacher_weight=teacher_weight, depths=depths)
+                          teacher_weight=teacher_weight, teacher_shift=teacher_shift,
+                          depths=depths)
     main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, one process speaks
     try:
         with render.progress_bar("train", "loss {task.fields[loss]:.4f}", "{task.fields[rate]:.2f} steps/s",

@@ -69,6 +69,7 @@ class TrainArgs:
     # mean) is one more L1 target, at teacher_weight (training/teacher.py); "": none
     teacher: str = ""
     teacher_weight: float = 0.0
+    teacher_shift: str = "crop"  # where the teacher target's shift is measured: 'crop' or 'frame' (teacher.py)
     # deeper Swin stages than the preset's, "ex=3,fusion=3,re=3/3" (a group left out keeps the preset's
     # depths); with --init, the blocks the checkpoint lacks start as the identity (state.warm_start)
     depths: str = ""
@@ -79,7 +80,7 @@ RESUME_KEYS = ("preset", "crop", "batch_size", "seed", "steps", "lr", "warmup", 
                "loss_weights", "rescale", "gamma_jitter", "gain_jitter", "clean_share", "wrong_prompt_share",
                "wrong_prompt_on", "prompt_consistency", "prompt_gate", "gate_weight", "gate_only",
                "neutral_on_degraded", "gradient_target", "intensity_target",
-               "text_encoder", "teacher", "teacher_weight", "depths")
+               "text_encoder", "teacher", "teacher_weight", "depths", "teacher_shift")
 
 
 @dataclass
@@ -164,6 +165,8 @@ def normalised(args: TrainArgs) -> TrainArgs:
     if bool(args.teacher.strip()) != (args.teacher_weight > 0):
         raise ConfigError("--teacher and --teacher-weight go together: a teacher needs a weight above 0, "
                           "and a weight needs a teacher")
+    if args.teacher_shift not in ("crop", "frame"):
+        raise ConfigError(f"teacher shift must be 'crop' or 'frame', got {args.teacher_shift!r}")
     Augment(rescale=args.rescale, gamma=args.gamma_jitter, gain=args.gain_jitter)
     parse_depths(args.depths)
     text = text_encoder_spec(args.text_encoder)

@@ -54,7 +54,7 @@ def _wrong_kind(kind: str, rng: np.random.Generator) -> str:
 
 def make_sample(images, crop: int, seed: tuple[int, ...], augment: float, aug: Augment = Augment(),
                 clean_share: float = 0.0, wrong_share: float = 0.0, wrong_on: str = "any", neutral_share: float = 0.0,
-                frame_match: bool = False):
+                frame_match: bool = False, frame_extra=None):
     """One training sample from its own generator: (ir_in, vis_in, ir_clean, vis_clean, prompt, kind, said):
     `kind` is the degradation applied, `said` the one the prompt names.
     `images`: a WeightedPairs, or a list of (ir, vis) pairs (one folder). With probability `wrong_share` the
@@ -65,15 +65,16 @@ def make_sample(images, crop: int, seed: tuple[int, ...], augment: float, aug: A
     given: without a prompt naming the degradation the network fuses what it sees, so the prompt is what
     asks for the restoration.
     `frame_match`: an eighth element, the whole frame's `whole_frame_stats` (shift, mean ir, mean vis) for the clean
-    target (the draws are the same); NaNs where the target is the degraded sources (their frame is not at hand)."""
+    target (the draws are the same), then `frame_extra`'s value when given (sampling.whole_frame_stats); NaNs
+    where the target is the degraded sources (their frame is not at hand)."""
     rng = np.random.default_rng(list(seed))
     pool = images if isinstance(images, WeightedPairs) else WeightedPairs([list(images)], [1.0])
-    ir, vis, *stats = random_crop(*pool.draw(rng), crop, rng, aug, frame_stats=frame_match)
+    ir, vis, *stats = random_crop(*pool.draw(rng), crop, rng, aug, frame_stats=frame_match, frame_extra=frame_extra)
     kind = _draw_kind(rng, clean_share)
     ir_in, vis_in = degrade(kind, ir, vis, rng)
     if neutral_share > 0 and kind != "none" and rng.random() < neutral_share:
         sample = ir_in, vis_in, ir_in, vis_in, sample_prompt("none", rng, augment), kind, "none"
-        return sample + (((float("nan"),) * 3,) if frame_match else ())
+        return sample + (((float("nan"),) * len(stats[0]),) if frame_match else ())
     may_lie = wrong_share > 0 and (wrong_on == "any" or kind == "none")
     said = _wrong_kind(kind, rng) if may_lie and rng.random() < wrong_share else kind
     return (ir_in, vis_in, ir, vis, sample_prompt(said, rng, augment), kind, said) + tuple(stats)
@@ -81,20 +82,21 @@ def make_sample(images, crop: int, seed: tuple[int, ...], augment: float, aug: A
 
 def make_batch(images, crop: int, seed: int, step: int, batch_size: int, rank: int, world: int, augment: float,
                aug: Augment = Augment(), clean_share: float = 0.0, wrong_share: float = 0.0, wrong_on: str = "any",
-               neutral_share: float = 0.0, frame_match: bool = False):
+               neutral_share: float = 0.0, frame_match: bool = False, frame_extra=None):
     """This rank's share of the global batch of `step` -> 4 x (b, 1, crop, crop) tensors, b prompts, a (b,)
     bool tensor: which samples are clean but prompted with a degradation (what --prompt-consistency uses), and
     a (b,) float tensor: whether the prompt applies (1: it names the degradation applied, 0: one that is not
     there, NaN: a neutral prompt, which no gate changes), what --gate-weight supervises the prompt gate with.
-    `frame_match`: an eighth element, the (b, 3) frame statistics of make_sample (the -frame intensity targets)."""
+    `frame_match`: an eighth element, the (b, 3) frame statistics of make_sample (the -frame intensity targets),
+    (b, 4) with `frame_extra`'s value."""
     samples = [make_sample(images, crop, (seed, step, i), augment, aug, clean_share, wrong_share, wrong_on,
-                           neutral_share, frame_match) for i in range(rank, batch_size, world)]
+                           neutral_share, frame_match, frame_extra) for i in range(rank, batch_size, world)]
     ir_in, vis_in, ir, vis, prompts, kinds, said, *stats = zip(*samples)
     wrong_on_clean = torch.tensor([k == "none" and s != "none" for k, s in zip(kinds, said)])
     applies = torch.tensor([float("nan") if s == "none" else float(k == s) for k, s in zip(kinds, said)])
     batch = (torch.stack(ir_in), torch.stack(vis_in), torch.stack(ir), torch.stack(vis), list(prompts),
              wrong_on_clean, applies)
-    return batch + (torch.tensor(stats[0], dtype=torch.float32).view(-1, 3),) if frame_match else batch
+    return batch + (torch.tensor(stats[0], dtype=torch.float32).view(len(samples), -1),) if frame_match else batch
 
 
 # --gate-only (fitting the prompt gate of a trained network): the gate is used on whole frames of any size,

@@ -115,27 +115,29 @@ FRAME_STATS_SIDE = 128  # frame statistics are read from the frame area-downsamp
 
 
 def whole_frame_stats(ir: torch.Tensor, vis: torch.Tensor,
-                      jitter=((1.0, 1.0), (1.0, 1.0))) -> tuple[float, float, float]:
+                      jitter=((1.0, 1.0), (1.0, 1.0)), extra=None) -> tuple[float, ...]:
     """The whole (1, H, W) frame's statistics, intensity-jittered by ((gain, gamma) per modality): (shift, mean ir,
     mean vis), the shift being what moves max(ir, vis) to the brighter source's mean: max(mean ir, mean vis) -
     mean(max(ir, vis)). Read from the frame area-downsampled to at most FRAME_STATS_SIDE a side, for speed: the
     sources' means survive that (up to the jitter's gamma), the max's does not quite (averaging first lowers it),
     so the shift is a little smaller than at full resolution (by 0.2-1.3 levels of 255 on 15 RoadScene and M3SVD
-    training frames whose full-resolution shifts were -0.2 to -11.8 levels)."""
+    training frames whose full-resolution shifts were -0.2 to -11.8 levels). `extra`: a function of the two
+    downsampled, jittered (1, h, w) frames -> a float, appended (the teacher's frame offset, teacher.py)."""
     both = torch.stack([ir, vis]).float()  # (2, 1, H, W)
     scale = FRAME_STATS_SIDE / max(both.shape[-2:])
     if scale < 1:
         size = [max(1, round(n * scale)) for n in both.shape[-2:]]
         both = F.adaptive_avg_pool2d(both, size)
     a, b = ((gain * img.clamp(0, 1) ** gamma) for img, (gain, gamma) in zip(both, jitter))
-    return float(torch.maximum(a.mean(), b.mean()) - torch.maximum(a, b).mean()), float(a.mean()), float(b.mean())
+    stats = float(torch.maximum(a.mean(), b.mean()) - torch.maximum(a, b).mean()), float(a.mean()), float(b.mean())
+    return stats + (float(extra(a, b)),) if extra is not None else stats
 
 
 def random_crop(ir: torch.Tensor, vis: torch.Tensor, crop: int, rng: np.random.Generator, aug: Augment,
-                frame_stats: bool = False):
+                frame_stats: bool = False, frame_extra=None):
     """Aligned (1, crop, crop) crops of a (1, H, W) pair, rescaled, flipped and intensity-jittered. With
-    `frame_stats`, also the whole frame's `whole_frame_stats` under the same jitter (the draws are the same
-    either way)."""
+    `frame_stats`, also the whole frame's `whole_frame_stats` under the same jitter (with `frame_extra`'s value
+    appended; the draws are the same either way)."""
     frame = (ir, vis)
     side = crop
     if aug.rescale > 1:
@@ -165,7 +167,7 @@ def random_crop(ir: torch.Tensor, vis: torch.Tensor, crop: int, rng: np.random.G
             jittered.append((gain * img.clamp(0, 1) ** gamma).contiguous())
         ir, vis = jittered
     if frame_stats:
-        return ir, vis, whole_frame_stats(*frame, jitter)
+        return ir, vis, whole_frame_stats(*frame, jitter, frame_extra)
     return ir, vis
 
 

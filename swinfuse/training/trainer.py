@@ -86,18 +86,21 @@ def _gate_loss(gate: torch.Tensor, applies: torch.Tensor) -> torch.Tensor:
 def _fusion_step(net, model, images, args: TrainArgs, weights: dict, teacher, step: int, rank: int, world: int,
                  aug: Augment, device: torch.device):
     """One step's loss of the whole network on a batch of degraded crops -> (loss, terms)."""
-    frame_match = uses_frame_stats(args.intensity_target)
+    teacher_frame = teacher is not None and teacher.shift == "frame"
+    frame_match = uses_frame_stats(args.intensity_target) or teacher_frame
     ir_in, vis_in, ir, vis, prompts, wrong_on_clean, applies, *frame = make_batch(
         images, args.crop, args.seed, step, args.batch_size, rank, world, args.prompt_augment, aug, args.clean_share,
-        args.wrong_prompt_share, args.wrong_prompt_on, args.neutral_on_degraded, frame_match)
+        args.wrong_prompt_share, args.wrong_prompt_on, args.neutral_on_degraded, frame_match,
+        teacher.frame_offset if teacher_frame else None)
     ir_in, vis_in, ir, vis = (t.to(device, non_blocking=True) for t in (ir_in, vis_in, ir, vis))
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
         out = net(ir_in, vis_in, prompts)
     gate = model.last_gate  # this forward's (the consistency term's own forward replaces it)
     loss, terms = output_loss(out, ir, vis, weights, args.gradient_target, args.intensity_target,
-                              frame[0] if frame else None)
+                              frame[0][:, :3] if frame else None)
     if teacher is not None:
-        l_teacher = args.teacher_weight * (out.float() - teacher.target(ir, vis, out.shape[-2:])).abs().mean()
+        target = teacher.target(ir, vis, out.shape[-2:], frame[0][:, 3] if teacher_frame else None)
+        l_teacher = args.teacher_weight * (out.float() - target).abs().mean()
         loss, terms = loss + l_teacher, {**terms, "teacher": l_teacher.detach()}
     if args.gate_weight > 0:
         l_gate = args.gate_weight * _gate_loss(gate, applies)
@@ -161,7 +164,7 @@ def _train(args: TrainArgs, weights: dict, files: RunFiles, rank: int, world: in
             p.requires_grad_(name.startswith("gate."))
     optimizer, scheduler = make_optimizer(model, args)
     state = load_state(files.state, args) if args.resume and files.state.exists() else None
-    teacher = Teacher.parse(args.teacher, device) if args.teacher else None
+    teacher = Teacher.parse(args.teacher, device, args.teacher_shift) if args.teacher else None
     init = init_record(state, model, args, config)
     torch.manual_seed(args.seed + 1 + rank)  # drop path differs per rank, as the samples do
     step, last_val = 0, None
