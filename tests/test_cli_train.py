@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 from torch import nn
+from safetensors import safe_open
 from typer.testing import CliRunner
 
 from swinfuse.cli import app
@@ -269,3 +270,18 @@ def test_ctrl_c_saves_the_steps_done_and_a_new_run_starts_its_own_log(pair_dir, 
     swinfuse.train(**{**args, "steps": 2})
     steps = [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and max(steps) == 2  # this run's records only
+
+
+def test_train_command_grows_stages_with_depths(pair_dir, tmp_path, monkeypatch, capsys):
+    first, deep = tmp_path / "first", tmp_path / "deep"
+    code, _, err = _main(["train", "--data", str(pair_dir), "--out", str(first), "--steps", "1", *TINY],
+                         monkeypatch, capsys)
+    assert code == 0, err
+    code, _, err = _main(["train", "--data", str(pair_dir), "--out", str(deep), "--steps", "1", "--depths", "ex=2",
+                          "--init", str(first / "model.safetensors"), *TINY], monkeypatch, capsys)
+    assert code == 0, err
+    with safe_open(str(deep / "model.safetensors"), "pt") as f:
+        assert json.loads(f.metadata()["config"])["ex_depths"] == [2]
+    code, out, err = _main(["train", "--data", str(pair_dir), "--out", str(tmp_path / "bad"), "--depths", "ex=0",
+                            *TINY], monkeypatch, capsys)
+    assert code == 1 and err == "Error: depths entry 'ex=0': every depth must be >= 1\n"

@@ -118,3 +118,69 @@ def test_a_negative_teacher_weight_is_a_usage_error(pair_dir, tmp_path, monkeypa
     code, out, err = _main(["train", "--data", str(pair_dir), "--out", str(tmp_path / "run"),
                             "--teacher-weight", "-1", *TINY], monkeypatch, capsys)
     assert code == 2 and out == "" and not (tmp_path / "run").exists()
+
+
+def test_the_frame_shift_subtracts_the_frames_offset_and_falls_back_to_the_crops_own_where_unknown(vif_root):
+    teacher = Teacher.parse(f"seafusion:{vif_root}", shift="frame")
+    torch.manual_seed(2)
+    ir, vis = torch.rand(3, 1, 16, 16) * 0.4 + 0.3, torch.rand(3, 1, 16, 16) * 0.2 + 0.2
+    raw = teacher.net(vis, ir)
+    offset = torch.tensor([0.05, float("nan"), -0.02])
+    target = teacher.target(ir, vis, offset=offset)
+    torch.testing.assert_close(target[0], raw[0] - 0.05, atol=1e-6, rtol=0)
+    torch.testing.assert_close(target[2], raw[2] + 0.02, atol=1e-6, rtol=0)
+    torch.testing.assert_close(target[1], teacher.target(ir, vis)[1], atol=1e-6, rtol=0)  # NaN: per crop
+
+
+def test_the_frame_offset_is_the_teachers_mean_over_the_brighter_sources_on_the_downsampled_frame(vif_root):
+    from swinfuse.training.teacher import FRAME_SIDE
+
+    teacher = Teacher.parse(f"seafusion:{vif_root}", shift="frame")
+    torch.manual_seed(3)
+    ir, vis = torch.rand(1, 96, 128), torch.rand(1, 96, 128) * 0.5
+    small = torch.nn.functional.adaptive_avg_pool2d(torch.stack([ir, vis]), (48, FRAME_SIDE))
+    expected = teacher.net(small[1:2], small[0:1]).mean() - max(small[0].mean(), small[1].mean())
+    assert abs(teacher.frame_offset(ir, vis) - float(expected)) < 1e-6
+    tiny = torch.rand(1, 20, 30)  # smaller than FRAME_SIDE: read as it is
+    expected = teacher.net(tiny[None], tiny[None]).mean() - tiny.mean()
+    assert abs(teacher.frame_offset(tiny, tiny) - float(expected)) < 1e-6
+
+
+def test_the_frame_offset_rides_along_with_the_frame_stats_of_a_batch():
+    from swinfuse.training.batches import make_batch
+
+    torch.manual_seed(4)
+    pairs = [(torch.rand(1, 40, 56), torch.rand(1, 40, 56)) for _ in range(3)]
+    seen = []
+
+    def extra(a, b):
+        seen.append((a.shape, b.shape))
+        return float(a.mean() + 10 * b.mean())
+
+    *_, plain = make_batch(pairs, 16, 0, 1, 4, 0, 1, 0.0, frame_match=True)
+    *_, stats = make_batch(pairs, 16, 0, 1, 4, 0, 1, 0.0, frame_match=True, frame_extra=extra)
+    assert plain.shape == (4, 3) and stats.shape == (4, 4) and len(seen) == 4
+    torch.testing.assert_close(stats[:, :3], plain)  # the same draws
+    torch.testing.assert_close(stats[:, 3], stats[:, 1] + 10 * stats[:, 2])  # the frame the means come from
+
+
+def test_training_with_a_frame_shifted_teacher_records_it(vif_root, pair_dir, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    code, out, err = _main(["train", "--data", str(pair_dir), "--out", str(run), "--steps", "2",
+                            "--teacher", f"seafusion:{vif_root}", "--teacher-weight", "5", "--teacher-shift", "frame",
+                            *TINY], monkeypatch, capsys)
+    assert code == 0, err
+    train = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert all(r["teacher"] > 0 for r in train if r["type"] == "train")
+    with safe_open(str(run / "model.safetensors"), "pt") as f:
+        teacher = json.loads(f.metadata()["provenance"])["teacher"]
+    assert teacher["shift"] == "frame" and "whole frame" in teacher["target"]
+
+
+def test_an_unknown_teacher_shift_makes_nothing(vif_root, pair_dir, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    code, out, err = _main(["train", "--data", str(pair_dir), "--out", str(run), "--steps", "2",
+                            "--teacher", f"seafusion:{vif_root}", "--teacher-weight", "5", "--teacher-shift", "tile",
+                            *TINY], monkeypatch, capsys)
+    assert code == 1 and err.startswith("Error: teacher shift must be 'crop' or 'frame'") and err.count("\n") == 1
+    assert not run.exists()

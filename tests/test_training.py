@@ -266,6 +266,58 @@ def test_init_converts_a_head_count_change(pair_dir, tmp_path, monkeypatch):
             assert torch.equal(sa[key], sb[key]), key
 
 
+def test_init_with_deeper_stages_starts_as_the_checkpoints_network(pair_dir, tmp_path):
+    """--depths: the blocks the checkpoint lacks come after its own and start as the identity, so the grown
+    network's output is the checkpoint's; its record names what grew."""
+    from swinfuse.model.checkpoint import load_checkpoint
+    from swinfuse.training.trainer import train
+
+    train(_args(pair_dir, tmp_path / "small"))
+    small_file = str(tmp_path / "small" / "model.safetensors")
+    train(_args(pair_dir, tmp_path / "deep", init=small_file, lr=0.0, depths="ex=2,fusion=3,re=2"))
+    small, _ = load_checkpoint(small_file)
+    deep, meta = load_checkpoint(tmp_path / "deep" / "model.safetensors")
+    assert (deep.config.ex_depths, deep.config.fusion_depths, deep.config.re_depths) == ((2,), (3,), (2,))
+    assert meta["provenance"]["init"]["converted"]["fusion_depths"] == [[1], [3]]
+    ss, sd = small.state_dict(), deep.state_dict()
+    assert all(torch.equal(ss[k], sd[k]) for k in ss)  # every old weight where it was
+    added = [k for k in sd if k not in ss]
+    assert added and all(".blocks.1." in k or ".blocks.2." in k for k in added)
+    assert all(not sd[k].any() for k in added if ".attn.proj." in k or ".mlp.fc2." in k)
+    assert any(sd[k].any() for k in added if ".attn.qkv." in k)  # the rest starts random, ready to learn
+    torch.manual_seed(0)
+    ir, vis = torch.rand(1, 1, 24, 20), torch.rand(1, 1, 24, 20)
+    small.eval(), deep.eval()
+    with torch.no_grad():
+        text = small.encode_prompts(["fuse"])
+        torch.testing.assert_close(deep(ir, vis, text), small(ir, vis, text), atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("depths, error, message", [
+    ("ex=3,deep=2", "ConfigError", "depths entries are GROUP=D[/D...] with GROUP one of ex, fusion, re, got 'deep=2'"),
+    ("ex=two", "ConfigError", "depths entry 'ex=two': depths must be whole numbers"),
+    ("ex=0", "ConfigError", "depths entry 'ex=0': every depth must be >= 1"),
+    ("ex=2,ex=3", "ConfigError", "depths names 'ex' twice"),
+    ("re=2/2", "ConfigError", "--depths gives 2 stage(s) for re, preset 'smoke' has 1"),
+])
+def test_bad_depths_are_one_line_errors(pair_dir, tmp_path, depths, error, message):
+    from swinfuse import errors
+    from swinfuse.training.trainer import train
+
+    with pytest.raises(getattr(errors, error)) as info:
+        train(_args(pair_dir, tmp_path / "run", depths=depths))
+    assert str(info.value) == message and not (tmp_path / "run").exists()
+
+
+def test_init_refuses_a_checkpoint_deeper_than_depths(pair_dir, tmp_path):
+    from swinfuse.errors import CheckpointError
+    from swinfuse.training.trainer import train
+
+    train(_args(pair_dir, tmp_path / "deep", depths="fusion=2"))
+    with pytest.raises(CheckpointError, match="different model than preset 'smoke'"):
+        train(_args(pair_dir, tmp_path / "small", init=str(tmp_path / "deep" / "model.safetensors")))
+
+
 def test_recorded_command_names_swinfuse_for_python_dash_m(monkeypatch):
     from swinfuse.training.provenance import invocation
 
