@@ -294,7 +294,8 @@ def test_init_with_deeper_stages_starts_as_the_checkpoints_network(pair_dir, tmp
 
 
 @pytest.mark.parametrize("depths, error, message", [
-    ("ex=3,deep=2", "ConfigError", "depths entries are GROUP=D[/D...] with GROUP one of ex, fusion, re, got 'deep=2'"),
+    ("ex=3,deep=2", "ConfigError",
+     "depths entries are GROUP=DEPTH (DEPTH/DEPTH for two stages) with GROUP one of ex, fusion, re, got 'deep=2'"),
     ("ex=two", "ConfigError", "depths entry 'ex=two': depths must be whole numbers"),
     ("ex=0", "ConfigError", "depths entry 'ex=0': every depth must be >= 1"),
     ("ex=2,ex=3", "ConfigError", "depths names 'ex' twice"),

@@ -99,7 +99,7 @@ def train(
         "Where the teacher target's shift to the brighter source's mean is measured: crop (each training crop's "
         "own means) or frame (one offset per frame, so the teacher's large-scale shading survives)."))] = "crop",
     depths: Annotated[str, typer.Option(help=(
-        "Deeper Swin stages than the preset's, as GROUP=D[/D...] for ex, fusion and re (one depth per stage), "
+        "Deeper Swin stages than the preset's, as GROUP=DEPTH for ex, fusion and re, one depth per stage joined by /, "
         "e.g. ex=3,fusion=3. With --init the added blocks start as the identity: the network starts as the "
         "checkpoint's."))] = "",
     device: DeviceOpt = "auto",

@@ -184,8 +184,8 @@ def parse_depths(text: str) -> dict[str, tuple[int, ...]]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         group, sep, value = part.partition("=")
         if not sep or group.strip() not in DEPTH_GROUPS:
-            raise ConfigError(f"depths entries are GROUP=D[/D...] with GROUP one of {', '.join(DEPTH_GROUPS)}, "
-                              f"got {part!r}")
+            raise ConfigError(f"depths entries are GROUP=DEPTH (DEPTH/DEPTH for two stages) with GROUP one of "
+                              f"{', '.join(DEPTH_GROUPS)}, got {part!r}")
         try:
             depths = tuple(int(d) for d in value.split("/"))
         except ValueError:
