@@ -114,6 +114,14 @@ def _pad_to(img: torch.Tensor, size: int) -> torch.Tensor:
 FRAME_STATS_SIDE = 128  # frame statistics are read from the frame area-downsampled to at most this side
 
 
+def area_downsample(images: torch.Tensor, side: int) -> torch.Tensor:
+    """(N, C, H, W) area-downsampled to at most `side` on the longer side (unchanged when already that small)."""
+    scale = side / max(images.shape[-2:])
+    if scale >= 1:
+        return images
+    return F.adaptive_avg_pool2d(images, [max(1, round(n * scale)) for n in images.shape[-2:]])
+
+
 def whole_frame_stats(ir: torch.Tensor, vis: torch.Tensor,
                       jitter=((1.0, 1.0), (1.0, 1.0)), extra=None) -> tuple[float, ...]:
     """The whole (1, H, W) frame's statistics, intensity-jittered by ((gain, gamma) per modality): (shift, mean ir,
@@ -123,11 +131,7 @@ def whole_frame_stats(ir: torch.Tensor, vis: torch.Tensor,
     so the shift is a little smaller than at full resolution (by 0.2-1.3 levels of 255 on 15 RoadScene and M3SVD
     training frames whose full-resolution shifts were -0.2 to -11.8 levels). `extra`: a function of the two
     downsampled, jittered (1, h, w) frames -> a float, appended (the teacher's frame offset, teacher.py)."""
-    both = torch.stack([ir, vis]).float()  # (2, 1, H, W)
-    scale = FRAME_STATS_SIDE / max(both.shape[-2:])
-    if scale < 1:
-        size = [max(1, round(n * scale)) for n in both.shape[-2:]]
-        both = F.adaptive_avg_pool2d(both, size)
+    both = area_downsample(torch.stack([ir, vis]).float(), FRAME_STATS_SIDE)  # (2, 1, h, w)
     a, b = ((gain * img.clamp(0, 1) ** gamma) for img, (gain, gamma) in zip(both, jitter))
     stats = float(torch.maximum(a.mean(), b.mean()) - torch.maximum(a, b).mean()), float(a.mean()), float(b.mean())
     return stats + (float(extra(a, b)),) if extra is not None else stats

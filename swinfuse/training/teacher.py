@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from swinfuse.errors import InputError
+from swinfuse.training.sampling import area_downsample
 
 KINDS = ("seafusion",)
 SHIFTS = ("crop", "frame")
@@ -101,10 +102,7 @@ class Teacher:
     def frame_offset(self, ir: torch.Tensor, vis: torch.Tensor) -> float:
         """The teacher's mean on a whole (1, H, W) frame minus the brighter source's mean, read at most
         FRAME_SIDE a side (what shift 'frame' subtracts; the frame extra of sampling.whole_frame_stats)."""
-        both = torch.stack([ir, vis]).float()  # (2, 1, H, W)
-        scale = FRAME_SIDE / max(both.shape[-2:])
-        if scale < 1:
-            both = F.adaptive_avg_pool2d(both, [max(1, round(n * scale)) for n in both.shape[-2:]])
+        both = area_downsample(torch.stack([ir, vis]).float(), FRAME_SIDE)  # (2, 1, h, w)
         both = both.to(next(self.net.parameters()).device)
         out = self.net(both[1:2], both[0:1]).clamp(0, 1)
         return float(out.mean() - torch.maximum(both[0].mean(), both[1].mean()))
