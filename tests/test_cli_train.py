@@ -285,3 +285,19 @@ def test_train_command_grows_stages_with_depths(pair_dir, tmp_path, monkeypatch,
     code, out, err = _main(["train", "--data", str(pair_dir), "--out", str(tmp_path / "bad"), "--depths", "ex=0",
                             *TINY], monkeypatch, capsys)
     assert code == 1 and err == "Error: depths entry 'ex=0': every depth must be >= 1\n"
+
+
+def test_train_command_output_option(pair_dir, tmp_path, monkeypatch, capsys):
+    from swinfuse.model.config import FusionConfig
+
+    smoke = FusionConfig.smoke
+    monkeypatch.setattr(FusionConfig, "smoke", classmethod(
+        lambda cls, **kw: smoke(**{"upscale": 1, "upsampler": "", **kw})))
+    code, _, err = _main(["train", "--data", str(pair_dir), "--out", str(tmp_path / "mix"), "--steps", "1",
+                          "--output", "mix", *TINY], monkeypatch, capsys)
+    assert code == 0, err
+    with safe_open(str(tmp_path / "mix" / "model.safetensors"), "pt") as f:
+        assert json.loads(f.metadata()["config"])["output"] == "mix"
+    code, _, err = _main(["train", "--data", str(pair_dir), "--out", str(tmp_path / "bad"), "--output", "blend",
+                          *TINY], monkeypatch, capsys)
+    assert code == 1 and err == "Error: output must be 'direct' or 'mix', got 'blend'\n"

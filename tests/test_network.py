@@ -147,6 +147,8 @@ def test_prompt_embeddings_are_cached(tiny_model):
     (dict(upsampler="nearest+conv", upscale=3), "'nearest+conv' needs upscale 2, 4 or 8, got 3"),
     (dict(re_depths=(1, 1)), "re_depths=(1, 1) and re_num_heads=(1,) must have the same length"),
     (dict(window_size=1), "window_size must be >= 2, got 1"),
+    (dict(output="blend"), "output must be one of ('direct', 'mix'), got 'blend'"),
+    (dict(output="mix"), "output 'mix' mixes the sources at their size: upscale must be 1, got 2"),
 ])
 def test_config_validation_names_the_value(change, message):
     with pytest.raises(ConfigError) as err:
@@ -257,3 +259,23 @@ def test_light_import_falls_back_to_the_package_when_its_files_need_the_init(tmp
     monkeypatch.syspath_prepend(str(tmp_path))
     module = light_import("heavy_pkg_for_test", "part")
     assert module.VALUE == 2 and module.__name__ == "heavy_pkg_for_test.part"
+
+
+def test_mix_output_is_a_weighted_mixture_of_the_sources_plus_a_residual(tiny_config):
+    """output 'mix': the head's extra channel is the visible weight's logit; with the head's last conv at zero
+    the fusion is the sources' mean, a large logit gives the visible source, and the residual adds on top."""
+    torch.manual_seed(0)
+    for cfg in (tiny_config, _halfres(tiny_config)):
+        model = SwinFuse(dataclasses.replace(cfg, output="mix")).eval()
+        last = model.decoder.head.body[-1]
+        assert last.out_channels == 2
+        ir, vis = _pair(2, 16, 24)
+        torch.nn.init.zeros_(last.weight), torch.nn.init.zeros_(last.bias)
+        with torch.inference_mode():
+            torch.testing.assert_close(model(ir, vis, ""), (ir + vis) / 2)
+            last.bias.copy_(torch.tensor([0.1, 30.0]))  # residual 0.1, weight ~1
+            torch.testing.assert_close(model(ir, vis, ""), vis + 0.1)
+    assert json.loads(FusionConfig.default(output="mix").to_json())["output"] == "mix"
+    old = json.loads(FusionConfig.default().to_json())
+    del old["output"]  # a config written before the field existed is the direct head
+    assert FusionConfig.from_json(json.dumps(old)).output == "direct"

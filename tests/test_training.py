@@ -310,6 +310,53 @@ def test_bad_depths_are_one_line_errors(pair_dir, tmp_path, depths, error, messa
     assert str(info.value) == message and not (tmp_path / "run").exists()
 
 
+def _smoke_at_full_size(monkeypatch):
+    """The smoke preset without its 2x upscale (a 'mix' output needs the sources' size)."""
+    from swinfuse.model.config import FusionConfig
+
+    smoke = FusionConfig.smoke
+    monkeypatch.setattr(FusionConfig, "smoke", classmethod(
+        lambda cls, **kw: smoke(**{"upscale": 1, "upsampler": "", **kw})))
+
+
+def test_init_from_a_direct_checkpoint_with_mix_output_starts_as_the_sources_mean(pair_dir, tmp_path, monkeypatch):
+    """--output mix from a 'direct' checkpoint: every weight but the head's last conv is the checkpoint's, that
+    conv starts at zero (the fusion is mean(visible, infrared)), and it learns; the way back is refused."""
+    from swinfuse.errors import CheckpointError
+    from swinfuse.model.checkpoint import load_checkpoint
+    from swinfuse.training.trainer import train
+
+    _smoke_at_full_size(monkeypatch)
+    train(_args(pair_dir, tmp_path / "direct"))
+    direct_file = str(tmp_path / "direct" / "model.safetensors")
+    train(_args(pair_dir, tmp_path / "still", init=direct_file, lr=0.0, output="mix"))
+    direct, _ = load_checkpoint(direct_file)
+    mixed, meta = load_checkpoint(tmp_path / "still" / "model.safetensors")
+    assert mixed.config.output == "mix" and meta["provenance"]["init"]["converted"]["output"] == ["direct", "mix"]
+    sd, sm = direct.state_dict(), mixed.state_dict()
+    head = [k for k in sm if sm[k].shape != sd[k].shape]
+    assert sorted(head) == ["decoder.head.body.4.bias", "decoder.head.body.4.weight"]
+    assert all(torch.equal(sd[k], sm[k]) for k in sd if k not in head) and not any(sm[k].any() for k in head)
+    torch.manual_seed(0)
+    ir, vis = torch.rand(1, 1, 24, 20), torch.rand(1, 1, 24, 20)
+    with torch.no_grad():
+        torch.testing.assert_close(mixed.eval()(ir, vis, "fuse"), (ir + vis) / 2)
+    train(_args(pair_dir, tmp_path / "learns", init=direct_file, output="mix"))
+    learnt, _ = load_checkpoint(tmp_path / "learns" / "model.safetensors")
+    assert learnt.state_dict()["decoder.head.body.4.weight"].any()
+    with pytest.raises(CheckpointError, match="different model than preset 'smoke'"):
+        train(_args(pair_dir, tmp_path / "back", init=str(tmp_path / "learns" / "model.safetensors")))
+
+
+def test_bad_output_is_a_one_line_error(pair_dir, tmp_path):
+    from swinfuse.errors import ConfigError
+    from swinfuse.training.trainer import train
+
+    with pytest.raises(ConfigError) as info:
+        train(_args(pair_dir, tmp_path / "run", output="blend"))
+    assert str(info.value) == "output must be 'direct' or 'mix', got 'blend'" and not (tmp_path / "run").exists()
+
+
 def test_init_refuses_a_checkpoint_deeper_than_depths(pair_dir, tmp_path):
     from swinfuse.errors import CheckpointError
     from swinfuse.training.trainer import train

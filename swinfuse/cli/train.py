@@ -102,6 +102,10 @@ def train(
         "Deeper Swin stages than the preset's, as GROUP=DEPTH for ex, fusion and re, one depth per stage joined by /, "
         "e.g. ex=3,fusion=3. With --init the added blocks start as the identity: the network starts as the "
         "checkpoint's."))] = "",
+    output: Annotated[str, typer.Option(help=(
+        "What the network's head gives: direct (the fused image, as SwinFusion) or mix (a per-pixel weight of "
+        "the visible source against the infrared, plus a residual). Empty keeps the preset's. A mix network "
+        "warm-started from a direct checkpoint starts as the mean of the two sources."))] = "",
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
@@ -123,7 +127,7 @@ def train(
                           gradient_target=gradient_target, intensity_target=intensity_target, bf16=bf16,
                           overwrite=overwrite, text_encoder=text_encoder, teacher=teacher,
                           teacher_weight=teacher_weight, teacher_shift=teacher_shift,
-                          depths=depths)
+                          depths=depths, output=output)
     main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, one process speaks
     try:
         with render.progress_bar("train", "loss {task.fields[loss]:.4f}", "{task.fields[rate]:.2f} steps/s",

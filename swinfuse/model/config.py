@@ -12,6 +12,7 @@ from swinfuse.errors import ConfigError
 UPSAMPLERS = ("", "pixelshuffle", "pixelshuffledirect", "nearest+conv")
 UPSCALES = (1, 2, 3, 4, 8)
 PATCH_SIZES = (1, 2, 4)
+OUTPUTS = ("direct", "mix")
 CLIP_RANDOM = "random"  # TextEncoderSpec.pretrained value that asks for an untrained CLIP on purpose
 
 
@@ -111,6 +112,10 @@ class FusionConfig:
     # A gate that reads both sources and scales how much of the prompt's effect the decoder gets (gate.py):
     # a prompt naming a degradation the images do not have can then leave the fusion neutral.
     prompt_gate: bool = False
+    # What the reconstruction head gives. 'direct': the fused image (SwinFusion). 'mix': a per-pixel weight w
+    # (a sigmoid) and a residual r, the fusion w * visible + (1 - w) * infrared + r: at every scale the output
+    # starts from a mixture of the sources, whatever the network has learned of their cameras.
+    output: str = "direct"
     text: TextEncoderSpec = field(default_factory=TextEncoderSpec)
 
     def __post_init__(self):
@@ -166,6 +171,10 @@ class FusionConfig:
             raise ConfigError(f"img_range must be > 0, got {self.img_range}")
         if self.text_dim < 1:
             raise ConfigError(f"text_dim must be >= 1, got {self.text_dim}")
+        if self.output not in OUTPUTS:
+            raise ConfigError(f"output must be one of {OUTPUTS}, got {self.output!r}")
+        if self.output == "mix" and self.upscale != 1:
+            raise ConfigError(f"output 'mix' mixes the sources at their size: upscale must be 1, got {self.upscale}")
 
     @property
     def detail_width(self) -> int:

@@ -11,6 +11,9 @@ shallow convs stay at full resolution and a strided conv embeds their output; af
 pixel shuffle bring the feature back up, where the two sources' shallow features, fused by a conv and
 modulated by the prompt, add the full-resolution detail before the head.
 
+With output 'mix' the head gives one channel more, the logit of a per-pixel weight w, and the fusion is
+w * visible + (1 - w) * infrared + the head's residual.
+
 Inputs are reflect-padded to a multiple of window * patch_size, outputs cropped to (H * upscale, W * upscale).
 """
 
@@ -130,7 +133,8 @@ class Decoder(nn.Module):
             C = Cd
         else:
             self.unpatch = self.detail = self.detail_film = None
-        self.head = build_head(cfg.upsampler, C, cfg.in_chans, cfg.upscale)
+        # 'mix' adds one channel: the logit of the visible source's weight (SwinFuse.forward)
+        self.head = build_head(cfg.upsampler, C, cfg.in_chans + (cfg.output == "mix"), cfg.upscale)
 
     def forward(self, fused: torch.Tensor, text: torch.Tensor,
                 shallow: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
@@ -265,9 +269,19 @@ class SwinFuse(nn.Module):
             text = reference + self.last_gate.to(text.dtype) * (text - reference)
         fused = self.fusion(ir_t, vis_t)  # (B, C, Hp/p, Wp/p)
         shallow = None if ir_shallow is None else (ir_shallow, vis_shallow)
-        out = self.decoder(fused, text, shallow)  # (B, in, Hp*up, Wp*up)
+        out = self.decoder(fused, text, shallow)  # (B, in [+1], Hp*up, Wp*up)
+        if cfg.output == "mix":
+            out = mix_sources(out, ir_x, vis_x)  # (B, in, Hp, Wp)
         up = cfg.upscale
         return out[..., :H * up, :W * up] / cfg.img_range  # (B, in, H*up, W*up)
+
+
+def mix_sources(out: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+    """out: the head's (B, in + 1, H, W), a residual and the visible weight's logit; ir, vis: (B, in, H, W) ->
+    w * vis + (1 - w) * ir + residual, w = sigmoid(logit) (FusionConfig.output 'mix')."""
+    residual, logit = out[:, :-1], out[:, -1:]
+    w = torch.sigmoid(logit)  # (B, 1, H, W)
+    return torch.addcmul(ir + residual, w, vis - ir)
 
 
 def compile_layer_norms(model: SwinFuse) -> int:

@@ -73,6 +73,9 @@ class TrainArgs:
     # deeper Swin stages than the preset's, "ex=3,fusion=3,re=3/3" (a group left out keeps the preset's
     # depths); with --init, the blocks the checkpoint lacks start as the identity (state.warm_start)
     depths: str = ""
+    # the head's output (FusionConfig.output): "" keeps the preset's; "mix" from a "direct" --init starts with
+    # the head's last conv at zero, the fusion then mean(visible, infrared) (state.warm_start)
+    output: str = ""
 
 
 # Settings a resumed run must share with the saved one; a key older states lack takes its default.
@@ -80,7 +83,7 @@ RESUME_KEYS = ("preset", "crop", "batch_size", "seed", "steps", "lr", "warmup", 
                "loss_weights", "rescale", "gamma_jitter", "gain_jitter", "clean_share", "wrong_prompt_share",
                "wrong_prompt_on", "prompt_consistency", "prompt_gate", "gate_weight", "gate_only",
                "neutral_on_degraded", "gradient_target", "intensity_target",
-               "text_encoder", "teacher", "teacher_weight", "depths", "teacher_shift")
+               "text_encoder", "teacher", "teacher_weight", "depths", "teacher_shift", "output")
 
 
 @dataclass
@@ -167,6 +170,8 @@ def normalised(args: TrainArgs) -> TrainArgs:
                           "and a weight needs a teacher")
     if args.teacher_shift not in ("crop", "frame"):
         raise ConfigError(f"teacher shift must be 'crop' or 'frame', got {args.teacher_shift!r}")
+    if args.output not in ("", "direct", "mix"):
+        raise ConfigError(f"output must be 'direct' or 'mix', got {args.output!r}")
     Augment(rescale=args.rescale, gamma=args.gamma_jitter, gain=args.gain_jitter)
     parse_depths(args.depths)
     text = text_encoder_spec(args.text_encoder)
@@ -210,7 +215,7 @@ def model_config(args: TrainArgs):
         if len(value) != len(getattr(config, key)):
             raise ConfigError(f"--depths gives {len(value)} stage(s) for {key.split('_')[0]}, preset "
                               f"{args.preset!r} has {len(getattr(config, key))}")
-    config = dataclasses.replace(config, **depths)
+    config = dataclasses.replace(config, **depths, **({"output": args.output} if args.output else {}))
     text = text_encoder_spec(args.text_encoder)
     if text is None:
         return config

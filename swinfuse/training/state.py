@@ -121,24 +121,33 @@ def restore(state: dict, *, model, optimizer, scheduler, rank: int, world: int) 
 def warm_start(model: nn.Module, args: TrainArgs, config) -> dict:
     """Copy the weights of checkpoint `args.init` into `model`; returns what the new checkpoint records
     about where it started. The architecture must match the preset's except for the number of attention
-    heads, an added prompt gate (which starts open) and deeper stages (--depths). A head count change keeps
-    every weight's shape but the relative-position bias tables, which start from the mean of the old heads'
-    tables (an approximate start, not an equivalent model). A stage's added blocks come after its old ones
-    and start as the identity, so the deeper network starts as the checkpoint's, output for output."""
+    heads, an added prompt gate (which starts open), deeper stages (--depths) and a 'mix' output from a
+    'direct' one. A head count change keeps every weight's shape but the relative-position bias tables, which
+    start from the mean of the old heads' tables (an approximate start, not an equivalent model). A stage's
+    added blocks come after its old ones and start as the identity, so the deeper network starts as the
+    checkpoint's, output for output. A 'mix' head's last conv starts at zero: the fusion starts as
+    mean(visible, infrared), the rest of the network as the checkpoint's, and the head learns the weight and
+    the residual on top of it."""
     from swinfuse.model.checkpoint import load_checkpoint
 
     source, meta = load_checkpoint(args.init)
     theirs, ours = dataclasses.asdict(source.config), dataclasses.asdict(config)
     differ = [k for k in ours if k != "img_size" and theirs[k] != ours[k]]
     adds_gate = "prompt_gate" in differ and not theirs["prompt_gate"]  # a new gate starts open (gate.py)
+    to_mix = "output" in differ and theirs["output"] == "direct" and ours["output"] == "mix"
     grows = [k for k in differ if k.endswith("_depths") and len(theirs[k]) == len(ours[k])
              and all(o >= t for o, t in zip(ours[k], theirs[k]))]
-    if any(not (k.endswith("_num_heads") or (k == "prompt_gate" and adds_gate) or k in grows) for k in differ):
+    if any(not (k.endswith("_num_heads") or (k == "prompt_gate" and adds_gate)
+                   or (k == "output" and to_mix) or k in grows) for k in differ):
         raise CheckpointError(f"--init {args.init} is a different model than preset {args.preset!r} "
                               f"({', '.join(f'{k}={theirs[k]} vs {ours[k]}' for k in differ[:3])})")
     state, target = source.state_dict(), model.state_dict()
     for key, value in state.items():
-        if value.shape != target[key].shape:  # only the bias tables: (positions, heads)
+        if value.shape == target[key].shape:
+            continue
+        if to_mix and key.startswith("decoder.head."):  # the last conv, one output channel more
+            state[key] = torch.zeros_like(target[key])
+        else:  # the bias tables: (positions, heads)
             state[key] = value.mean(dim=1, keepdim=True).expand_as(target[key]).clone()
     if adds_gate or grows:  # the new gate's and blocks' keys are the only ones missing; anything else is an error
         added = added_blocks(theirs, ours)
