@@ -147,7 +147,7 @@ def test_prompt_embeddings_are_cached(tiny_model):
     (dict(upsampler="nearest+conv", upscale=3), "'nearest+conv' needs upscale 2, 4 or 8, got 3"),
     (dict(re_depths=(1, 1)), "re_depths=(1, 1) and re_num_heads=(1,) must have the same length"),
     (dict(window_size=1), "window_size must be >= 2, got 1"),
-    (dict(output="blend"), "output must be one of ('direct', 'mix'), got 'blend'"),
+    (dict(output="blend"), "output must be one of ('direct', 'mix', 'mix-fine'), got 'blend'"),
     (dict(output="mix"), "output 'mix' mixes the sources at their size: upscale must be 1, got 2"),
 ])
 def test_config_validation_names_the_value(change, message):
@@ -275,7 +275,22 @@ def test_mix_output_is_a_weighted_mixture_of_the_sources_plus_a_residual(tiny_co
             torch.testing.assert_close(model(ir, vis, ""), (ir + vis) / 2)
             last.bias.copy_(torch.tensor([0.1, 30.0]))  # residual 0.1, weight ~1
             torch.testing.assert_close(model(ir, vis, ""), vis + 0.1)
+        fine = SwinFuse(dataclasses.replace(cfg, output="mix-fine")).eval()
+        fine.load_state_dict(model.state_dict())
+        with torch.inference_mode():  # a residual with no fine detail is all large scale: 'mix-fine' drops it
+            torch.testing.assert_close(fine(ir, vis, ""), vis)
     assert json.loads(FusionConfig.default(output="mix").to_json())["output"] == "mix"
     old = json.loads(FusionConfig.default().to_json())
     del old["output"]  # a config written before the field existed is the direct head
     assert FusionConfig.from_json(json.dumps(old)).output == "direct"
+
+
+def test_gaussian_blur_keeps_the_mean_and_flat_images():
+    from swinfuse.model.network import gaussian_blur
+
+    x = torch.zeros(1, 1, 41, 41)
+    x[..., 20, 20] = 1.0
+    b = gaussian_blur(x)
+    assert abs(float(b.sum()) - 1.0) < 1e-5 and float(b[..., 20, 20]) < 0.02  # spread, mass kept
+    flat = torch.full((2, 3, 5, 7), 0.4)  # smaller than the kernel: edges replicated
+    torch.testing.assert_close(gaussian_blur(flat), flat)

@@ -104,8 +104,9 @@ def train(
         "checkpoint's."))] = "",
     output: Annotated[str, typer.Option(help=(
         "What the network's head gives: direct (the fused image, as SwinFusion) or mix (a per-pixel weight of "
-        "the visible source against the infrared, plus a residual). Empty keeps the preset's. A mix network "
-        "warm-started from a direct checkpoint starts as the mean of the two sources."))] = "",
+        "the visible source against the infrared, plus a residual) or mix-fine (the same, the residual's large "
+        "scale removed). Empty keeps the preset's. A mix network warm-started from a direct checkpoint starts as "
+        "the mean of the two sources."))] = "",
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,

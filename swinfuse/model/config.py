@@ -12,7 +12,7 @@ from swinfuse.errors import ConfigError
 UPSAMPLERS = ("", "pixelshuffle", "pixelshuffledirect", "nearest+conv")
 UPSCALES = (1, 2, 3, 4, 8)
 PATCH_SIZES = (1, 2, 4)
-OUTPUTS = ("direct", "mix")
+OUTPUTS = ("direct", "mix", "mix-fine")
 CLIP_RANDOM = "random"  # TextEncoderSpec.pretrained value that asks for an untrained CLIP on purpose
 
 
@@ -114,7 +114,8 @@ class FusionConfig:
     prompt_gate: bool = False
     # What the reconstruction head gives. 'direct': the fused image (SwinFusion). 'mix': a per-pixel weight w
     # (a sigmoid) and a residual r, the fusion w * visible + (1 - w) * infrared + r: at every scale the output
-    # starts from a mixture of the sources, whatever the network has learned of their cameras.
+    # starts from a mixture of the sources, whatever the network has learned of their cameras. 'mix-fine': the
+    # same with the residual's large scale (its Gaussian blur, sigma 4) removed, so the large scale is the mixture.
     output: str = "direct"
     text: TextEncoderSpec = field(default_factory=TextEncoderSpec)
 
@@ -173,8 +174,8 @@ class FusionConfig:
             raise ConfigError(f"text_dim must be >= 1, got {self.text_dim}")
         if self.output not in OUTPUTS:
             raise ConfigError(f"output must be one of {OUTPUTS}, got {self.output!r}")
-        if self.output == "mix" and self.upscale != 1:
-            raise ConfigError(f"output 'mix' mixes the sources at their size: upscale must be 1, got {self.upscale}")
+        if self.output != "direct" and self.upscale != 1:
+            raise ConfigError(f"output {self.output!r} mixes the sources at their size: upscale must be 1, got {self.upscale}")
 
     @property
     def detail_width(self) -> int:

@@ -134,7 +134,7 @@ class Decoder(nn.Module):
         else:
             self.unpatch = self.detail = self.detail_film = None
         # 'mix' adds one channel: the logit of the visible source's weight (SwinFuse.forward)
-        self.head = build_head(cfg.upsampler, C, cfg.in_chans + (cfg.output == "mix"), cfg.upscale)
+        self.head = build_head(cfg.upsampler, C, cfg.in_chans + (cfg.output != "direct"), cfg.upscale)
 
     def forward(self, fused: torch.Tensor, text: torch.Tensor,
                 shallow: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
@@ -270,16 +270,32 @@ class SwinFuse(nn.Module):
         fused = self.fusion(ir_t, vis_t)  # (B, C, Hp/p, Wp/p)
         shallow = None if ir_shallow is None else (ir_shallow, vis_shallow)
         out = self.decoder(fused, text, shallow)  # (B, in [+1], Hp*up, Wp*up)
-        if cfg.output == "mix":
-            out = mix_sources(out, ir_x, vis_x)  # (B, in, Hp, Wp)
+        if cfg.output != "direct":
+            out = mix_sources(out, ir_x, vis_x, fine=cfg.output == "mix-fine")  # (B, in, Hp, Wp)
         up = cfg.upscale
         return out[..., :H * up, :W * up] / cfg.img_range  # (B, in, H*up, W*up)
 
 
-def mix_sources(out: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:
+FINE_SIGMA = 4.0  # output 'mix-fine': the residual keeps what a Gaussian of this sigma removes
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float = FINE_SIGMA) -> torch.Tensor:
+    """(B, C, H, W) blurred by a separable Gaussian (radius 3 sigma), edges replicated (any size)."""
+    radius = int(3 * sigma)
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = (k / k.sum()).repeat(x.shape[1], 1, 1, 1)  # (C, 1, 1, K): one kernel per channel
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), k, groups=x.shape[1])
+    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), k.transpose(2, 3), groups=x.shape[1])
+
+
+def mix_sources(out: torch.Tensor, ir: torch.Tensor, vis: torch.Tensor, fine: bool = False) -> torch.Tensor:
     """out: the head's (B, in + 1, H, W), a residual and the visible weight's logit; ir, vis: (B, in, H, W) ->
-    w * vis + (1 - w) * ir + residual, w = sigmoid(logit) (FusionConfig.output 'mix')."""
+    w * vis + (1 - w) * ir + residual, w = sigmoid(logit) (FusionConfig.output 'mix'); fine: the residual less
+    its Gaussian blur ('mix-fine'), so the large scale is the sources' mixture alone."""
     residual, logit = out[:, :-1], out[:, -1:]
+    if fine:
+        residual = residual - gaussian_blur(residual)
     w = torch.sigmoid(logit)  # (B, 1, H, W)
     return torch.addcmul(ir + residual, w, vis - ir)
 

@@ -170,8 +170,8 @@ def normalised(args: TrainArgs) -> TrainArgs:
                           "and a weight needs a teacher")
     if args.teacher_shift not in ("crop", "frame"):
         raise ConfigError(f"teacher shift must be 'crop' or 'frame', got {args.teacher_shift!r}")
-    if args.output not in ("", "direct", "mix"):
-        raise ConfigError(f"output must be 'direct' or 'mix', got {args.output!r}")
+    if args.output not in ("", "direct", "mix", "mix-fine"):
+        raise ConfigError(f"output must be 'direct', 'mix' or 'mix-fine', got {args.output!r}")
     Augment(rescale=args.rescale, gamma=args.gamma_jitter, gain=args.gain_jitter)
     parse_depths(args.depths)
     text = text_encoder_spec(args.text_encoder)

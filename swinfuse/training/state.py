@@ -134,7 +134,7 @@ def warm_start(model: nn.Module, args: TrainArgs, config) -> dict:
     theirs, ours = dataclasses.asdict(source.config), dataclasses.asdict(config)
     differ = [k for k in ours if k != "img_size" and theirs[k] != ours[k]]
     adds_gate = "prompt_gate" in differ and not theirs["prompt_gate"]  # a new gate starts open (gate.py)
-    to_mix = "output" in differ and theirs["output"] == "direct" and ours["output"] == "mix"
+    to_mix = "output" in differ and theirs["output"] == "direct" and ours["output"] != "direct"
     grows = [k for k in differ if k.endswith("_depths") and len(theirs[k]) == len(ours[k])
              and all(o >= t for o, t in zip(ours[k], theirs[k]))]
     if any(not (k.endswith("_num_heads") or (k == "prompt_gate" and adds_gate)
