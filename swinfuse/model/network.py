@@ -12,7 +12,8 @@ pixel shuffle bring the feature back up, where the two sources' shallow features
 modulated by the prompt, add the full-resolution detail before the head.
 
 With output 'mix' the head gives one channel more, the logit of a per-pixel weight w, and the fusion is
-w * visible + (1 - w) * infrared + the head's residual.
+w * visible + (1 - w) * infrared + the head's residual; 'mix-fine' keeps only the residual's fine detail (less
+its Gaussian blur), so the fusion's large scale is the mixture.
 
 Inputs are reflect-padded to a multiple of window * patch_size, outputs cropped to (H * upscale, W * upscale).
 """
