@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 
 from swinfuse.errors import ConfigError
+from swinfuse.model.config import OUTPUTS
 from swinfuse.training.batches import WRONG_PROMPT_INPUTS
 from swinfuse.training.losses import GRADIENT_TARGETS, INTENSITY_TARGETS, OPTIONAL_WEIGHTS, WEIGHTS, intensity_share
 from swinfuse.training.sampling import Augment, as_specs
@@ -73,8 +74,8 @@ class TrainArgs:
     # deeper Swin stages than the preset's, "ex=3,fusion=3,re=3/3" (a group left out keeps the preset's
     # depths); with --init, the blocks the checkpoint lacks start as the identity (state.warm_start)
     depths: str = ""
-    # the head's output (FusionConfig.output): "" keeps the preset's; "mix" from a "direct" --init starts with
-    # the head's last conv at zero, the fusion then mean(visible, infrared) (state.warm_start)
+    # the head's output (FusionConfig.output): "" keeps the preset's; "mix" or "mix-fine" from a "direct" --init
+    # starts with the head's last conv at zero, the fusion then mean(visible, infrared) (state.warm_start)
     output: str = ""
 
 
@@ -170,8 +171,9 @@ def normalised(args: TrainArgs) -> TrainArgs:
                           "and a weight needs a teacher")
     if args.teacher_shift not in ("crop", "frame"):
         raise ConfigError(f"teacher shift must be 'crop' or 'frame', got {args.teacher_shift!r}")
-    if args.output not in ("", "direct", "mix", "mix-fine"):
-        raise ConfigError(f"output must be 'direct', 'mix' or 'mix-fine', got {args.output!r}")
+    if args.output and args.output not in OUTPUTS:
+        raise ConfigError(f"output must be {', '.join(map(repr, OUTPUTS[:-1]))} or {OUTPUTS[-1]!r}, "
+                          f"got {args.output!r}")
     Augment(rescale=args.rescale, gamma=args.gamma_jitter, gain=args.gain_jitter)
     parse_depths(args.depths)
     text = text_encoder_spec(args.text_encoder)
