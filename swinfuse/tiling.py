@@ -135,13 +135,17 @@ def fuse_tiled(model, ir: torch.Tensor, vis: torch.Tensor, text: torch.Tensor, t
     boxes = plan_tiles(H, W, tile, overlap, ws)
     text = text.to(device=device, dtype=dtype) if isinstance(text, torch.Tensor) else text
     gate = frame_gate(model, ir, vis, text, tile)
+    kwargs = {} if gate is None else {"gate": gate}
+    if getattr(cfg, "output", "direct") == "mixed-base":  # every tile reads the whole frame's means
+        from swinfuse.model.network import frame_means
+        kwargs["frame"] = frame_means(ir.float(), vis.float()).to(device=device, dtype=dtype)
     acc = torch.zeros(B, C, H * up, W * up)  # (B, C, H*up, W*up), on the CPU
     wsum = torch.zeros(H * up, W * up)
     for k, box in enumerate(boxes):
         top, left, h, w = box
         crop = (..., slice(top, top + h), slice(left, left + w))
         tile_ir, tile_vis = ir[crop].to(device=device, dtype=dtype), vis[crop].to(device=device, dtype=dtype)
-        out = model(tile_ir, tile_vis, text) if gate is None else model(tile_ir, tile_vis, text, gate=gate)
+        out = model(tile_ir, tile_vis, text, **kwargs)
         weight = tile_weights(box, H, W, overlap, up)  # (h*up, w*up)
         region = (..., slice(top * up, (top + h) * up), slice(left * up, (left + w) * up))
         acc[region] += out.float().cpu() * weight

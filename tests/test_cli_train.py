@@ -300,4 +300,4 @@ def test_train_command_output_option(pair_dir, tmp_path, monkeypatch, capsys):
         assert json.loads(f.metadata()["config"])["output"] == "mix"
     code, _, err = _main(["train", "--data", str(pair_dir), "--out", str(tmp_path / "bad"), "--output", "blend",
                           *TINY], monkeypatch, capsys)
-    assert code == 1 and err == "Error: output must be 'direct', 'mix' or 'mix-fine', got 'blend'\n"
+    assert code == 1 and err == "Error: output must be 'direct', 'mix', 'mix-fine' or 'mixed-base', got 'blend'\n"

@@ -147,7 +147,7 @@ def test_prompt_embeddings_are_cached(tiny_model):
     (dict(upsampler="nearest+conv", upscale=3), "'nearest+conv' needs upscale 2, 4 or 8, got 3"),
     (dict(re_depths=(1, 1)), "re_depths=(1, 1) and re_num_heads=(1,) must have the same length"),
     (dict(window_size=1), "window_size must be >= 2, got 1"),
-    (dict(output="blend"), "output must be one of ('direct', 'mix', 'mix-fine'), got 'blend'"),
+    (dict(output="blend"), "output must be one of ('direct', 'mix', 'mix-fine', 'mixed-base'), got 'blend'"),
     (dict(output="mix"), "output 'mix' mixes the sources at their size: upscale must be 1, got 2"),
 ])
 def test_config_validation_names_the_value(change, message):

@@ -354,7 +354,7 @@ def test_bad_output_is_a_one_line_error(pair_dir, tmp_path):
 
     with pytest.raises(ConfigError) as info:
         train(_args(pair_dir, tmp_path / "run", output="blend"))
-    assert str(info.value) == "output must be 'direct', 'mix' or 'mix-fine', got 'blend'" and not (tmp_path / "run").exists()
+    assert str(info.value) == "output must be 'direct', 'mix', 'mix-fine' or 'mixed-base', got 'blend'" and not (tmp_path / "run").exists()
 
 
 def test_init_refuses_a_checkpoint_deeper_than_depths(pair_dir, tmp_path):

@@ -105,8 +105,9 @@ def train(
     output: Annotated[str, typer.Option(help=(
         "What the network's head gives: direct (the fused image, as SwinFusion) or mix (a per-pixel weight of "
         "the visible source against the infrared, plus a residual) or mix-fine (the same, the residual's large "
-        "scale removed). Empty keeps the preset's. A mix network warm-started from a direct checkpoint starts as "
-        "the mean of the two sources."))] = "",
+        "scale removed) or mixed-base (a residual over a fixed fusion of the sources read with the whole "
+        "frame's means). Empty keeps the preset's. Warm-started from a direct checkpoint, a mix network starts "
+        "as the mean of the two sources, a mixed-base one as its base."))] = "",
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,

@@ -12,7 +12,8 @@ from swinfuse.errors import ConfigError
 UPSAMPLERS = ("", "pixelshuffle", "pixelshuffledirect", "nearest+conv")
 UPSCALES = (1, 2, 3, 4, 8)
 PATCH_SIZES = (1, 2, 4)
-OUTPUTS = ("direct", "mix", "mix-fine")
+OUTPUTS = ("direct", "mix", "mix-fine", "mixed-base")
+MIXING_OUTPUTS = ("mix", "mix-fine")  # the outputs whose head gives a weight channel more
 CLIP_RANDOM = "random"  # TextEncoderSpec.pretrained value that asks for an untrained CLIP on purpose
 
 
@@ -116,6 +117,9 @@ class FusionConfig:
     # (a sigmoid) and a residual r, the fusion w * visible + (1 - w) * infrared + r: at every scale the output
     # starts from a mixture of the sources, whatever the network has learned of their cameras. 'mix-fine': the
     # same with the residual's large scale (its Gaussian blur, sigma 4) removed, so the large scale is the mixture.
+    # 'mixed-base': the head's residual over a fixed fusion of the sources read with the whole frame's means
+    # (network.mixed_base), which a windowed network cannot see: the frame's tone and large-scale mixing come
+    # with the base, the network adds detail and restoration.
     output: str = "direct"
     text: TextEncoderSpec = field(default_factory=TextEncoderSpec)
 

@@ -74,8 +74,9 @@ class TrainArgs:
     # deeper Swin stages than the preset's, "ex=3,fusion=3,re=3/3" (a group left out keeps the preset's
     # depths); with --init, the blocks the checkpoint lacks start as the identity (state.warm_start)
     depths: str = ""
-    # the head's output (FusionConfig.output): "" keeps the preset's; "mix" or "mix-fine" from a "direct" --init
-    # starts with the head's last conv at zero, the fusion then mean(visible, infrared) (state.warm_start)
+    # the head's output (FusionConfig.output): "" keeps the preset's; "mix", "mix-fine" or "mixed-base" from a
+    # "direct" --init starts with the head's last conv at zero, the fusion then mean(visible, infrared) or the
+    # base (state.warm_start)
     output: str = ""
 
 

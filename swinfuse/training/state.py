@@ -122,12 +122,12 @@ def warm_start(model: nn.Module, args: TrainArgs, config) -> dict:
     """Copy the weights of checkpoint `args.init` into `model`; returns what the new checkpoint records
     about where it started. The architecture must match the preset's except for the number of attention
     heads, an added prompt gate (which starts open), deeper stages (--depths) and a 'mix' output from a
-    'direct' one. A head count change keeps every weight's shape but the relative-position bias tables, which
+    'direct' one (or a 'mixed-base' one). A head count change keeps every weight's shape but the relative-position bias tables, which
     start from the mean of the old heads' tables (an approximate start, not an equivalent model). A stage's
     added blocks come after its old ones and start as the identity, so the deeper network starts as the
     checkpoint's, output for output. A 'mix' head's last conv starts at zero: the fusion starts as
     mean(visible, infrared), the rest of the network as the checkpoint's, and the head learns the weight and
-    the residual on top of it."""
+    the residual on top of it; under 'mixed-base' the fusion starts as the base (network.mixed_base)."""
     from swinfuse.model.checkpoint import load_checkpoint
 
     source, meta = load_checkpoint(args.init)
@@ -149,6 +149,11 @@ def warm_start(model: nn.Module, args: TrainArgs, config) -> dict:
             state[key] = torch.zeros_like(target[key])
         else:  # the bias tables: (positions, heads)
             state[key] = value.mean(dim=1, keepdim=True).expand_as(target[key]).clone()
+    if to_mix and ours["output"] == "mixed-base":  # the same head: its last conv starts at zero, so the
+        last = [n for n, m in model.decoder.head.named_modules() if isinstance(m, nn.Conv2d)][-1]  # fusion starts
+        for key in (f"decoder.head.{last}.weight", f"decoder.head.{last}.bias"):  # as the base alone
+            if key in state:
+                state[key] = torch.zeros_like(target[key])
     if adds_gate or grows:  # the new gate's and blocks' keys are the only ones missing; anything else is an error
         added = added_blocks(theirs, ours)
         missing, unexpected = model.load_state_dict(state, strict=False)

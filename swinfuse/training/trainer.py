@@ -57,17 +57,19 @@ def train(args: TrainArgs, progress: Progress | None = None) -> TrainResult:
 
 
 def _consistency(model, out: torch.Tensor, ir_in: torch.Tensor, vis_in: torch.Tensor, mask: torch.Tensor,
-                 bf16: bool) -> torch.Tensor:
+                 bf16: bool, frame: torch.Tensor | None = None) -> torch.Tensor:
     """Mean L1 between `out` and the network's own fusion under the neutral prompt, over the samples of `mask`
     (clean inputs prompted with a degradation); 0 when there are none. The reference is computed without
-    gradient and without drop-path (eval mode), so it is the fusion a user would get."""
+    gradient and without drop-path (eval mode), so it is the fusion a user would get. `frame`: the samples' frame means (output 'mixed-base'),
+    so that the reference has the same base as `out`."""
     mask = mask.to(out.device)
     if not bool(mask.any()):
         return out.sum() * 0.0  # keeps the graph (and every rank's) alike
     model.eval()
     try:
         with torch.no_grad(), torch.autocast(out.device.type, dtype=torch.bfloat16, enabled=bf16):
-            ref = model(ir_in[mask], vis_in[mask], [canonical_prompt("none")])
+            kw = {} if frame is None else {"frame": frame[mask]}
+            ref = model(ir_in[mask], vis_in[mask], [canonical_prompt("none")], **kw)
     finally:
         model.train()
     return (out[mask].float() - ref.float()).abs().mean()
@@ -83,18 +85,36 @@ def _gate_loss(gate: torch.Tensor, applies: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.binary_cross_entropy(g, applies[known].to(g.device))
 
 
+def input_frame_means(stats: torch.Tensor, ir_in: torch.Tensor, vis_in: torch.Tensor, ir: torch.Tensor,
+                      vis: torch.Tensor) -> torch.Tensor:
+    """The frame means (network.frame_means) of the inputs' whole frames, for output 'mixed-base': `stats` (b, >=3)
+    are the clean frames' (shift, mean ir, mean vis) (sampling.whole_frame_stats), the inputs a degraded crop of
+    them; a degradation moves the frame's means by what it moves the crop's (exact for clean inputs, for which
+    the correction is zero). A NaN row (a frame not at hand) takes the input crop's own means."""
+    from swinfuse.model.network import frame_means
+
+    stats = stats.to(ir_in)
+    shift, m_ir, m_vis = stats[:, 0], stats[:, 1], stats[:, 2]
+    clean = torch.stack([m_ir, m_vis, torch.maximum(m_ir, m_vis) - shift], 1)  # (b, 3)
+    own = frame_means(ir_in, vis_in)
+    moved = clean + own - frame_means(ir, vis)
+    return torch.where(stats[:, :1].isnan(), own, moved)
+
+
 def _fusion_step(net, model, images, args: TrainArgs, weights: dict, teacher, step: int, rank: int, world: int,
                  aug: Augment, device: torch.device):
     """One step's loss of the whole network on a batch of degraded crops -> (loss, terms)."""
     teacher_frame = teacher is not None and teacher.shift == "frame"
-    frame_match = uses_frame_stats(args.intensity_target) or teacher_frame
+    base = model.config.output == "mixed-base"
+    frame_match = uses_frame_stats(args.intensity_target) or teacher_frame or base
     ir_in, vis_in, ir, vis, prompts, wrong_on_clean, applies, *frame = make_batch(
         images, args.crop, args.seed, step, args.batch_size, rank, world, args.prompt_augment, aug, args.clean_share,
         args.wrong_prompt_share, args.wrong_prompt_on, args.neutral_on_degraded, frame_match,
         teacher.frame_offset if teacher_frame else None)
     ir_in, vis_in, ir, vis = (t.to(device, non_blocking=True) for t in (ir_in, vis_in, ir, vis))
+    means = input_frame_means(frame[0], ir_in, vis_in, ir, vis) if base else None
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-        out = net(ir_in, vis_in, prompts)
+        out = net(ir_in, vis_in, prompts, **({"frame": means} if base else {}))
     gate = model.last_gate  # this forward's (the consistency term's own forward replaces it)
     loss, terms = output_loss(out, ir, vis, weights, args.gradient_target, args.intensity_target,
                               frame[0][:, :3] if frame else None)
@@ -106,7 +126,7 @@ def _fusion_step(net, model, images, args: TrainArgs, weights: dict, teacher, st
         l_gate = args.gate_weight * _gate_loss(gate, applies)
         loss, terms = loss + l_gate, {**terms, "gate": l_gate.detach()}
     if args.prompt_consistency > 0:
-        l_cons = args.prompt_consistency * _consistency(model, out, ir_in, vis_in, wrong_on_clean, args.bf16)
+        l_cons = args.prompt_consistency * _consistency(model, out, ir_in, vis_in, wrong_on_clean, args.bf16, means)
         loss, terms = loss + l_cons, {**terms, "consistency": l_cons.detach()}
     return loss, terms
 
