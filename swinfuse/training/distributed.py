@@ -43,9 +43,9 @@ class PromptedFusion(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, ir: torch.Tensor, vis: torch.Tensor, prompts: list[str]) -> torch.Tensor:
+    def forward(self, ir: torch.Tensor, vis: torch.Tensor, prompts: list[str], **kwargs) -> torch.Tensor:
         text = self.model.encode_prompts(prompts, cache=False)  # (B, D)
-        return self.model(ir, vis, text)  # (B, 1, H*up, W*up)
+        return self.model(ir, vis, text, **kwargs)  # (B, 1, H*up, W*up); kwargs: SwinFuse.forward's (frame=)
 
 
 def wrap(model: nn.Module, world: int, device: torch.device) -> nn.Module:
