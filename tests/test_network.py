@@ -285,6 +285,41 @@ def test_mix_output_is_a_weighted_mixture_of_the_sources_plus_a_residual(tiny_co
     assert FusionConfig.from_json(json.dumps(old)).output == "direct"
 
 
+def test_mixed_base_output_is_the_frame_base_plus_a_residual(tiny_config):
+    """output 'mixed-base': with the head's last conv at zero the fusion is mixed_base of the sources read with
+    their own means, or with the means given as frame= (a crop of a larger frame); the head's bias adds on top.
+    The base keeps the brighter source's mean and is the mixture the docstring states."""
+    from swinfuse.errors import ConfigError
+    from swinfuse.model.network import BASE_GAIN, BASE_SHARE, frame_means, mixed_base
+
+    torch.manual_seed(0)
+    for cfg in (tiny_config, _halfres(tiny_config)):
+        model = SwinFuse(dataclasses.replace(cfg, output="mixed-base")).eval()
+        last = model.decoder.head.body[-1]
+        assert last.out_channels == 1
+        ir, vis = _pair(2, 16, 24)
+        torch.nn.init.zeros_(last.weight), torch.nn.init.zeros_(last.bias)
+        with torch.inference_mode():
+            base = mixed_base(ir, vis, frame_means(ir, vis))
+            torch.testing.assert_close(model(ir, vis, ""), base)
+            other = torch.tensor([[0.2, 0.6, 0.7]])  # another frame's means change the base of the same pixels
+            given = model(ir, vis, "", frame=other)
+            torch.testing.assert_close(given, mixed_base(ir, vis, other.expand(2, 3)))
+            assert float((given - base).abs().max()) > 0.05
+            last.bias.fill_(0.1)
+            torch.testing.assert_close(model(ir, vis, ""), base + 0.1)
+    ir, vis = torch.full((1, 1, 4, 4), 0.2), torch.full((1, 1, 4, 4), 0.5)
+    ir[..., 0, 0], vis[..., 0, 0] = 0.9, 0.4  # one pixel where the infrared is the brighter
+    means = frame_means(ir, vis)
+    m_ir, m_vis = float(ir.mean()), float(vis.mean())
+    matched = torch.maximum(ir, vis) + m_vis - float(torch.maximum(ir, vis).mean())
+    both = m_vis + BASE_GAIN * ((ir - m_ir) + (vis - m_vis))
+    torch.testing.assert_close(mixed_base(ir, vis, means), (1 - BASE_SHARE) * matched + BASE_SHARE * both)
+    assert abs(float(mixed_base(ir, vis, means).mean()) - m_vis) < 1e-6  # the brighter source's mean
+    with pytest.raises(ConfigError, match="frame= is for output 'mixed-base'"):
+        SwinFuse(tiny_config)(ir, vis, "", frame=means)
+
+
 def test_gaussian_blur_keeps_the_mean_and_flat_images():
     from swinfuse.model.network import gaussian_blur
 

@@ -87,6 +87,22 @@ def test_tiled_matches_whole_frame_with_a_strided_patch_embedding():
     assert _psnr(frame.image, whole) >= 40
 
 
+def test_tiles_of_a_mixed_base_model_share_the_frame_base():
+    """Each tile's base is read with the whole frame's means: with the head at zero the tiled fusion is the
+    frame's base exactly (with each tile's own means it would differ, the frame being brighter on one side)."""
+    from swinfuse.model.network import frame_means, mixed_base
+
+    model = _model(output="mixed-base")
+    last = model.decoder.head.body[-1]
+    torch.nn.init.zeros_(last.weight), torch.nn.init.zeros_(last.bias)
+    ir, vis = _pair(40, 56)
+    ir = ir * torch.linspace(0.2, 1.0, 56)  # brighter to the right: the tiles' own means differ from the frame's
+    text = torch.zeros(1, 16)
+    with torch.inference_mode():
+        tiled = tiling.fuse_tiled(model, ir, vis, text, tile=16, overlap=8)
+    torch.testing.assert_close(tiled, mixed_base(ir, vis, frame_means(ir, vis)))
+
+
 def test_tiled_with_upscale_and_a_batch():
     model = _model(upscale=2, upsampler="pixelshuffledirect")
     ir, vis = _pair(40, 56, B=2)

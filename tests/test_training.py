@@ -348,6 +348,57 @@ def test_init_from_a_direct_checkpoint_with_mix_output_starts_as_the_sources_mea
         train(_args(pair_dir, tmp_path / "back", init=str(tmp_path / "learns" / "model.safetensors")))
 
 
+def test_init_from_a_direct_checkpoint_with_mixed_base_output_starts_as_the_base(pair_dir, tmp_path, monkeypatch):
+    """--output mixed-base from a 'direct' checkpoint: the same head, its last conv zeroed, so the fusion starts
+    as the base; every other weight is the checkpoint's; it trains (frame means reach the forward) and learns."""
+    from swinfuse.model.checkpoint import load_checkpoint
+    from swinfuse.model.network import frame_means, mixed_base
+    from swinfuse.training.trainer import train
+
+    _smoke_at_full_size(monkeypatch)
+    train(_args(pair_dir, tmp_path / "direct"))
+    direct_file = str(tmp_path / "direct" / "model.safetensors")
+    train(_args(pair_dir, tmp_path / "still", init=direct_file, lr=0.0, output="mixed-base"))
+    direct, _ = load_checkpoint(direct_file)
+    based, meta = load_checkpoint(tmp_path / "still" / "model.safetensors")
+    assert based.config.output == "mixed-base"
+    assert meta["provenance"]["init"]["converted"]["output"] == ["direct", "mixed-base"]
+    sd, sb = direct.state_dict(), based.state_dict()
+    head = ["decoder.head.body.4.bias", "decoder.head.body.4.weight"]
+    assert all(torch.equal(sd[k], sb[k]) for k in sd if k not in head) and not any(sb[k].any() for k in head)
+    assert all(sd[k].any() for k in head)
+    torch.manual_seed(0)
+    ir, vis = torch.rand(1, 1, 24, 20), torch.rand(1, 1, 24, 20)
+    with torch.no_grad():
+        torch.testing.assert_close(based.eval()(ir, vis, "fuse"), mixed_base(ir, vis, frame_means(ir, vis)))
+    train(_args(pair_dir, tmp_path / "learns", init=direct_file, output="mixed-base", intensity_target="mixed-frame"))
+    learnt, _ = load_checkpoint(tmp_path / "learns" / "model.safetensors")
+    assert learnt.state_dict()["decoder.head.body.4.weight"].any()
+
+
+def test_input_frame_means_move_the_clean_frames_by_the_crops_degradation():
+    """A clean crop gets its clean frame's means; a degraded one those moved by what the degradation moved the
+    crop's; a NaN row (no frame) the crop's own; and the base at these means is the mixed-frame target."""
+    from swinfuse.model.network import frame_means, mixed_base
+    from swinfuse.training.losses import fusion_loss
+    from swinfuse.training.trainer import input_frame_means
+
+    torch.manual_seed(0)
+    ir, vis = torch.rand(3, 1, 8, 8), torch.rand(3, 1, 8, 8)
+    stats = torch.tensor([[-0.1, 0.4, 0.5], [-0.2, 0.3, 0.2], [float("nan")] * 3])  # shift, mean ir, mean vis
+    clean = torch.tensor([[0.4, 0.5, 0.6], [0.3, 0.2, 0.5]])
+    torch.testing.assert_close(input_frame_means(stats, ir, vis, ir, vis)[:2], clean)
+    dark = vis * 0.5
+    got = input_frame_means(stats, ir, dark, ir, vis)
+    moved = frame_means(ir, dark)[:2] - frame_means(ir, vis)[:2]
+    torch.testing.assert_close(got[:2], clean + moved)
+    torch.testing.assert_close(got[2], frame_means(ir, dark)[2])
+    only = {"ssim": 0.0, "gradient": 0.0, "intensity": 1.0}
+    base = mixed_base(ir[:2], vis[:2], clean)
+    _, terms = fusion_loss(ir[:2], vis[:2], base, only, intensity_target="mixed-frame", frame=stats[:2])
+    assert float(terms["intensity"]) < 1e-6
+
+
 def test_bad_output_is_a_one_line_error(pair_dir, tmp_path):
     from swinfuse.errors import ConfigError
     from swinfuse.training.trainer import train
