@@ -108,6 +108,9 @@ def train(
         "scale removed) or mixed-base (a residual over a fixed fusion of the sources read with the whole "
         "frame's means). Empty keeps the preset's. Warm-started from a direct checkpoint, a mix network starts "
         "as the mean of the two sources, a mixed-base one as its base."))] = "",
+    base_gain: Annotated[float, typer.Option(help=(
+        "Output mixed-base: the gain of both sources' deviations in the base (0 keeps the preset's, 0.7). "
+        "Pair it with --intensity-target mixed-frame:0.3:G so the target is the base of the clean sources."))] = 0.0,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = None,
     progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
@@ -129,7 +132,7 @@ def train(
                           gradient_target=gradient_target, intensity_target=intensity_target, bf16=bf16,
                           overwrite=overwrite, text_encoder=text_encoder, teacher=teacher,
                           teacher_weight=teacher_weight, teacher_shift=teacher_shift,
-                          depths=depths, output=output)
+                          depths=depths, output=output, base_gain=base_gain)
     main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, one process speaks
     try:
         with render.progress_bar("train", "loss {task.fields[loss]:.4f}", "{task.fields[rate]:.2f} steps/s",

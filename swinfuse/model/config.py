@@ -3,6 +3,8 @@ the text side. It travels inside every checkpoint as JSON."""
 
 from __future__ import annotations
 
+import math
+
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -121,6 +123,8 @@ class FusionConfig:
     # (network.mixed_base), which a windowed network cannot see: the frame's tone and large-scale mixing come
     # with the base, the network adds detail and restoration.
     output: str = "direct"
+    # 'mixed-base': the gain of both sources' deviations in the base's second term (network.mixed_base)
+    base_gain: float = 0.7
     text: TextEncoderSpec = field(default_factory=TextEncoderSpec)
 
     def __post_init__(self):
@@ -178,6 +182,8 @@ class FusionConfig:
             raise ConfigError(f"text_dim must be >= 1, got {self.text_dim}")
         if self.output not in OUTPUTS:
             raise ConfigError(f"output must be one of {OUTPUTS}, got {self.output!r}")
+        if not (math.isfinite(self.base_gain) and 0 <= self.base_gain <= 2):
+            raise ConfigError(f"base_gain must be in [0, 2], got {self.base_gain}")
         if self.output != "direct" and self.upscale != 1:
             raise ConfigError(f"output {self.output!r} mixes the sources at their size: upscale must be 1, got {self.upscale}")
 

@@ -282,7 +282,7 @@ class SwinFuse(nn.Module):
         if cfg.output in MIXING_OUTPUTS:
             out = mix_sources(out, ir_x, vis_x, fine=cfg.output == "mix-fine")  # (B, in, Hp, Wp)
         elif cfg.output == "mixed-base":
-            out = out + mixed_base(ir_x, vis_x, frame)  # the padding's base is cropped away below
+            out = out + mixed_base(ir_x, vis_x, frame, gain=cfg.base_gain)  # the padding's is cropped below
         up = cfg.upscale
         return out[..., :H * up, :W * up] / cfg.img_range  # (B, in, H*up, W*up)
 
@@ -301,6 +301,7 @@ def gaussian_blur(x: torch.Tensor, sigma: float = FINE_SIGMA) -> torch.Tensor:
 
 
 BASE_SHARE, BASE_GAIN = 0.3, 0.7  # output 'mixed-base': the share of the deviations' term, and their gain
+# (the gain's default; FusionConfig.base_gain sets a model's)
 
 
 def frame_means(ir: torch.Tensor, vis: torch.Tensor) -> torch.Tensor:

@@ -78,6 +78,8 @@ class TrainArgs:
     # "direct" --init starts with the head's last conv at zero, the fusion then mean(visible, infrared) or the
     # base (state.warm_start)
     output: str = ""
+    # output 'mixed-base': the deviations' gain of its base (FusionConfig.base_gain); 0 keeps the preset's
+    base_gain: float = 0.0
 
 
 # Settings a resumed run must share with the saved one; a key older states lack takes its default.
@@ -85,7 +87,8 @@ RESUME_KEYS = ("preset", "crop", "batch_size", "seed", "steps", "lr", "warmup", 
                "loss_weights", "rescale", "gamma_jitter", "gain_jitter", "clean_share", "wrong_prompt_share",
                "wrong_prompt_on", "prompt_consistency", "prompt_gate", "gate_weight", "gate_only",
                "neutral_on_degraded", "gradient_target", "intensity_target",
-               "text_encoder", "teacher", "teacher_weight", "depths", "teacher_shift", "output")
+               "text_encoder", "teacher", "teacher_weight", "depths", "teacher_shift", "output",
+               "base_gain")
 
 
 @dataclass
@@ -175,6 +178,8 @@ def normalised(args: TrainArgs) -> TrainArgs:
     if args.output and args.output not in OUTPUTS:
         raise ConfigError(f"output must be {', '.join(map(repr, OUTPUTS[:-1]))} or {OUTPUTS[-1]!r}, "
                           f"got {args.output!r}")
+    if not (math.isfinite(args.base_gain) and 0 <= args.base_gain <= 2):
+        raise ConfigError(f"base gain must be in [0, 2] (0 keeps the preset's), got {args.base_gain}")
     Augment(rescale=args.rescale, gamma=args.gamma_jitter, gain=args.gain_jitter)
     parse_depths(args.depths)
     text = text_encoder_spec(args.text_encoder)
@@ -218,7 +223,8 @@ def model_config(args: TrainArgs):
         if len(value) != len(getattr(config, key)):
             raise ConfigError(f"--depths gives {len(value)} stage(s) for {key.split('_')[0]}, preset "
                               f"{args.preset!r} has {len(getattr(config, key))}")
-    config = dataclasses.replace(config, **depths, **({"output": args.output} if args.output else {}))
+    config = dataclasses.replace(config, **depths, **({"output": args.output} if args.output else {}),
+                                 **({"base_gain": args.base_gain} if args.base_gain else {}))
     text = text_encoder_spec(args.text_encoder)
     if text is None:
         return config

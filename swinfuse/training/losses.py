@@ -65,10 +65,25 @@ MIXED_SHARE, DEVIATION_GAIN = 0.3, 0.7  # "mixed": D's share of the target, and 
 PYRAMID_LEVELS = 3
 
 
+def deviation_gain(intensity_target: str) -> float:
+    """The deviations' gain G of "mixed:S:G" or "mixed-frame:S:G" (DEVIATION_GAIN when not given)."""
+    parts = intensity_target.split(":")
+    return float(parts[2]) if len(parts) > 2 else DEVIATION_GAIN
+
+
 def intensity_share(intensity_target: str) -> float:
-    """The share S of an intensity target "mixed[:S]" or "mixed-frame[:S]" (0 for the other targets); ValueError
-    for an unknown target or a share outside [0, 1]."""
+    """The share S of an intensity target "mixed[:S[:G]]" or "mixed-frame[:S[:G]]" (0 for the other targets);
+    ValueError for an unknown target, a share outside [0, 1] or a gain G (the deviations', DEVIATION_GAIN
+    by default) outside [0, 2]."""
     name, _, share = intensity_target.partition(":")
+    share, _, gain = share.partition(":")
+    if gain:
+        try:
+            ok = 0 <= float(gain) <= 2
+        except ValueError:
+            ok = False
+        if not ok or name not in ("mixed", "mixed-frame"):
+            raise ValueError(f"intensity_target mixed:S:G needs G in [0, 2], got {intensity_target!r}")
     mixed = name in ("mixed", "mixed-frame")
     if name not in INTENSITY_TARGETS or (share and not mixed):
         raise ValueError(f"intensity_target must be one of {INTENSITY_TARGETS} (mixed:S or mixed-frame:S with S "
@@ -197,7 +212,7 @@ def fusion_loss(ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor,
         top = torch.maximum(mean_ir, mean_vis)
         brighter = (brighter + offset).clamp(0, 1)
         if share:
-            both = (top + DEVIATION_GAIN * ((ir - mean_ir) + (vis - mean_vis))).clamp(0, 1)
+            both = (top + deviation_gain(intensity_target) * ((ir - mean_ir) + (vis - mean_vis))).clamp(0, 1)
             brighter = (1 - share) * brighter + share * both
     l_int = w["intensity"] * F.l1_loss(fused, brighter)
     if gradient_target == "signed":

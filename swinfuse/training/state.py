@@ -137,7 +137,7 @@ def warm_start(model: nn.Module, args: TrainArgs, config) -> dict:
     to_mix = "output" in differ and theirs["output"] == "direct" and ours["output"] != "direct"
     grows = [k for k in differ if k.endswith("_depths") and len(theirs[k]) == len(ours[k])
              and all(o >= t for o, t in zip(ours[k], theirs[k]))]
-    if any(not (k.endswith("_num_heads") or (k == "prompt_gate" and adds_gate)
+    if any(not (k.endswith("_num_heads") or k == "base_gain" or (k == "prompt_gate" and adds_gate)
                    or (k == "output" and to_mix) or k in grows) for k in differ):
         raise CheckpointError(f"--init {args.init} is a different model than preset {args.preset!r} "
                               f"({', '.join(f'{k}={theirs[k]} vs {ours[k]}' for k in differ[:3])})")
