@@ -301,3 +301,12 @@ def test_train_command_output_option(pair_dir, tmp_path, monkeypatch, capsys):
     code, _, err = _main(["train", "--data", str(pair_dir), "--out", str(tmp_path / "bad"), "--output", "blend",
                           *TINY], monkeypatch, capsys)
     assert code == 1 and err == "Error: output must be 'direct', 'mix', 'mix-fine' or 'mixed-base', got 'blend'\n"
+    code, _, err = _main(["train", "--data", str(pair_dir), "--out", str(tmp_path / "base"), "--steps", "1",
+                          "--output", "mixed-base", "--base-gain", "1.0", *TINY], monkeypatch, capsys)
+    assert code == 0, err
+    with safe_open(str(tmp_path / "base" / "model.safetensors"), "pt") as f:
+        config = json.loads(f.metadata()["config"])
+    assert config["output"] == "mixed-base" and config["base_gain"] == 1.0
+    code, _, err = _main(["train", "--data", str(pair_dir), "--out", str(tmp_path / "bad2"), "--base-gain", "3",
+                          *TINY], monkeypatch, capsys)
+    assert code == 1 and err == "Error: base gain must be in [0, 2] (0 keeps the preset's), got 3.0\n"

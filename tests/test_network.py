@@ -149,6 +149,7 @@ def test_prompt_embeddings_are_cached(tiny_model):
     (dict(window_size=1), "window_size must be >= 2, got 1"),
     (dict(output="blend"), "output must be one of ('direct', 'mix', 'mix-fine', 'mixed-base'), got 'blend'"),
     (dict(output="mix"), "output 'mix' mixes the sources at their size: upscale must be 1, got 2"),
+    (dict(base_gain=2.5), "base_gain must be in [0, 2], got 2.5"),
 ])
 def test_config_validation_names_the_value(change, message):
     with pytest.raises(ConfigError) as err:
@@ -308,6 +309,11 @@ def test_mixed_base_output_is_the_frame_base_plus_a_residual(tiny_config):
             assert float((given - base).abs().max()) > 0.05
             last.bias.fill_(0.1)
             torch.testing.assert_close(model(ir, vis, ""), base + 0.1)
+        full = SwinFuse(dataclasses.replace(cfg, output="mixed-base", base_gain=1.0)).eval()
+        full.load_state_dict(model.state_dict())  # the same weights; the config's gain sets the base
+        with torch.inference_mode():
+            torch.testing.assert_close(full(ir, vis, ""), mixed_base(ir, vis, frame_means(ir, vis), gain=1.0) + 0.1)
+            assert float((full(ir, vis, "") - model(ir, vis, "")).abs().max()) > 0.01
     ir, vis = torch.full((1, 1, 4, 4), 0.2), torch.full((1, 1, 4, 4), 0.5)
     ir[..., 0, 0], vis[..., 0, 0] = 0.9, 0.4  # one pixel where the infrared is the brighter
     means = frame_means(ir, vis)

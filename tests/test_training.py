@@ -371,9 +371,11 @@ def test_init_from_a_direct_checkpoint_with_mixed_base_output_starts_as_the_base
     ir, vis = torch.rand(1, 1, 24, 20), torch.rand(1, 1, 24, 20)
     with torch.no_grad():
         torch.testing.assert_close(based.eval()(ir, vis, "fuse"), mixed_base(ir, vis, frame_means(ir, vis)))
-    train(_args(pair_dir, tmp_path / "learns", init=direct_file, output="mixed-base", intensity_target="mixed-frame"))
-    learnt, _ = load_checkpoint(tmp_path / "learns" / "model.safetensors")
-    assert learnt.state_dict()["decoder.head.body.4.weight"].any()
+    train(_args(pair_dir, tmp_path / "learns", init=direct_file, output="mixed-base", base_gain=1.0,
+                intensity_target="mixed-frame:0.3:1.0"))
+    learnt, meta = load_checkpoint(tmp_path / "learns" / "model.safetensors")
+    assert learnt.state_dict()["decoder.head.body.4.weight"].any() and learnt.config.base_gain == 1.0
+    assert meta["provenance"]["init"]["converted"]["base_gain"] == [0.7, 1.0]
 
 
 def test_input_frame_means_move_the_clean_frames_by_the_crops_degradation():
@@ -625,7 +627,7 @@ def test_max_matched_intensity_target_has_the_brighter_source_mean():
 def test_mixed_intensity_target_adds_both_sources_deviations():
     from swinfuse.errors import ConfigError
     from swinfuse.training.args import TrainArgs, normalised
-    from swinfuse.training.losses import intensity_share
+    from swinfuse.training.losses import deviation_gain, intensity_share
 
     ir, vis = _scene(seed=1)[None].flip(-1) * 0.9, _scene(seed=2)[None]
     only = {"ssim": 0, "intensity": 1, "gradient": 0}
@@ -640,7 +642,11 @@ def test_mixed_intensity_target_adds_both_sources_deviations():
     _, matched_under_mixed = fusion_loss(ir, vis, matched, only, intensity_target="mixed")
     assert float(matched_under_mixed["intensity"]) > 1e-3  # the share moves the target off the matched max
     assert intensity_share("max-matched") == 0 and intensity_share("mixed:1") == 1
-    for bad in ("mixed:1.5", "mixed:x", "max:0.3", "min"):
+    gained = (top + 1.0 * ((ir - ir.mean()) + (vis - vis.mean()))).clamp(0, 1)
+    _, at = fusion_loss(ir, vis, 0.5 * matched + 0.5 * gained, only, intensity_target="mixed:0.5:1.0")
+    assert float(at["intensity"]) < 1e-6 and deviation_gain("mixed-frame:0.3:1") == 1.0
+    assert deviation_gain("mixed") == 0.7
+    for bad in ("mixed:1.5", "mixed:x", "max:0.3", "min", "mixed:0.3:2.5", "mixed:0.3:x", "max-matched:0.3:1"):
         with pytest.raises(ValueError, match="intensity_target"):
             intensity_share(bad)
     with pytest.raises(ConfigError, match="intensity target"):
