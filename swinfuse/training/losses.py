@@ -57,6 +57,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from swinfuse.model.network import mixed_base
+
 WEIGHTS = {"ssim": 10.0, "intensity": 20.0, "gradient": 20.0}
 OPTIONAL_WEIGHTS = {"pyramid": 0.0, "scd": 0.0}  # ours, off unless a fourth (fifth) loss weight is given
 GRADIENT_TARGETS = ("magnitude", "signed")
@@ -209,11 +211,11 @@ def fusion_loss(ir: torch.Tensor, vis: torch.Tensor, fused: torch.Tensor,
             own = stats[:, 0].isnan()
             offset, mean_ir, mean_vis = (torch.where(own, mine, theirs) for mine, theirs in
                                          zip((offset, mean_ir, mean_vis), stats.unbind(1)))
-        top = torch.maximum(mean_ir, mean_vis)
-        brighter = (brighter + offset).clamp(0, 1)
-        if share:
-            both = (top + deviation_gain(intensity_target) * ((ir - mean_ir) + (vis - mean_vis))).clamp(0, 1)
-            brighter = (1 - share) * brighter + share * both
+        if share:  # the base of a 'mixed-base' network: matched max and deviations, read with these means
+            means = torch.cat([mean_ir, mean_vis, torch.maximum(mean_ir, mean_vis) - offset], 1).flatten(1)  # (B, 3)
+            brighter = mixed_base(ir, vis, means, share, deviation_gain(intensity_target))
+        else:
+            brighter = (brighter + offset).clamp(0, 1)
     l_int = w["intensity"] * F.l1_loss(fused, brighter)
     if gradient_target == "signed":
         target = torch.where(g_ir.abs() >= g_vis.abs(), g_ir, g_vis)  # per axis, the stronger source's response
