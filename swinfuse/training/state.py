@@ -121,9 +121,9 @@ def restore(state: dict, *, model, optimizer, scheduler, rank: int, world: int) 
 def warm_start(model: nn.Module, args: TrainArgs, config) -> dict:
     """Copy the weights of checkpoint `args.init` into `model`; returns what the new checkpoint records
     about where it started. The architecture must match the preset's except for the number of attention
-    heads, an added prompt gate (which starts open), deeper stages (--depths) and a 'mix' output from a
-    'direct' one (or a 'mixed-base' one). A head count change keeps every weight's shape but the relative-position bias tables, which
-    start from the mean of the old heads' tables (an approximate start, not an equivalent model). A stage's
+    heads, an added prompt gate (which starts open), deeper stages (--depths), a 'mix', 'mix-fine' or
+    'mixed-base' output from a 'direct' one, and base_gain. A head count change keeps every weight's shape
+    but the relative-position bias tables, which start from the mean of the old heads' tables (an approximate start, not an equivalent model). A stage's
     added blocks come after its old ones and start as the identity, so the deeper network starts as the
     checkpoint's, output for output. A 'mix' head's last conv starts at zero: the fusion starts as
     mean(visible, infrared), the rest of the network as the checkpoint's, and the head learns the weight and
